@@ -1,0 +1,262 @@
+"""Seeded, vectorised statistics for per-document results: bootstrap CIs, paired tests, FDR.
+
+Every resampling function draws its document indices as
+``numpy.random.default_rng(seed).integers(0, n, size=(n_boot, n))``, so a 2-D call
+(n_docs, n_items) uses the *same* resampled documents for every item, and equals the 1-D call
+on each column with the same seed. Means over a resample are computed as
+``counts @ values / n`` with ``counts`` (n_boot, n_docs) the multiplicity of each document in
+each resample: one matrix product instead of an (n_boot, n_docs, n_items) gather.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import scipy.stats
+
+from sumcircuit.errors import SumcircuitError
+
+__all__ = [
+    "PairedDiff",
+    "bh_qvalues",
+    "bootstrap_ci",
+    "fraction_negative_ci",
+    "paired_bootstrap_diff",
+    "ratio_bootstrap_ci",
+    "wilcoxon_p",
+]
+
+# Upper bound on the elements of one gathered (chunk, n_docs, n_items) block for a generic stat.
+_GATHER_BUDGET = 2**24
+
+
+class PairedDiff(NamedTuple):
+    """Paired bootstrap difference of two arms scored on the same examples (a − b)."""
+
+    mean_diff: float
+    ci95: tuple[float, float]
+    p_value: float
+    n: int
+
+
+def _as_samples(values: object, name: str, *, ndim: tuple[int, ...] = (1, 2)) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim not in ndim:
+        raise SumcircuitError(
+            f"{name} must be a {' or '.join(f'{d}-D' for d in ndim)} array with documents "
+            f"along the first axis; got shape {arr.shape}."
+        )
+    if arr.shape[0] == 0:
+        raise SumcircuitError(f"{name} is empty; pass at least one document.")
+    if not np.all(np.isfinite(arr)):
+        raise SumcircuitError(
+            f"{name} contains NaN or inf; drop documents whose region is empty before "
+            "bootstrapping."
+        )
+    return arr
+
+
+def _check_boot(n_boot: int, confidence: float) -> None:
+    if n_boot < 1:
+        raise SumcircuitError(f"n_boot must be at least 1; got {n_boot}.")
+    if not 0.0 < confidence < 1.0:
+        raise SumcircuitError(f"confidence must lie strictly between 0 and 1; got {confidence}.")
+
+
+def _resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """Document indices of each resample, shape (n_boot, n)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """Multiplicity of each document in each resample: (n_boot, n) float64, rows sum to n."""
+    n_boot = idx.shape[0]
+    flat = (idx + n * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def _percentile_interval(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    alpha = 1.0 - confidence
+    lo, hi = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+    return lo, hi
+
+
+def _scalar_or_array(lo: np.ndarray, hi: np.ndarray, one_d: bool):
+    if one_d:
+        return float(lo), float(hi)
+    return np.asarray(lo), np.asarray(hi)
+
+
+def bootstrap_ci(
+    values: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    stat: Callable[..., np.ndarray] = np.mean,
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap CI of ``stat`` over documents (the first axis).
+
+    values: (n_docs,) → returns (lo, hi) floats; (n_docs, n_items) → returns arrays lo, hi of
+    shape (n_items,), every item resampled with the same document indices.
+    lo, hi = the (1−c)/2 and (1+c)/2 quantiles (numpy "linear" method) of
+    ``stat(values[idx_b], axis=0)`` over b = 1..n_boot, c = ``confidence``.
+    ``stat`` must accept an ``axis`` keyword; ``np.mean`` takes a fast matrix-product path.
+    """
+    arr = _as_samples(values, "values")
+    _check_boot(n_boot, confidence)
+    n = arr.shape[0]
+    idx = _resample_indices(n, n_boot, seed)
+    if stat is np.mean:
+        boot = _counts(idx, n) @ arr / n  # (n_boot,) or (n_boot, n_items)
+    else:
+        per_row = max(1, int(np.prod(arr.shape)))
+        chunk = max(1, _GATHER_BUDGET // per_row)
+        parts = [np.asarray(stat(arr[idx[i : i + chunk]], axis=1)) for i in range(0, n_boot, chunk)]
+        boot = np.concatenate(parts, axis=0)
+    lo, hi = _percentile_interval(boot, confidence)
+    return _scalar_or_array(lo, hi, arr.ndim == 1)
+
+
+def ratio_bootstrap_ci(
+    num: np.ndarray,
+    den: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap CI of the ratio of means, mean(num) / mean(den).
+
+    num, den: (n_docs,) or (n_docs, n_items), paired by document: each resample takes the same
+    documents for both, and computes Σ_b num / Σ_b den (the 1/n cancels). Used for
+    sufficiency = mean(m_patch − m_base) / mean(m_ft − m_base) over documents.
+    Resamples whose denominator is 0 give ±inf/NaN; NaN resamples are dropped from the
+    quantiles, and if all are NaN the interval is (NaN, NaN).
+    """
+    a = _as_samples(num, "num")
+    b = _as_samples(den, "den")
+    if a.shape != b.shape:
+        raise SumcircuitError(
+            f"num and den must be paired by document with the same shape; got {a.shape} "
+            f"and {b.shape}."
+        )
+    _check_boot(n_boot, confidence)
+    n = a.shape[0]
+    counts = _counts(_resample_indices(n, n_boot, seed), n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = (counts @ a) / (counts @ b)
+    alpha = 1.0 - confidence
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+    return _scalar_or_array(lo, hi, a.ndim == 1)
+
+
+def paired_bootstrap_diff(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> PairedDiff:
+    """Paired bootstrap of the mean difference d = a − b over the same examples (1-D).
+
+    mean_diff = mean(a − b); ci95 = 2.5% and 97.5% percentiles of the resampled mean
+    differences; p_value = min(1, 2·min(P*(d̄ ≤ 0), P*(d̄ ≥ 0))), the two-sided bootstrap
+    p-value from the fraction of resamples on each side of 0 (its resolution is 1/n_boot; two
+    identical arms give 1.0); n = number of examples.
+    """
+    x = _as_samples(a, "a", ndim=(1,))
+    y = _as_samples(b, "b", ndim=(1,))
+    if x.shape != y.shape:
+        raise SumcircuitError(
+            f"a and b must score the same examples; got {x.shape[0]} and {y.shape[0]} scores."
+        )
+    _check_boot(n_boot, 0.95)
+    d = x - y
+    n = d.shape[0]
+    boot = _counts(_resample_indices(n, n_boot, seed), n) @ d / n  # (n_boot,)
+    lo, hi = _percentile_interval(boot, 0.95)
+    p = min(1.0, 2.0 * min(float(np.mean(boot <= 0.0)), float(np.mean(boot >= 0.0))))
+    return PairedDiff(float(d.mean()), (float(lo), float(hi)), p, n)
+
+
+def wilcoxon_p(diffs: np.ndarray) -> np.ndarray:
+    """Two-sided paired Wilcoxon signed-rank p-value per column.
+
+    diffs: (n_docs, n_items) paired differences (e.g. H_ft − H_base per document and head), or
+    (n_docs,) for one item. ``scipy.stats.wilcoxon`` with its defaults (zero_method="wilcox",
+    method="auto"), NaNs omitted. A column whose differences are all zero gets p = 1.0.
+    Returns (n_items,) float64 (shape () for 1-D input).
+    """
+    arr = np.asarray(diffs, dtype=np.float64)
+    if arr.ndim not in (1, 2) or arr.shape[0] == 0:
+        raise SumcircuitError(
+            f"diffs must be a non-empty (n_docs,) or (n_docs, n_items) array; got {arr.shape}."
+        )
+    cols = arr.reshape(arr.shape[0], -1)
+    out = np.ones(cols.shape[1], dtype=np.float64)
+    informative = np.any(np.nan_to_num(cols) != 0.0, axis=0)
+    if informative.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = scipy.stats.wilcoxon(cols[:, informative], axis=0, nan_policy="omit")
+        out[informative] = np.nan_to_num(np.asarray(res.pvalue, dtype=np.float64), nan=1.0)
+    return out.reshape(arr.shape[1:])
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values of a finite 1-D vector (fallback for old scipy)."""
+    m = p.size
+    order = np.argsort(p)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum.accumulate(scaled[::-1])[::-1]
+    q = np.empty_like(q_sorted)
+    q[order] = np.clip(q_sorted, 0.0, 1.0)
+    return q
+
+
+def bh_qvalues(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values: q_(i) = min_{j ≥ i} min(1, p_(j) · m / j), p sorted.
+
+    m is the number of non-NaN p-values; NaN entries stay NaN and do not count in m.
+    Any shape; the result has the same shape.
+    """
+    arr = np.asarray(p, dtype=np.float64)
+    flat = arr.ravel()
+    ok = ~np.isnan(flat)
+    if np.any((flat[ok] < 0.0) | (flat[ok] > 1.0)):
+        raise SumcircuitError("p-values must lie in [0, 1]; check the test that produced them.")
+    out = np.full(flat.shape, np.nan)
+    if ok.any():
+        fdc = getattr(scipy.stats, "false_discovery_control", None)
+        out[ok] = fdc(flat[ok], method="bh") if fdc is not None else _bh(flat[ok])
+    return out.reshape(arr.shape)
+
+
+def fraction_negative_ci(
+    deltas: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
+    """Fraction of items (heads) whose mean over documents is < 0, with a bootstrap CI.
+
+    deltas: (n_docs, n_heads), e.g. ΔH = H_ft − H_base per document and head.
+    fraction = mean_h[ mean_d deltas[d, h] < 0 ]. Each resample draws documents with
+    replacement, recomputes every head's mean over them and the fraction < 0; the CI is the
+    percentile interval of those fractions. Returns (fraction, (lo, hi)).
+    """
+    arr = _as_samples(deltas, "deltas", ndim=(2,))
+    _check_boot(n_boot, confidence)
+    n = arr.shape[0]
+    fraction = float(np.mean(arr.mean(axis=0) < 0.0))
+    counts = _counts(_resample_indices(n, n_boot, seed), n)
+    boot = np.mean((counts @ arr) < 0.0, axis=1)  # (n_boot,); sign of the sum = sign of mean
+    lo, hi = _percentile_interval(boot, confidence)
+    return fraction, (float(lo), float(hi))
