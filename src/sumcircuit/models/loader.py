@@ -1,0 +1,170 @@
+"""Load a model, its tokenizer and its architecture spec, with a safetensors cache for presets.
+
+Presets are dequantized from GGUF by transformers once (~15-30 s), then cached as safetensors
+under ``$SUMCIRCUIT_CACHE/models/NAME`` with a sha256 recorded beside them (reload < 1 s). On
+load, the cached file's size and modification time are compared with the record (cheap); a
+mismatch, or a file that fails to load, means a corrupted cache and triggers a re-fetch. The full
+checksum is recomputed on ``fetch`` and recorded in every output's provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.io import cache_dir, read_json, sha256_file, write_json
+from sumcircuit.models.archs import Arch
+from sumcircuit.models.registry import PRESETS, Preset, resolve
+
+log = logging.getLogger(__name__)
+
+_RECORD = "sumcircuit-cache.json"
+_WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class LoadedModel:
+    """A model with everything downstream code needs to know about it."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    arch: Arch
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fetch_model(name: str, *, force: bool = False) -> Path:
+    """Dequantize a preset's GGUF and cache it as safetensors; return the cache directory."""
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise SumcircuitError(f"only presets are fetched; {name!r} is not one of {', '.join(PRESETS)}")
+    target = cache_dir("models", name)
+    if not force and _cache_valid(target):
+        return target
+    gguf = preset.gguf_path()
+    log.info("dequantizing %s from %s (once; cached as safetensors)", name, gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if model.config.model_type == "gemma3_text" and not getattr(model.config, "architectures", None):
+        model.config.architectures = ["Gemma3ForCausalLM"]
+    # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    weights = staging / _WEIGHTS
+    record = {
+        "name": name,
+        "source": f"{preset.package}:{gguf.name}",
+        "gguf_sha256": sha256_file(gguf),
+        "sha256": sha256_file(weights),
+        "size": weights.stat().st_size,
+        "quantization": preset.quantization,
+        "licence": preset.licence,
+    }
+    write_json(staging / _RECORD, record)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    _stamp(target)
+    return target
+
+
+def _stamp(target: Path) -> None:
+    record = read_json(target / _RECORD)
+    record["mtime_ns"] = (target / _WEIGHTS).stat().st_mtime_ns
+    write_json(target / _RECORD, record)
+
+
+def _cache_valid(target: Path) -> bool:
+    weights, record_path = target / _WEIGHTS, target / _RECORD
+    if not (weights.exists() and record_path.exists()):
+        return False
+    record = read_json(record_path)
+    stat = weights.stat()
+    return stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns")
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a preset, local directory or Hugging Face id (padding side right)."""
+    source = resolve(name)
+    path = fetch_model(name) if isinstance(source, Preset) else source
+    return _prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+
+
+def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_model(
+    name: str,
+    *,
+    attn_implementation: str = "sdpa",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> LoadedModel:
+    """Load ``name`` (preset, local directory or Hugging Face id) ready for analysis.
+
+    ``attn_implementation="eager"`` is needed wherever attention maps are read.
+    """
+    source = resolve(name)
+    if isinstance(source, Preset):
+        path: Path | str = fetch_model(name)
+        try:
+            model = _from_pretrained(path, attn_implementation, dtype)
+        except (OSError, RuntimeError, ValueError) as err:
+            log.warning("cached %s failed to load (%s); re-fetching", name, err)
+            path = fetch_model(name, force=True)
+            model = _from_pretrained(path, attn_implementation, dtype)
+        identity = {k: v for k, v in read_json(Path(path) / _RECORD).items() if k != "mtime_ns"}
+    else:
+        path = source
+        model = _from_pretrained(path, attn_implementation, dtype)
+        identity = {"name": name, "source": str(path), "sha256": _directory_checksum(path)}
+    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    model.to(device or default_device())
+    model.eval()
+    arch = Arch.from_model(model)
+    identity.update(arch.describe())
+    identity["n_params"] = sum(p.numel() for p in model.parameters())
+    return LoadedModel(model=model, tokenizer=tokenizer, arch=arch, identity=identity)
+
+
+def _from_pretrained(path: Path | str, attn_implementation: str, dtype: torch.dtype) -> PreTrainedModel:
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            path, attn_implementation=attn_implementation, dtype=dtype
+        )
+    except OSError as err:
+        if isinstance(path, str) and not Path(path).exists():
+            raise SumcircuitError(
+                f"could not load model {path!r} from the Hugging Face hub ({err}); without network "
+                f"access use a preset ({', '.join(PRESETS)}) or a local directory"
+            ) from err
+        raise
+
+
+def _directory_checksum(path: Path | str) -> str | None:
+    weights = Path(path) / _WEIGHTS
+    return sha256_file(weights) if weights.exists() else None
