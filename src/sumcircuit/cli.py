@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sumcircuit",
         description="Find, validate and fine-tune the summarization circuit of a GPT-like model.",
     )
-    parser.add_argument("--version", action="version", version=f"sumcircuit {sumcircuit.__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"sumcircuit {sumcircuit.__version__}"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):

@@ -202,7 +202,11 @@ class Arch:
         names: list[str] = []
         for layer in layers:
             for target in targets:
-                new = self.mlp_linear_names(layer) if target == "mlp" else [self.proj_name(layer, target)]
+                new = (
+                    self.mlp_linear_names(layer)
+                    if target == "mlp"
+                    else [self.proj_name(layer, target)]
+                )
                 names.extend(n for n in new if n not in names)
         return names
 
@@ -231,7 +235,9 @@ class Arch:
             start += index * self.n_heads * d  # [q | k | v] blocks, each n_heads*d wide
         return [slice(start, start + d)]
 
-    def head_weight(self, model: nn.Module, layer: int, which: Projection, head: int) -> torch.Tensor:
+    def head_weight(
+        self, model: nn.Module, layer: int, which: Projection, head: int
+    ) -> torch.Tensor:
         """The rows (or columns) of one projection's weight that belong to ``head``.
 
         Returned as ``(head_dim, in)`` for q/k/v and ``(out, head_dim)`` for o, whatever the

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import cache_dir, read_json, sha256_file, write_json
@@ -53,15 +58,21 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
     """Dequantize a preset's GGUF and cache it as safetensors; return the cache directory."""
     preset = PRESETS.get(name)
     if preset is None:
-        raise SumcircuitError(f"only presets are fetched; {name!r} is not one of {', '.join(PRESETS)}")
+        raise SumcircuitError(
+            f"only presets are fetched; {name!r} is not one of {', '.join(PRESETS)}"
+        )
     target = cache_dir("models", name)
     if not force and _cache_valid(target):
         return target
     gguf = preset.gguf_path()
     log.info("dequantizing %s from %s (once; cached as safetensors)", name, gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    if model.config.model_type == "gemma3_text" and not getattr(model.config, "architectures", None):
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    if model.config.model_type == "gemma3_text" and not getattr(
+        model.config, "architectures", None
+    ):
         model.config.architectures = ["Gemma3ForCausalLM"]
     # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer.
     model.hf_quantizer = None
@@ -151,7 +162,9 @@ def load_model(
     return LoadedModel(model=model, tokenizer=tokenizer, arch=arch, identity=identity)
 
 
-def _from_pretrained(path: Path | str, attn_implementation: str, dtype: torch.dtype) -> PreTrainedModel:
+def _from_pretrained(
+    path: Path | str, attn_implementation: str, dtype: torch.dtype
+) -> PreTrainedModel:
     try:
         return AutoModelForCausalLM.from_pretrained(
             path, attn_implementation=attn_implementation, dtype=dtype
