@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except SumcircuitError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; finished stages and checkpoints are kept, rerun to resume\n")
         return 130

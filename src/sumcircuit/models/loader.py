@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,9 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    # A unique staging folder, renamed into place at the end: concurrent fetches never see or
+    # clobber each other's half-written files.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=target.parent))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     weights = staging / _WEIGHTS
@@ -93,9 +95,14 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
         "licence": preset.licence,
     }
     write_json(staging / _RECORD, record)
+    _stamp(staging)
     shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
-    _stamp(target)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if not _cache_valid(target):  # another process won the race with a valid cache: keep it
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny random models of each architecture shape, saved once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+TINY_ARCHS = ("gpt2", "llama", "gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A saved tiny model directory per architecture (loadable with ``load_model(str(dir))``)."""
+    from sumcircuit.models.tiny import save_tiny
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {arch: save_tiny(arch, root / arch) for arch in (*TINY_ARCHS, "qwen2", "gpt_neox")}
+
+
+@pytest.fixture(scope="session")
+def gpt2_tok():
+    from sumcircuit.models.tiny import gpt2_tokenizer
+
+    return gpt2_tokenizer()
