@@ -1,0 +1,197 @@
+"""One self-contained HTML report of a study, built from ``RUN/summary.json`` and figure files.
+
+No network: images are inlined as base64 data URIs, the style sheet is inline and there is no
+script. Every text that comes from data, models or configs is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from sumcircuit.io import read_json, write_text
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#1b1f24;line-height:1.45}
+h1{margin-bottom:.2em}h2{border-bottom:2px solid #d0d7de;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+th,td{border:1px solid #d0d7de;padding:.35em .6em;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.holds-true{background:#dafbe1}.holds-false{background:#ffebe9}.holds-null{background:#fff8c5}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #d0d7de}
+figcaption{font-size:.85em;color:#57606a}pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
+.muted{color:#57606a}
+"""
+
+
+def _e(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return _e(value)
+
+
+def _ci(ci: Any, digits: int = 3) -> str:
+    if not ci or ci[0] is None:
+        return "—"
+    return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _figure(path: Path, caption: str) -> str:
+    if not path.exists():
+        return f'<p class="muted">figure missing: {_e(path.name)}</p>'
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _claims(summary: dict[str, Any]) -> str:
+    rows, classes = [], []
+    for claim in summary.get("paper_claims", []):
+        holds = claim.get("holds")
+        verdict = {True: "holds", False: "does not hold", None: "undecided (CI too wide)"}[holds]
+        rows.append([_e(claim["claim"]), _e(claim["paper"]), _e(claim["ours"]), _e(verdict)])
+        classes.append(f"holds-{str(holds).lower() if holds is not None else 'null'}")
+    return _table(["claim", "paper", "this study", "verdict"], rows, classes)
+
+
+def _lora(summary: dict[str, Any]) -> str:
+    rows = []
+    for arm, r in summary.get("lora", {}).items():
+        rows.append(
+            [
+                _e(arm),
+                _num(r.get("rouge1")),
+                _num(r.get("rouge2")),
+                _num(r.get("rougeL")) + f' <span class="muted">{_ci(r.get("rougeL_ci95"))}</span>',
+                _num(r.get("rougeLsum")),
+                _num(r.get("trainable_params")),
+                _num(r.get("epochs")),
+                _num(r.get("epochs_to_target")),
+                _num(r.get("wall_s"), 0),
+            ]
+        )
+    headers = [
+        "arm",
+        "ROUGE-1",
+        "ROUGE-2",
+        "ROUGE-L [95% CI]",
+        "ROUGE-Lsum",
+        "trainable params",
+        "epochs",
+        "epochs to target",
+        "train wall s",
+    ]
+    out = _table(headers, rows)
+    comps = summary.get("lora_vs_standard", {})
+    if comps:
+        crow = [
+            [_e(arm), _num(c["mean_diff"]), _ci(c["ci95"]), _num(c.get("p_value"))]
+            for arm, c in comps.items()
+        ]
+        out += "<p>Paired bootstrap difference in ROUGE-L against the standard arm (same test documents):</p>"
+        out += _table(["arm", "ΔROUGE-L", "95% CI", "p"], crow)
+    return out
+
+
+def _causal(summary: dict[str, Any]) -> str:
+    causal = summary.get("causal") or {}
+    if not causal:
+        return '<p class="muted">not run</p>'
+    rows = []
+    for key in ("sufficiency", "necessity"):
+        rows.append(
+            [
+                _e(key),
+                _num(causal.get(key)),
+                _ci(causal.get(f"{key}_ci95")),
+                _num((causal.get("random_percentile") or {}).get(key), 1),
+                _num((causal.get("controls_mean") or {}).get(key)),
+            ]
+        )
+    text = (
+        f"<p>m = mean log-likelihood per summary token: base {_num(causal.get('m_base'))}, "
+        f"fine-tuned {_num(causal.get('m_ft'))}; {_num(causal.get('n_controls'))} random component "
+        "sets of the same size as controls.</p>"
+    )
+    return text + _table(
+        ["measure", "circuit", "95% CI", "percentile among random sets", "random mean"], rows
+    )
+
+
+def _examples(summary: dict[str, Any]) -> str:
+    parts = []
+    for ex in summary.get("examples", []):
+        rows = [["reference", _e(ex["reference"])]] + [
+            [_e(arm), _e(text)] for arm, text in ex["arms"].items()
+        ]
+        parts.append(
+            f"<h3>{_e(ex['id'])}</h3><p class='muted'>{_e(ex['document'])}</p>"
+            + _table(["source", "summary"], rows)
+        )
+    return "".join(parts) or '<p class="muted">no examples</p>'
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write ``RUN/report.html`` from ``RUN/summary.json`` and the figures it lists."""
+    run_dir = Path(run_dir)
+    summary = read_json(run_dir / "summary.json")
+    entropy = summary.get("entropy", {})
+    circuit = summary.get("circuit", {})
+    figures = summary.get("figures", {})
+
+    def figs(section: str) -> str:
+        return "".join(_figure(run_dir / rel, caption) for rel, caption in figures.get(section, []))
+
+    body = f"""
+<h1>sumcircuit report</h1>
+<p class="muted">model {_e(summary.get("model"))} · data {_e(summary.get("dataset"))} ·
+{_num(summary.get("n_docs_analysed"))} documents analysed · preset {_e(summary.get("preset"))}</p>
+<h2>The paper's claims</h2>{_claims(summary)}
+<h2>Where fine-tuning changed the model</h2>
+<p>{_num(entropy.get("frac_heads_decreased"), 3)} of heads lost entropy in the summary region
+(95% CI {_ci(entropy.get("ci95"))}); {_num(entropy.get("frac_heads_sig_decreased"), 3)} significantly
+(Benjamini–Hochberg q &lt; 0.05). Layers ranked by attention KL, most changed first:
+{_e(summary.get("layers_ranked"))}.</p>
+{figs("diff")}
+<h2>Circuit</h2>
+<p>Rule {_e(circuit.get("rule"))} on score {_e(circuit.get("score"))}: layers {_e(circuit.get("layers"))};
+heads {_e(circuit.get("heads"))}. Layers and heads are numbered from 0.</p>
+<h2>Causal validation</h2>{_causal(summary)}{figs("causal")}
+<h2>LoRA: targeted vs standard</h2>{_lora(summary)}{figs("lora")}
+<h2>Example summaries</h2>{_examples(summary)}
+<h2>Config and provenance</h2>
+<pre>{_e(json.dumps({"config": summary.get("config"), "provenance": summary.get("provenance"), "timings_s": summary.get("timings_s")}, indent=2, sort_keys=True))}</pre>
+"""
+    html = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>sumcircuit report — {_e(summary.get('model'))}</title><style>{_CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+    out = run_dir / "report.html"
+    write_text(out, html)
+    return out
