@@ -291,7 +291,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
             epoch_start = time.perf_counter() - state.epoch_s
             for batch in batches[state.batch :]:
                 t0 = time.perf_counter()
-                loss, n_summary, n_tokens = _step(
+                loss, n_summary, n_tokens = train_step(
                     model, params, train, batch, config, procs, pad_id
                 )
                 if not math.isfinite(loss):
@@ -344,7 +344,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     return result
 
 
-def _step(
+def train_step(
     model: torch.nn.Module,
     params: list[torch.nn.Parameter],
     train: Prepared,
