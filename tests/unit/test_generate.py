@@ -1,0 +1,142 @@
+"""Batched generation: equal to one-at-a-time token for token, input order kept, stops right."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sumcircuit.data.prompting import Prompter
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.evaluation import generate as gen
+from sumcircuit.evaluation.generate import generate_ids, generate_summaries, newline_stops
+from sumcircuit.models.tiny import tiny_model
+
+# Different lengths, so that a batch of them is really left-padded.
+DOCUMENTS = [
+    "The council approved the new budget on Monday after a long debate.",
+    "Rain is expected.",
+    "Police said the man, 34, was arrested in the town centre and later released on bail "
+    "pending further inquiries into the incident.",
+    "Scientists found water ice near the lunar south pole.",
+    "A short one",
+    "Shares rose 3% in early trading after the results beat forecasts for the third quarter.",
+]
+NEW = 10
+
+
+@pytest.fixture(scope="module")
+def prompts(gpt2_tok):
+    prompter = Prompter(gpt2_tok, max_length=96)
+    return [prompter.encode(d, None, reserve=NEW) for d in DOCUMENTS]
+
+
+def _ids(model, tok, prompts, **kw):
+    kw = {"max_new_tokens": NEW, "progress": False, "stop_at_newline": False} | kw
+    return generate_ids(model, tok, prompts, **kw)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gemma3"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_batched_equals_one_at_a_time(arch, attn, gpt2_tok, prompts) -> None:
+    model = tiny_model(arch, seed=1, attn_implementation=attn)
+    assert len({len(p.input_ids) for p in prompts}) == len(prompts)  # padding really happens
+    batched = _ids(model, gpt2_tok, prompts, batch_size=4)
+    single = [_ids(model, gpt2_tok, [p], batch_size=1)[0] for p in prompts]
+    assert batched == single
+    assert all(len(s) == NEW for s in single)  # random models never emit EOS here
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_beam_search_batched_equals_one_at_a_time(arch, gpt2_tok, prompts) -> None:
+    model = tiny_model(arch, seed=2, attn_implementation="sdpa")
+    batched = _ids(model, gpt2_tok, prompts, batch_size=3, num_beams=3)
+    single = [_ids(model, gpt2_tok, [p], batch_size=1, num_beams=3)[0] for p in prompts]
+    assert batched == single
+    greedy = _ids(model, gpt2_tok, prompts, batch_size=3)
+    assert batched != greedy  # beam search really ran
+
+
+def test_output_order_is_input_order(gpt2_tok, prompts) -> None:
+    model = tiny_model("llama", seed=3, attn_implementation="sdpa")
+    out = generate_summaries(
+        model, gpt2_tok, prompts, batch_size=2, max_new_tokens=NEW, progress=False
+    )
+    perm = [4, 0, 5, 2, 1, 3]
+    out_perm = generate_summaries(
+        model,
+        gpt2_tok,
+        [prompts[i] for i in perm],
+        batch_size=2,
+        max_new_tokens=NEW,
+        progress=False,
+    )
+    assert out_perm == [out[i] for i in perm]
+    assert len(set(out)) > 1  # documents give different summaries, so the order is observable
+
+
+def test_stops_at_eos_from_generation_config(gpt2_tok, prompts) -> None:
+    model = tiny_model("gpt2", seed=4, attn_implementation="sdpa")
+    free = _ids(model, gpt2_tok, prompts[:1])[0]
+    model.generation_config.eos_token_id = free[3]
+    stopped = _ids(model, gpt2_tok, prompts[:1])[0]
+    assert stopped == free[: free.index(free[3])]  # up to, not including, the first EOS
+
+
+def test_newline_criterion_stops_generation_and_keeps_the_token(gpt2_tok, prompts, monkeypatch):
+    model = tiny_model("llama", seed=5, attn_implementation="sdpa")
+    free = _ids(model, gpt2_tok, prompts)
+    target = free[0][2]  # pretend this token is "text\n"
+    size = model.get_output_embeddings().weight.shape[0]
+    has_nl = torch.zeros(size, dtype=torch.bool)
+    has_nl[target] = True
+    tables = (has_nl, has_nl.clone(), torch.ones(size, dtype=torch.bool))
+    monkeypatch.setattr(gen, "_token_tables", lambda tok, n: tables)
+    stopped = _ids(model, gpt2_tok, prompts, stop_at_newline=True, batch_size=3)
+    for row_free, row in zip(free, stopped, strict=True):
+        expected = row_free[: row_free.index(target) + 1] if target in row_free else row_free
+        assert row == expected
+    assert stopped[0] == free[0][:3]
+
+
+def test_newline_stops_pinned() -> None:
+    # vocabulary: 0 "a", 1 "\n", 2 " ", 3 ".\n\nThe", 4 "b"
+    has_nl = torch.tensor([False, True, False, True, False])
+    before = torch.tensor([False, False, False, True, False])
+    text = torch.tensor([True, False, False, True, True])
+    generated = torch.tensor(
+        [
+            [1, 2, 0, 1, 4],  # leading newline ignored; stops at the newline after "a"
+            [3, 0, 0, 0, 0],  # text before the newline inside the token: stops at once
+            [2, 1, 2, 1, 0],  # only whitespace before the newlines: never stops
+        ]
+    )
+    expected = torch.tensor(
+        [
+            [False, False, False, True, False],
+            [True, False, False, False, False],
+            [False, False, False, False, False],
+        ]
+    )
+    assert torch.equal(newline_stops(generated, has_nl, before, text), expected)
+
+
+def test_decode_cuts_at_the_first_newline_after_text(gpt2_tok) -> None:
+    ids = gpt2_tok("\n A cat sat.\n\nThe end").input_ids
+    assert gen._decode(gpt2_tok, ids, stop_at_newline=True) == "A cat sat."
+    assert gen._decode(gpt2_tok, ids, stop_at_newline=False) == "A cat sat.\n\nThe end"
+
+
+def test_peft_wrapped_model_generates_like_the_base(gpt2_tok, prompts) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_model("llama", seed=6, attn_implementation="sdpa")
+    plain = _ids(model, gpt2_tok, prompts, batch_size=4)
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    assert _ids(wrapped.eval(), gpt2_tok, prompts, batch_size=4) == plain  # LoRA B starts at 0
+
+
+def test_prompt_with_summary_is_refused(gpt2_tok) -> None:
+    model = tiny_model("gpt2", seed=0)
+    encoded = Prompter(gpt2_tok, max_length=64).encode("A document.", "A summary.")
+    with pytest.raises(SumcircuitError, match="already contains a summary"):
+        generate_summaries(model, gpt2_tok, [encoded], progress=False)
