@@ -75,6 +75,53 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Options the study sets itself (models, data, paths, what each arm adapts): not settable.
+_MANAGED = {
+    "model",
+    "data",
+    "out",
+    "base",
+    "finetuned",
+    "adapter",
+    "circuit",
+    "diff",
+    "method",
+    "layers",
+    "heads",
+    "equal_budget",
+    "resume",
+    "overwrite",
+    "max_length",
+    "template",
+    "rouge_every_epoch",
+    "control_diff",
+    "scan",
+    "progress",
+    "max_steps",
+}
+LORA_STUDY_KEYS = ("arms", "random_draws", "heads_per_layer", "rouge_val_limit")
+
+
+def section_keys(section: str) -> set[str]:
+    """The options a section accepts: its stage config's fields, less those the study manages."""
+    from sumcircuit.analysis.diff import DiffConfig
+    from sumcircuit.analysis.locate import LocateConfig
+    from sumcircuit.analysis.validate import ValidateConfig
+    from sumcircuit.evaluation.evaluate import EvaluateConfig
+    from sumcircuit.training.config import FinetuneConfig
+
+    stage = {
+        "finetune": FinetuneConfig,
+        "lora": FinetuneConfig,
+        "diff": DiffConfig,
+        "locate": LocateConfig,
+        "validate": ValidateConfig,
+        "evaluate": EvaluateConfig,
+    }[section]
+    keys = {f.name for f in fields(stage)} - _MANAGED
+    return keys | set(LORA_STUDY_KEYS) if section == "lora" else keys
+
+
 @dataclass
 class StudyConfig:
     model: str = "smollm2-135m"
@@ -95,11 +142,12 @@ class StudyConfig:
             given = getattr(self, section) or {}
             if not isinstance(given, dict):
                 raise SumcircuitError(f"config section {section!r} must be a mapping of options")
-            unknown = set(given) - set(defaults)
+            valid = section_keys(section)
+            unknown = set(given) - valid
             if unknown:
                 raise SumcircuitError(
                     f"unknown option(s) {sorted(unknown)} in section {section!r}; valid: "
-                    f"{', '.join(sorted(defaults))}"
+                    f"{', '.join(sorted(valid))}"
                 )
             setattr(self, section, {**defaults, **given})
         arms = self.lora["arms"]

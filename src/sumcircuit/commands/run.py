@@ -1,0 +1,69 @@
+"""``sumcircuit run``: every stage, resumable, ending in ``RUN/summary.json`` and ``RUN/report.html``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sumcircuit.study.config import PRESETS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="the whole study: finetune, diff, locate, validate, LoRA arms, evaluate, report",
+        description=(
+            "Run (or resume) the whole study into --out. Finished stages with unchanged options "
+            "are skipped, so an interrupted run continues where it stopped. Precedence: flags > "
+            "--set > --config YAML > --preset > defaults."
+        ),
+    )
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument(
+        "--config", help="study YAML (sections: finetune, diff, locate, validate, lora, evaluate)"
+    )
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), help="quick (<=10 min on a 2-core CPU) or paper"
+    )
+    parser.add_argument("--model", help="base model: preset, local directory or Hugging Face id")
+    parser.add_argument("--data", help="dataset name, local file or hf:NAME")
+    parser.add_argument(
+        "--max-length", type=int, help="tokens per example (documents are truncated)"
+    )
+    parser.add_argument("--seeds", help="comma-separated seeds for the LoRA arms, e.g. 0,1,2")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one option, e.g. --set lora.epochs=2 (repeatable)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a different study in --out"
+    )
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sumcircuit.study.config import build_config
+    from sumcircuit.study.run import run_study
+
+    overrides = {
+        "model": args.model,
+        "data": args.data,
+        "max_length": args.max_length,
+        "seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
+    }
+    config = build_config(
+        preset=args.preset, config_file=args.config, overrides=overrides, sets=args.set
+    )
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    report = run_study(config, args.out, overwrite=args.overwrite)
+    print(f"summary: {report.parent / 'summary.json'}")
+    print(f"report:  {report}")
+    return 0
