@@ -10,6 +10,7 @@ Each mode prints its measurements and ratios, all measured in one process.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mode", choices=("precision", "step", "trainer"))
     parser.add_argument("--steps", type=int, default=4, help="measured steps (after 1 warm-up)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     {"precision": precision, "step": step, "trainer": trainer}[args.mode](args.steps)
 
 

@@ -115,9 +115,11 @@ def test_head_level_circuit_adapter_round_trips_through_load_trained(tiny, tmp_p
             model=tiny["gpt2"],
             circuit=str(circuit),
             lr=1e-2,
+            rouge_every_epoch=2,
             **dict(FAST, val_limit=0),
         )
     )
+    assert 0.0 <= result.epochs[0].val_rougeL <= 1.0
     # 2 layers × (c_attn: r·(32 in + 3·8 kept rows) + c_proj: r·(8 kept cols + 32 out)), r = 8
     assert result.trainable_params == 2 * 8 * ((32 + 24) + (8 + 32))
     masks = json.loads((out / "head_masks.json").read_text())

@@ -453,6 +453,8 @@ def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedMod
         batch_size=config.batch_size,
         max_new_tokens=GENERATION_TOKENS,
         seed=config.seed,
+        bf16=config.precision == "bf16",
+        progress=False,
     )
     return float(scores["rougeL"]["f"])
 
