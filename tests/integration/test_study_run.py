@@ -1,0 +1,108 @@
+"""`sumcircuit run` end to end on a tiny model, and resuming after a kill during LoRA training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import sumcircuit.training.loop as loop
+from sumcircuit.cli import main
+from sumcircuit.io import read_json
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    rows = []
+    for i in range(60):
+        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(30)]
+        rows.append(
+            {"id": f"d{i}", "document": " ".join(words) + ".", "summary": " ".join(words[:4]) + "."}
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _args(model: Path, data: Path, out: Path) -> list[str]:
+    sets = [
+        "finetune.limit=8", "finetune.lr=0.01", "finetune.batch_size=4",
+        "diff.limit=4", "diff.n_boot=200", "locate.k=2",
+        "validate.limit=4", "validate.controls=3", "validate.n_boot=200",
+        "lora.limit=8", "lora.epochs=2", "lora.rouge_val_limit=2", "lora.batch_size=4", "lora.val_limit=2",
+        "evaluate.limit=3", "evaluate.max_new_tokens=6", "evaluate.n_boot=200",
+    ]  # fmt: skip
+    args = [
+        "run",
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--max-length",
+        "64",
+    ]
+    return args + [a for s in sets for a in ("--set", s)]
+
+
+def test_run_writes_summary_and_report_then_resumes_after_a_kill(
+    tiny_dirs, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real_finetune = loop.finetune
+    calls = {"lora": 0}
+
+    def killed_in_second_lora_arm(config):
+        if config.method == "lora":
+            calls["lora"] += 1
+            if calls["lora"] == 2:
+                raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-training
+        return real_finetune(config)
+
+    monkeypatch.setattr(loop, "finetune", killed_in_second_lora_arm)
+    assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 130
+    assert (out / "lora" / "standard-s0" / "stage.json").exists()
+    assert not (out / "summary.json").exists()
+    finished = {
+        p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("stage.json")
+    }
+    assert {"finetune", "diff", "locate", "validate", "lora/standard-s0"} <= set(finished)
+
+    monkeypatch.setattr(loop, "finetune", real_finetune)
+    assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 0
+    for stage, mtime in finished.items():  # finished stages were not redone
+        assert (out / stage / "stage.json").stat().st_mtime_ns == mtime, stage
+
+    summary = read_json(out / "summary.json")
+    assert set(summary["lora"]) == {"base", "full", "standard", "targeted", "random"}
+    for row in summary["lora"].values():
+        assert 0.0 <= row["rougeL"] <= 1.0 and row["rougeL_ci95"][0] <= row["rougeL_ci95"][1]
+    assert (
+        summary["lora"]["targeted"]["trainable_params"] * 2
+        == summary["lora"]["standard"]["trainable_params"]
+    )
+    assert summary["lora"]["targeted"]["layers"] == summary["circuit"]["layers"]
+    assert summary["lora"]["random"]["layers"] != summary["circuit"]["layers"]
+    assert [c["holds"] in (True, False, None) for c in summary["paper_claims"]] == [True] * 3
+    assert set(summary["causal"]) >= {"sufficiency", "necessity", "random_percentile"}
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "LoRA" in html
+
+
+def test_run_refuses_a_directory_holding_another_study(
+    tiny_dirs, tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"model": "other", "data": "xsum"}))
+    assert (
+        main(
+            ["run", "--out", str(out), "--model", str(tiny_dirs["llama"]), "--data", str(tiny_data)]
+        )
+        == 2
+    )
+    assert "holds another study" in capsys.readouterr().err
