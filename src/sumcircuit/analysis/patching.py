@@ -1,0 +1,451 @@
+"""Activation patching: capture and replace per-head attention outputs and MLP outputs.
+
+Two kinds of *sites* per layer ``l`` (names from the architecture table, no architecture ``if``):
+
+- ``("attn", l)``: the input of the attention output projection (``Arch.proj_name(l, "o")``),
+  ``[head_0 | head_1 | ...]``, each ``head_dim`` wide, shape ``(B, T, n_heads * head_dim)`` —
+  read and replaced by a forward-pre hook. The output projection itself is *not* patched: a
+  change of ``W_O`` between the two models stays with the target model.
+- ``("mlp", l)``: the output of the MLP module (``Arch.mlp_name(l)``), ``(B, T, hidden)`` —
+  read and replaced by a forward hook.
+
+A component is one head's slice of an ``attn`` site, or one layer's MLP output; a *layer*
+component is all heads of the layer plus its MLP (:meth:`Components.from_layers`).
+
+Patch sources (:data:`Source`): another model's activations on the same batch (``(B, T, D)``
+per site, from :func:`capturing`), a dataset mean (``(D,)`` per site, broadcast to every
+position, from :func:`dataset_means`), or zero (:func:`zero_source`). Patches apply at every
+position of the sequence.
+
+The metric (:func:`summary_loglik`): m = mean over a document's summary tokens of
+``log p(label)`` under teacher forcing, with logits computed only at the positions that predict a
+summary token (a forward-pre hook on the LM head keeps only those rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Self
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.data.batching import Prepared, iter_batches, prepare
+from sumcircuit.data.prompting import Batch, Template
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.models.archs import Arch
+from sumcircuit.models.hooks import hooks
+from sumcircuit.models.loader import LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+
+Site = tuple[Literal["attn", "mlp"], int]
+#: Per site: ``(B, T, D)`` activations of the same batch, or a ``(D,)`` vector for every position.
+Source = Mapping[Site, torch.Tensor]
+Ablation = Literal["patch", "mean", "zero"]
+ABLATIONS: tuple[str, ...] = ("patch", "mean", "zero")
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+# -- component sets --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Components:
+    """A set of patchable components: attention heads ``(layer, head)`` and MLP layers."""
+
+    heads: frozenset[tuple[int, int]] = frozenset()
+    mlps: frozenset[int] = frozenset()
+
+    @classmethod
+    def from_layers(cls, arch: Arch, layers: list[int] | tuple[int, ...]) -> Components:
+        """Whole layers: every head of each layer plus its MLP."""
+        for layer in layers:
+            arch.check_layer(layer)
+        return cls(
+            heads=frozenset((layer, h) for layer in layers for h in range(arch.n_heads)),
+            mlps=frozenset(layers),
+        )
+
+    @classmethod
+    def from_heads(cls, arch: Arch, heads: list[tuple[int, int]]) -> Components:
+        """Attention heads only (no MLP)."""
+        for layer, head in heads:
+            arch.check_layer(layer)
+            arch.check_head(head)
+        return cls(heads=frozenset((int(layer), int(head)) for layer, head in heads))
+
+    @classmethod
+    def from_circuit(cls, circuit: Circuit, arch: Arch) -> Components:
+        """A layer circuit's layers (heads + MLPs), or a head circuit's heads."""
+        if circuit.level == "layer":
+            return cls.from_layers(arch, circuit.layers)
+        return cls.from_heads(arch, circuit.heads)
+
+    def sites(self) -> list[Site]:
+        """The sites this set touches, sorted."""
+        attn: list[Site] = [("attn", layer) for layer in sorted({lay for lay, _ in self.heads})]
+        return attn + [("mlp", layer) for layer in sorted(self.mlps)]
+
+    def heads_of(self, layer: int) -> list[int]:
+        return sorted(h for lay, h in self.heads if lay == layer)
+
+    def describe(self) -> dict[str, Any]:
+        return {"heads": sorted(list(h) for h in self.heads), "mlps": sorted(self.mlps)}
+
+
+def all_sites(arch: Arch) -> list[Site]:
+    return [(kind, layer) for layer in range(arch.n_layers) for kind in ("attn", "mlp")]
+
+
+# -- pure tensor functions -------------------------------------------------------------------
+def head_columns(heads: list[int], n_heads: int, head_dim: int) -> torch.Tensor:
+    """Bool mask ``(n_heads * head_dim,)`` of the columns of ``heads`` in ``[head_0 | head_1 | ...]``."""
+    mask = torch.zeros(n_heads, head_dim, dtype=torch.bool)
+    mask[heads] = True
+    return mask.reshape(-1)
+
+
+def patch_columns(x: torch.Tensor, source: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """``x`` (…, D) with the ``columns`` (D,) bool taken from ``source`` ((…, D) or (D,)).
+
+    Values are copied exactly (``torch.where``), never recomputed.
+    """
+    if source.shape[-1] != x.shape[-1]:
+        raise SumcircuitError(
+            f"patch source has width {source.shape[-1]}, the patched activation {x.shape[-1]}; "
+            "the two models must have the same architecture"
+        )
+    source = source.to(dtype=x.dtype, device=x.device)
+    return torch.where(columns.to(x.device), source.expand_as(x), x)
+
+
+def summary_loglik(
+    logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, n_rows: int
+) -> torch.Tensor:
+    """Per-document mean log-likelihood of the summary tokens, ``(n_rows,)`` float64.
+
+    logits: (N, V) at the N positions that predict a summary token; labels: (N,) the tokens;
+    rows: (N,) the document (batch row) of each position. m_b = mean over {i: rows_i = b} of
+    ``log_softmax(logits_i)[labels_i]``; a document with no summary token gets NaN.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    token = logp.gather(-1, labels[:, None]).squeeze(-1).double()  # (N,)
+    sums = torch.zeros(n_rows, dtype=torch.float64, device=token.device)
+    counts = torch.zeros(n_rows, dtype=torch.float64, device=token.device)
+    sums.index_add_(0, rows, token)
+    counts.index_add_(0, rows, torch.ones_like(token))
+    return sums / counts
+
+
+# -- hooks -------------------------------------------------------------------------------------
+def _site_name(arch: Arch, site: Site) -> str:
+    kind, layer = site
+    return arch.proj_name(layer, "o") if kind == "attn" else arch.mlp_name(layer)
+
+
+def _hook_tables(arch: Arch, fns: Mapping[Site, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split per-site functions ``f(tensor) -> tensor | None`` into hooks' forward/pre tables."""
+    forward: dict[str, Any] = {}
+    pre: dict[str, Any] = {}
+    for site, fn in fns.items():
+        name = _site_name(arch, site)
+        if site[0] == "attn":
+            pre[name] = _pre_hook(fn)
+        else:
+            forward[name] = _forward_hook(fn)
+    return forward, pre
+
+
+def _pre_hook(fn):
+    def hook(module: nn.Module, args: tuple) -> tuple | None:
+        new = fn(args[0])
+        return None if new is None else (new, *args[1:])
+
+    return hook
+
+
+def _forward_hook(fn):
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        return fn(output)
+
+    return hook
+
+
+@contextmanager
+def capturing(
+    model: nn.Module, arch: Arch, sites: list[Site]
+) -> Iterator[dict[Site, torch.Tensor]]:
+    """Record the activation at each site during forwards inside the block (last forward wins)."""
+    store: dict[Site, torch.Tensor] = {}
+
+    def recorder(site: Site):
+        def record(x: torch.Tensor) -> None:
+            store[site] = x.detach()
+
+        return record
+
+    forward, pre = _hook_tables(arch, {site: recorder(site) for site in sites})
+    with hooks(model, forward=forward, pre=pre):
+        yield store
+
+
+@contextmanager
+def patching(
+    model: nn.Module, arch: Arch, components: Components, source: Source
+) -> Iterator[None]:
+    """Replace ``components``' activations by ``source``'s during forwards inside the block."""
+    fns: dict[Site, Any] = {}
+    for site in components.sites():
+        if site not in source:
+            raise SumcircuitError(f"patch source lacks site {site}; capture it first")
+        kind, layer = site
+        width = source[site].shape[-1]
+        if kind == "attn":
+            columns = head_columns(components.heads_of(layer), arch.n_heads, arch.head_dim)
+        else:
+            columns = torch.ones(width, dtype=torch.bool)
+        fns[site] = _replacer(source[site], columns)
+    forward, pre = _hook_tables(arch, fns)
+    with hooks(model, forward=forward, pre=pre):
+        yield
+
+
+def _replacer(source: torch.Tensor, columns: torch.Tensor):
+    def replace(x: torch.Tensor) -> torch.Tensor:
+        return patch_columns(x, source, columns)
+
+    return replace
+
+
+@torch.no_grad()
+def score(model: nn.Module, arch: Arch, batch: Batch) -> torch.Tensor:
+    """m per document of ``batch``, ``(B,)`` float64 (see :func:`summary_loglik`).
+
+    The LM head sees only the hidden states of summary-predicting positions.
+    """
+    device = next(model.parameters()).device
+    mask = batch.summary_mask.to(device)  # (B, T)
+    rows = mask.nonzero()[:, 0]  # (N,)
+    labels = batch.labels.to(device)[mask]  # (N,)
+
+    def keep_summary_positions(module: nn.Module, args: tuple) -> tuple:
+        return (args[0][mask], *args[1:])  # (B, T, D) -> (N, D)
+
+    with hooks(model, pre={arch.spec.lm_head: keep_summary_positions}):
+        logits = model(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            use_cache=False,
+        ).logits  # (N, V)
+    return summary_loglik(logits, labels, rows, mask.shape[0]).cpu()
+
+
+def zero_source(arch: Arch, sites: list[Site]) -> dict[Site, torch.Tensor]:
+    """Zero vectors for ``sites``."""
+    width = {"attn": arch.n_heads * arch.head_dim, "mlp": arch.hidden}
+    return {site: torch.zeros(width[site[0]]) for site in sites}
+
+
+@torch.no_grad()
+def dataset_means(
+    loaded: LoadedModel,
+    encoded: Prepared,
+    sites: list[Site],
+    *,
+    batch_size: int,
+    region: str = "all",
+) -> dict[Site, torch.Tensor]:
+    """Mean activation per site over the ``region`` tokens of every document (position-independent).
+
+    mean_s = Σ_{docs, t ∈ region} a_s[t] / #region tokens, accumulated in float64.
+    """
+    sums: dict[Site, torch.Tensor] = {}
+    count = 0
+    pad_id = loaded.tokenizer.pad_token_id
+    batches = iter_batches(encoded.encoded, batch_size, pad_id)
+    for _, batch in tqdm(list(batches), desc="dataset mean", leave=False):
+        mask = batch.region(region).to(loaded.device)
+        with capturing(loaded.model, loaded.arch, sites) as store:
+            loaded.model(
+                input_ids=batch.input_ids.to(loaded.device),
+                attention_mask=batch.attention_mask.to(loaded.device),
+                use_cache=False,
+            )
+        for site in sites:
+            total = store[site][mask].double().sum(0)  # (D,)
+            sums[site] = sums[site] + total if site in sums else total
+        count += int(mask.sum())
+    if count == 0:
+        raise SumcircuitError(f"no {region!r} tokens to average over; choose another region")
+    return {site: (total / count).float() for site, total in sums.items()}
+
+
+# -- the sweep ---------------------------------------------------------------------------------
+@dataclass
+class Effects:
+    """Per-document metrics of one sweep over component sets (documents in ``Prepared`` order).
+
+    m_base, m_ft: (n_docs,) unpatched; m_suff: (n_docs, n_sets) base with each set patched in
+    from the fine-tuned model; m_nec: (n_docs, n_sets) fine-tuned with each set patched from the
+    base model / mean / zero, or None when necessity was not asked for.
+    """
+
+    m_base: np.ndarray
+    m_ft: np.ndarray
+    m_suff: np.ndarray
+    m_nec: np.ndarray | None = None
+    n_forwards: int = 0
+
+
+def patch_effects(
+    base: LoadedModel,
+    ft: LoadedModel,
+    encoded: Prepared,
+    sets: list[Components],
+    *,
+    batch_size: int,
+    necessity: bool = True,
+    ablation: Ablation = "patch",
+    mean_region: str = "all",
+) -> Effects:
+    """Sufficiency (and necessity) runs of every set in ``sets`` over every document.
+
+    Per batch: one forward of each model capturing the sites any set needs (and giving m_base,
+    m_ft), then one forward of the target model per set and direction, reusing the captures.
+    """
+    if ablation not in ABLATIONS:
+        raise SumcircuitError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+    sites = sorted({site for comps in sets for site in comps.sites()}, key=lambda s: (s[1], s[0]))
+    n, n_sets = len(encoded), len(sets)
+    m_base, m_ft = np.full(n, np.nan), np.full(n, np.nan)
+    m_suff = np.full((n, n_sets), np.nan)
+    m_nec = np.full((n, n_sets), np.nan) if necessity else None
+    fixed: dict[Site, torch.Tensor] | None = None
+    n_forwards = 0
+    if necessity and ablation == "mean":
+        fixed = dataset_means(ft, encoded, sites, batch_size=batch_size, region=mean_region)
+        n_forwards += -(-n // batch_size)
+    elif necessity and ablation == "zero":
+        fixed = zero_source(ft.arch, sites)
+    batches = list(iter_batches(encoded.encoded, batch_size, base.tokenizer.pad_token_id))
+    per_batch = 2 + n_sets * (2 if necessity else 1)
+    bar = tqdm(total=len(batches) * per_batch, desc="patching", unit="fwd")
+    for idx, batch in batches:
+        with capturing(base.model, base.arch, sites) as base_acts:
+            m_base[idx] = score(base.model, base.arch, batch).numpy()
+        with capturing(ft.model, ft.arch, sites) as ft_acts:
+            m_ft[idx] = score(ft.model, ft.arch, batch).numpy()
+        bar.update(2)
+        for j, comps in enumerate(sets):
+            with patching(base.model, base.arch, comps, ft_acts):
+                m_suff[idx, j] = score(base.model, base.arch, batch).numpy()
+            bar.update(1)
+            if m_nec is not None:
+                with patching(ft.model, ft.arch, comps, fixed or base_acts):
+                    m_nec[idx, j] = score(ft.model, ft.arch, batch).numpy()
+                bar.update(1)
+        del base_acts, ft_acts
+    bar.close()
+    n_forwards += len(batches) * per_batch
+    return Effects(m_base=m_base, m_ft=m_ft, m_suff=m_suff, m_nec=m_nec, n_forwards=n_forwards)
+
+
+# -- a model pair and its data -----------------------------------------------------------------
+@dataclass
+class PairConfig:
+    """What every patching stage reads: a base model, its fine-tune, and documents."""
+
+    base: str = field(default="smollm2-135m", metadata={"help": "base model: preset, dir or HF id"})
+    finetuned: str = field(default="", metadata={"help": "fine-tuned model: dir or HF id"})
+    data: str = field(default="xsum", metadata={"help": "dataset name or local file"})
+    split: str = field(default="validation", metadata={"help": "split to read documents from"})
+    limit: int | None = field(default=None, metadata={"help": "first N documents of the split"})
+    batch_size: int = field(default=8, metadata={"help": "documents per forward"})
+    max_length: int = field(default=512, metadata={"help": "tokens per document+summary"})
+    template: Template = field(default="plain", metadata={"help": "prompt template: plain|chat"})
+    dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
+    seed: int = field(default=0, metadata={"help": "seed of controls and bootstrap"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples for CIs"})
+
+    def __post_init__(self) -> None:
+        if not self.finetuned:
+            raise SumcircuitError("--finetuned is required: the fine-tuned model to explain")
+        if self.limit is not None and self.limit <= 0:
+            raise SumcircuitError(f"--limit must be positive, got {self.limit}")
+        if self.batch_size <= 0:
+            raise SumcircuitError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.dtype not in DTYPES:
+            raise SumcircuitError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.n_boot < 100:
+            raise SumcircuitError(f"n_boot must be at least 100, got {self.n_boot}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}
+        if set(data) - known:
+            raise SumcircuitError(
+                f"unknown config keys {sorted(set(data) - known)}; expected {sorted(known)}"
+            )
+        return cls(**data)
+
+
+@dataclass
+class Pair:
+    base: LoadedModel
+    ft: LoadedModel
+    prepared: Prepared
+
+
+def load_pair(config: PairConfig) -> Pair:
+    """Load both models (checked to be patch-compatible) and encode the documents once."""
+    dtype = DTYPES[config.dtype]
+    base = load_model(config.base, dtype=dtype, device=config.device)
+    ft = load_model(config.finetuned, dtype=dtype, device=config.device)
+    check_pair(base, ft)
+    prepared = prepare(
+        config.data,
+        config.split,
+        base.tokenizer,
+        limit=config.limit,
+        max_length=config.max_length,
+        template=config.template,
+    )
+    return Pair(base=base, ft=ft, prepared=prepared)
+
+
+def check_pair(base: LoadedModel, ft: LoadedModel) -> None:
+    """Raise unless the two models share architecture, sizes and vocabulary, and differ."""
+    a, b = base.arch.describe(), ft.arch.describe()
+    if a != b:
+        raise SumcircuitError(
+            f"the base and fine-tuned models have different architectures ({a} vs {b}); "
+            "patching needs a model and its own fine-tune"
+        )
+    if base.tokenizer.get_vocab() != ft.tokenizer.get_vocab():
+        raise SumcircuitError(
+            "the base and fine-tuned models have different vocabularies; patching needs both "
+            "to read the same tokens (use the fine-tune of this base model)"
+        )
+    base_params = dict(base.model.named_parameters())
+    ft_params = dict(ft.model.named_parameters())
+    if base_params.keys() != ft_params.keys() or any(
+        p.shape != ft_params[k].shape for k, p in base_params.items()
+    ):
+        raise SumcircuitError(
+            "the base and fine-tuned models have different parameter names or shapes; "
+            "patching needs a model and its own fine-tune"
+        )
+    if all(torch.equal(p, ft_params[k]) for k, p in base_params.items()):
+        raise SumcircuitError(
+            "the base and fine-tuned models have identical weights: there is nothing to explain "
+            "(check --finetuned)"
+        )

@@ -1,0 +1,336 @@
+"""Causal validation of a circuit: sufficiency, necessity and random controls.
+
+With m = mean log-likelihood per summary token of the reference summary (teacher-forced,
+:func:`sumcircuit.analysis.patching.score`), per document d:
+
+- sufficiency = Σ_d (m_patch,d − m_base,d) / Σ_d (m_ft,d − m_base,d), where m_patch is the base
+  model with the circuit's components patched in from the fine-tuned model on the same input;
+- necessity = Σ_d (m_ft,d − m_patch,d) / Σ_d (m_ft,d − m_base,d), where m_patch is the
+  fine-tuned model with the circuit patched from the base model (``ablation="patch"``), its own
+  dataset mean (``"mean"``) or zero (``"zero"``).
+
+Both are ratios of means over documents with a percentile bootstrap CI over documents
+(:func:`sumcircuit.stats.ratio_bootstrap_ci`). Controls: K random component sets of the same
+size and level as the circuit (seeded, distinct, never the circuit itself), scored the same way;
+the circuit's ``random_percentile`` = 100 · (#controls below + ½ #ties) / K, with a bootstrap CI
+over documents (controls re-scored on each resample).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.patching import (
+    ABLATIONS,
+    Ablation,
+    Components,
+    Effects,
+    PairConfig,
+    load_pair,
+    patch_effects,
+)
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.io import read_json, write_json
+from sumcircuit.models.archs import Arch
+from sumcircuit.provenance import provenance
+from sumcircuit.stats import bootstrap_ci, ratio_bootstrap_ci
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "causal.json"
+
+
+@dataclass
+class ValidateConfig(PairConfig):
+    circuit: str = field(default="", metadata={"help": "circuit JSON written by locate"})
+    controls: int = field(default=20, metadata={"help": "random component sets of the same size"})
+    ablation: Ablation = field(
+        default="patch",
+        metadata={"help": "necessity: patch from base | mean (ft's dataset mean) | zero"},
+    )
+    mean_region: str = field(
+        default="all", metadata={"help": "tokens the mean ablation averages over"}
+    )
+    min_delta: float = field(
+        default=1e-6,
+        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.circuit:
+            raise SumcircuitError("--circuit is required: the circuit JSON written by locate")
+        if self.controls < 0:
+            raise SumcircuitError(f"--controls must be 0 or more, got {self.controls}")
+        if self.ablation not in ABLATIONS:
+            raise SumcircuitError(
+                f"--ablation must be one of {', '.join(ABLATIONS)}, got {self.ablation!r}"
+            )
+
+
+# -- pure computations -------------------------------------------------------------------------
+def percentile_rank(value: np.ndarray, controls: np.ndarray) -> np.ndarray:
+    """100 · (#controls < value + ½ #controls == value) / K along the last axis of ``controls``.
+
+    value: (...,), controls: (..., K) → (...,).
+    """
+    value = np.asarray(value, dtype=np.float64)[..., None]
+    below = (controls < value).sum(-1)
+    ties = (controls == value).sum(-1)
+    return 100.0 * (below + 0.5 * ties) / controls.shape[-1]
+
+
+def recovered(
+    num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int, min_delta: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ratio of means Σ num / Σ den per column with bootstrap CIs.
+
+    num: (n_docs, n_sets), den: (n_docs,) → (value, lo, hi), each (n_sets,). Raises when
+    |mean(den)| ≤ min_delta: the fine-tune changed nothing the metric can see.
+    """
+    delta = float(np.mean(den))
+    if abs(delta) <= min_delta:
+        raise SumcircuitError(
+            f"the fine-tuned and base models give the same summary log-likelihood "
+            f"(m_ft − m_base = {delta:.3g} nats/token): there is nothing to explain; "
+            "check that --finetuned is the fine-tuned model"
+        )
+    value = num.sum(0) / den.sum()
+    lo, hi = ratio_bootstrap_ci(
+        num, np.repeat(den[:, None], num.shape[1], axis=1), n_boot=n_boot, seed=seed
+    )
+    return value, np.asarray(lo), np.asarray(hi)
+
+
+def percentile_ci(
+    num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int
+) -> tuple[float, float]:
+    """Bootstrap CI over documents of the circuit's percentile among controls.
+
+    num: (n_docs, 1 + K), column 0 the circuit; den: (n_docs,).
+    """
+    values = np.column_stack([num, den])  # (n, K + 2)
+
+    def stat(x: np.ndarray, axis: int) -> np.ndarray:
+        sums = x.sum(axis=axis)  # (chunk, K + 2)
+        ratios = sums[:, :-1] / sums[:, -1:]
+        return percentile_rank(ratios[:, 0], ratios[:, 1:])
+
+    lo, hi = bootstrap_ci(values, stat=stat, n_boot=n_boot, seed=seed)
+    return float(lo), float(hi)
+
+
+def random_sets(
+    pool: list[Any], size: int, count: int, exclude: tuple[Any, ...], *, seed: int
+) -> list[tuple[Any, ...]]:
+    """``count`` distinct sorted ``size``-subsets of ``pool``, none equal to ``exclude`` (seeded)."""
+    total = math.comb(len(pool), size)
+    available = total - (1 if len(exclude) == size and set(exclude) <= set(pool) else 0)
+    if count > available:
+        raise SumcircuitError(
+            f"--controls {count} asks for more random sets than exist: only {available} distinct "
+            f"sets of {size} out of {len(pool)} components differ from the circuit; lower "
+            f"--controls to at most {available}"
+        )
+    rng = np.random.default_rng(seed)
+    exclude = tuple(sorted(exclude))
+    if total <= 20 * count + 1000:  # small: enumerate and draw without replacement
+        every = [c for c in itertools.combinations(sorted(pool), size) if c != exclude]
+        return [every[i] for i in sorted(rng.choice(len(every), count, replace=False))]
+    chosen: list[tuple[Any, ...]] = []
+    seen = {exclude}
+    while len(chosen) < count:
+        pick = tuple(sorted(pool[i] for i in rng.choice(len(pool), size, replace=False)))
+        if pick not in seen:
+            seen.add(pick)
+            chosen.append(pick)
+    return chosen
+
+
+def control_sets(circuit: Circuit, arch: Arch, count: int, *, seed: int) -> list[Components]:
+    """K random sets of the circuit's size and level (layers, or heads anywhere in the model)."""
+    if circuit.level == "layer":
+        picks = random_sets(
+            list(range(arch.n_layers)), len(circuit.layers), count, tuple(circuit.layers), seed=seed
+        )
+        return [Components.from_layers(arch, list(p)) for p in picks]
+    pool = [(layer, head) for layer in range(arch.n_layers) for head in range(arch.n_heads)]
+    picks = random_sets(pool, len(circuit.heads), count, tuple(circuit.heads), seed=seed)
+    return [Components.from_heads(arch, list(p)) for p in picks]
+
+
+# -- the result --------------------------------------------------------------------------------
+@dataclass
+class CausalResult:
+    """What ``validate`` found. ``sufficiency``/``necessity``: ``{"value", "ci95": [lo, hi]}``.
+
+    ``controls``: one dict per random set (``components``, ``sufficiency``, ``necessity``);
+    ``random_percentile``: per measure ``{"value", "ci95"}`` (None without controls);
+    ``per_doc``: ids and per-document m of base, ft, circuit-patched and control-patched runs.
+    """
+
+    m_base: float
+    m_ft: float
+    delta: dict[str, Any]
+    sufficiency: dict[str, Any]
+    necessity: dict[str, Any]
+    controls: list[dict[str, Any]]
+    random_percentile: dict[str, Any] | None
+    n_docs: int
+    circuit: dict[str, Any]
+    ablation: str
+    per_doc: dict[str, Any]
+    timing: dict[str, float]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CausalResult:
+        return cls(**data)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / RESULT_FILE
+        write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CausalResult:
+        path = Path(directory) / RESULT_FILE
+        if not path.exists():
+            raise SumcircuitError(f"{str(path)!r} does not exist; run sumcircuit validate first")
+        return cls.from_dict(read_json(path))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per component set: the circuit first, then the controls."""
+        rows = [{"set": "circuit", **_flat(self.sufficiency, self.necessity)}]
+        rows += [
+            {"set": f"control{i}", **_flat(c["sufficiency"], c["necessity"])}
+            for i, c in enumerate(self.controls)
+        ]
+        return pd.DataFrame(rows)
+
+
+def _flat(suff: dict[str, Any], nec: dict[str, Any]) -> dict[str, float]:
+    return {
+        "sufficiency": suff["value"],
+        "sufficiency_lo": suff["ci95"][0],
+        "sufficiency_hi": suff["ci95"][1],
+        "necessity": nec["value"],
+        "necessity_lo": nec["ci95"][0],
+        "necessity_hi": nec["ci95"][1],
+    }
+
+
+def _measure(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, j: int) -> dict[str, Any]:
+    return {"value": float(value[j]), "ci95": [float(lo[j]), float(hi[j])]}
+
+
+def summarize(
+    effects: Effects,
+    sets: list[Components],
+    *,
+    n_boot: int,
+    seed: int,
+    min_delta: float,
+) -> dict[str, Any]:
+    """Sufficiency, necessity, controls and percentiles from a sweep whose set 0 is the circuit."""
+    den = effects.m_ft - effects.m_base  # (n,)
+    suff_num = effects.m_suff - effects.m_base[:, None]  # (n, S)
+    nec_num = effects.m_ft[:, None] - effects.m_nec  # (n, S)
+    suff = recovered(suff_num, den, n_boot=n_boot, seed=seed, min_delta=min_delta)
+    nec = recovered(nec_num, den, n_boot=n_boot, seed=seed, min_delta=min_delta)
+    controls = [
+        {
+            "components": sets[j].describe(),
+            "sufficiency": _measure(*suff, j),
+            "necessity": _measure(*nec, j),
+        }
+        for j in range(1, len(sets))
+    ]
+    percentile = None
+    if controls:
+        percentile = {
+            name: {
+                "value": float(percentile_rank(values[0][0], values[0][1:])),
+                "ci95": list(percentile_ci(num, den, n_boot=n_boot, seed=seed)),
+            }
+            for name, values, num in (("sufficiency", suff, suff_num), ("necessity", nec, nec_num))
+        }
+    delta_lo, delta_hi = bootstrap_ci(den, n_boot=n_boot, seed=seed)
+    return {
+        "m_base": float(effects.m_base.mean()),
+        "m_ft": float(effects.m_ft.mean()),
+        "delta": {"value": float(den.mean()), "ci95": [delta_lo, delta_hi]},
+        "sufficiency": _measure(*suff, 0),
+        "necessity": _measure(*nec, 0),
+        "controls": controls,
+        "random_percentile": percentile,
+    }
+
+
+def validate(config: ValidateConfig) -> CausalResult:
+    """Load the pair, patch the circuit and K random controls, and score them (see module doc)."""
+    start = time.perf_counter()
+    circuit = Circuit.load(config.circuit)
+    pair = load_pair(config)
+    circuit.check(pair.base.arch, pair.base.identity)
+    if not circuit.components():
+        log.warning("the circuit is empty: sufficiency and necessity are 0 by construction")
+    sets = [
+        Components.from_circuit(circuit, pair.base.arch),
+        *control_sets(circuit, pair.base.arch, config.controls, seed=config.seed),
+    ]
+    loaded = time.perf_counter()
+    effects = patch_effects(
+        pair.base,
+        pair.ft,
+        pair.prepared,
+        sets,
+        batch_size=config.batch_size,
+        ablation=config.ablation,
+        mean_region=config.mean_region,
+    )
+    swept = time.perf_counter()
+    numbers = summarize(
+        effects, sets, n_boot=config.n_boot, seed=config.seed, min_delta=config.min_delta
+    )
+    per_doc = {
+        "id": pair.prepared.ids,
+        "m_base": effects.m_base,
+        "m_ft": effects.m_ft,
+        "m_suff": effects.m_suff[:, 0],
+        "m_nec": effects.m_nec[:, 0],
+        "m_suff_controls": effects.m_suff[:, 1:],
+        "m_nec_controls": effects.m_nec[:, 1:],
+    }
+    return CausalResult(
+        **numbers,
+        n_docs=len(pair.prepared),
+        circuit=circuit.to_dict(),
+        ablation=config.ablation,
+        per_doc={k: np.asarray(v).tolist() for k, v in per_doc.items()},
+        timing={
+            "load_s": loaded - start,
+            "patching_s": swept - loaded,
+            "total_s": time.perf_counter() - start,
+            "forwards": effects.n_forwards,
+        },
+        provenance=provenance(
+            config,
+            models={"base": pair.base.identity, "finetuned": pair.ft.identity},
+            data=pair.prepared.data_identity | {"encode": pair.prepared.report},
+            seed=config.seed,
+        ),
+    )

@@ -1,0 +1,35 @@
+"""``sumcircuit scan``: sufficiency of every single layer or head, as a table and a plot."""
+
+from __future__ import annotations
+
+import argparse
+
+from sumcircuit.commands.validate import add_pair_arguments, pair_kwargs
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="patch each layer (or head) alone from the fine-tuned model into the base model",
+        description=(
+            "Writes OUT/scan.csv (layer,head,sufficiency,sufficiency_lo,sufficiency_hi; head -1 "
+            "on layer rows), OUT/scan.json and OUT/scan.png/.svg."
+        ),
+    )
+    add_pair_arguments(parser)
+    parser.add_argument("--level", default="layer", choices=("layer", "head"))
+    parser.set_defaults(func=cmd_scan)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from sumcircuit.analysis.scan import ScanConfig, scan
+    from sumcircuit.report.causal_plots import plot_scan
+
+    result = scan(ScanConfig(**pair_kwargs(args), level=args.level))
+    csv = result.save(args.out)
+    plots = plot_scan(args.out)
+    frame = result.to_frame().sort_values("sufficiency", ascending=False)
+    print(f"documents {result.n_docs}; m_base {result.m_base:.4f}, m_ft {result.m_ft:.4f}")
+    print(frame.head(10).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"time {result.timing['total_s']:.1f} s; wrote {csv}, {', '.join(map(str, plots))}")
+    return 0

@@ -1,0 +1,231 @@
+"""``sumcircuit validate`` and ``sumcircuit scan`` end to end on tiny saved models (Llama with GQA;
+GPT-2 as the mismatched model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.validate import CausalResult
+from sumcircuit.cli import main
+from sumcircuit.models.archs import Arch
+from sumcircuit.models.loader import load_model
+from sumcircuit.models.tiny import gpt2_tokenizer
+
+DOCS = [
+    ("The council approved the new park on Monday after a long debate.", "Park approved."),
+    ("Rain fell across the north of the country, flooding many roads.", "Floods in the north."),
+    ("A local team won the cup final for the first time in fifty years.", "Team wins the cup."),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (threads only thrash on such small matrices)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save_finetuned(base_dir: Path, out: Path) -> Path:
+    """The tiny base with q/k/v and MLP weights perturbed, saved like a fine-tune."""
+    model = load_model(str(base_dir)).model
+    arch = Arch.from_model(model)
+    gen = torch.Generator().manual_seed(1)
+    for layer in range(arch.n_layers):
+        for name in sorted(
+            {arch.proj_name(layer, w) for w in "qkv"} | set(arch.mlp_linear_names(layer))
+        ):
+            weight = model.get_submodule(name).weight
+            weight.data += 0.5 * weight.std() * torch.randn(weight.shape, generator=gen)
+    model.save_pretrained(out)
+    gpt2_tokenizer().save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_dirs, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("validate")
+    data = root / "pairs.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": str(i), "document": d, "summary": s, "split": "validation"}) + "\n"
+            for i, (d, s) in enumerate(DOCS)
+        )
+    )
+    return {
+        "root": root,
+        "data": data,
+        "base": tiny_dirs["llama"],
+        "ft": save_finetuned(tiny_dirs["llama"], root / "llama-ft"),
+        "gpt2": tiny_dirs["gpt2"],
+    }
+
+
+def write_circuit(setup: dict[str, Path], name: str, **kwargs) -> Path:
+    identity = load_model(str(setup["base"])).identity
+    model = {k: identity.get(k) for k in ("name", "sha256", "model_type", "layers", "heads")}
+    fields = {"level": "layer", "rule": "manual", "score": "manual", "layers": []} | kwargs
+    circuit = Circuit(
+        model=kwargs.pop("model", model), **{k: v for k, v in fields.items() if k != "model"}
+    )
+    path = setup["root"] / f"{name}.json"
+    circuit.save(path)
+    return path
+
+
+def run_validate(
+    setup, circuit: Path, out: Path, *extra: str, finetuned: Path | None = None
+) -> int:
+    return main(
+        [
+            "validate",
+            "--base", str(setup["base"]),
+            "--finetuned", str(finetuned or setup["ft"]),
+            "--circuit", str(circuit),
+            "--data", str(setup["data"]),
+            "--out", str(out),
+            "--batch-size", "2",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_validate_writes_causal_json_with_controls(setup, tmp_path, capsys) -> None:
+    circuit = write_circuit(setup, "two", layers=[1, 2])
+    assert run_validate(setup, circuit, tmp_path, "--controls", "3", "--seed", "4") == 0
+    data = json.loads((tmp_path / "causal.json").read_text())
+    for key in ("m_base", "m_ft", "sufficiency", "necessity", "controls", "random_percentile"):
+        assert key in data
+    assert data["m_ft"] != data["m_base"]
+    assert len(data["controls"]) == 3
+    layer_sets = {tuple(c["components"]["mlps"]) for c in data["controls"]}
+    assert len(layer_sets) == 3 and (1, 2) not in layer_sets
+    for measure in ("sufficiency", "necessity"):
+        lo, hi = data[measure]["ci95"]
+        assert lo <= data[measure]["value"] <= hi
+        assert 0.0 <= data["random_percentile"][measure]["value"] <= 100.0
+    assert len(data["per_doc"]["m_suff"]) == data["n_docs"] == len(DOCS)
+    assert len(data["per_doc"]["m_suff_controls"][0]) == 3
+    assert data["provenance"]["models"]["finetuned"]["sha256"]
+    result = CausalResult.load(tmp_path)
+    assert result.to_frame().shape[0] == 4
+    assert "sufficiency" in capsys.readouterr().out
+
+
+def test_all_layers_recover_everything_and_the_empty_circuit_nothing(setup, tmp_path) -> None:
+    every = write_circuit(setup, "every", layers=[0, 1, 2, 3])
+    assert run_validate(setup, every, tmp_path / "all", "--controls", "0") == 0
+    full = CausalResult.load(tmp_path / "all")
+    assert full.sufficiency["value"] == pytest.approx(1.0, abs=1e-5)
+    assert full.necessity["value"] == pytest.approx(1.0, abs=1e-5)
+    assert full.random_percentile is None
+    empty = write_circuit(setup, "empty", layers=[])
+    assert run_validate(setup, empty, tmp_path / "none", "--controls", "0") == 0
+    none = CausalResult.load(tmp_path / "none")
+    assert none.sufficiency["value"] == 0.0 and none.necessity["value"] == 0.0
+
+
+def test_head_circuit_with_zero_ablation(setup, tmp_path) -> None:
+    heads = write_circuit(setup, "heads", level="head", heads=[(1, 0), (2, 3)])
+    assert run_validate(setup, heads, tmp_path, "--controls", "2", "--ablation", "zero") == 0
+    result = CausalResult.load(tmp_path)
+    assert result.ablation == "zero"
+    assert all(
+        len(c["components"]["heads"]) == 2 and not c["components"]["mlps"] for c in result.controls
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("too_many_controls", "only 5 distinct sets of 2 out of 4"),
+        ("out_of_range", "layer 7 is out of range"),
+        ("other_model", "the circuit was made for model"),
+        ("identical", "nothing to explain"),
+        ("other_architecture", "different architectures"),
+    ],
+)
+def test_bad_input_is_one_clear_sentence(setup, tmp_path, capsys, case, message) -> None:
+    circuit = write_circuit(setup, "ok", layers=[1, 2])
+    finetuned, extra = None, ["--controls", "2"]
+    if case == "too_many_controls":
+        extra = ["--controls", "6"]
+    elif case == "out_of_range":
+        circuit = write_circuit(setup, "far", layers=[1, 7])
+    elif case == "other_model":
+        other = {
+            "name": "gpt2-like",
+            "sha256": "0" * 64,
+            "model_type": "gpt2",
+            "layers": 12,
+            "heads": 12,
+        }
+        circuit = write_circuit(setup, "other", layers=[1], model=other)
+    elif case == "identical":
+        finetuned = setup["base"]
+    else:
+        finetuned = setup["gpt2"]
+    assert run_validate(setup, circuit, tmp_path, *extra, finetuned=finetuned) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+# -- scan ---------------------------------------------------------------------------------------
+
+
+def run_scan(setup, out, level: str) -> int:
+    return main(
+        [
+            "scan",
+            "--base", str(setup["base"]),
+            "--finetuned", str(setup["ft"]),
+            "--data", str(setup["data"]),
+            "--level", level,
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+
+
+def test_layer_scan_csv_contract_plots_and_agreement_with_validate(setup, tmp_path) -> None:
+    assert run_scan(setup, tmp_path / "scan", "layer") == 0
+    frame = pd.read_csv(tmp_path / "scan" / "scan.csv")
+    assert list(frame.columns) == [
+        "layer",
+        "head",
+        "sufficiency",
+        "sufficiency_lo",
+        "sufficiency_hi",
+    ]
+    assert frame["layer"].tolist() == [0, 1, 2, 3] and (frame["head"] == -1).all()
+    assert (frame["sufficiency_lo"] <= frame["sufficiency"]).all()
+    assert (frame["sufficiency"] <= frame["sufficiency_hi"]).all()
+    assert (tmp_path / "scan" / "scan.png").stat().st_size > 0
+    assert (tmp_path / "scan" / "scan.svg").stat().st_size > 0
+    assert ScanResult.load(tmp_path / "scan").to_frame().equals(frame)
+    # the scan's layer 2 is the validate sufficiency of the one-layer circuit [2]
+    circuit = write_circuit(setup, "layer2", layers=[2])
+    assert main(
+        [
+            "validate", "--base", str(setup["base"]), "--finetuned", str(setup["ft"]),
+            "--circuit", str(circuit), "--data", str(setup["data"]), "--controls", "0",
+            "--out", str(tmp_path / "v"),
+        ]
+    ) == 0  # fmt: skip
+    expected = CausalResult.load(tmp_path / "v").sufficiency["value"]
+    assert frame.loc[2, "sufficiency"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_head_scan_has_one_row_per_head(setup, tmp_path) -> None:
+    assert run_scan(setup, tmp_path, "head") == 0
+    frame = pd.read_csv(tmp_path / "scan.csv")
+    assert len(frame) == 4 * 4 and sorted(set(frame["head"])) == [0, 1, 2, 3]
+    assert (tmp_path / "scan.png").exists()
+    assert torch.isfinite(torch.tensor(frame["sufficiency"].to_numpy())).all()

@@ -1,0 +1,219 @@
+"""The patching core on tiny random models of the GPT-2, Llama (GQA) and Gemma3 shapes.
+
+The "fine-tuned" model is the tiny base with its q/k/v and MLP weights perturbed: those are
+exactly what per-head attention outputs (before W_O) and MLP outputs carry, so patching every
+component must reproduce the other model exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import ExitStack
+
+import numpy as np
+import pytest
+import torch
+
+from sumcircuit.analysis.patching import (
+    Components,
+    all_sites,
+    capturing,
+    check_pair,
+    dataset_means,
+    patch_effects,
+    patching,
+    score,
+    zero_source,
+)
+from sumcircuit.data.batching import Prepared, iter_batches
+from sumcircuit.data.prompting import Prompter, collate
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.models.archs import Arch
+from sumcircuit.models.loader import LoadedModel
+from sumcircuit.models.tiny import tiny_model
+
+ARCHS = ("gpt2", "llama", "gemma3")
+DOCS = [
+    ("The council approved the new park on Monday after a long debate. " * 3, "Park approved."),
+    (
+        "Rain fell across the north of the country, flooding roads.",
+        "Floods hit roads in the north.",
+    ),
+    ("A local team won the cup final for the first time in fifty years. " * 2, "Team wins cup."),
+    ("Scientists found a new species of frog in the rainforest.", "New frog species found."),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (threads only thrash on such small matrices)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def perturbed(base: torch.nn.Module, arch: Arch, seed: int = 1) -> torch.nn.Module:
+    """A copy of ``base`` with q/k/v and MLP weights perturbed (everything else identical)."""
+    ft = copy.deepcopy(base)
+    gen = torch.Generator().manual_seed(seed)
+    for layer in range(arch.n_layers):
+        names = {arch.proj_name(layer, w) for w in "qkv"} | set(arch.mlp_linear_names(layer))
+        for name in sorted(names):
+            weight = ft.get_submodule(name).weight
+            weight.data += 0.5 * weight.std() * torch.randn(weight.shape, generator=gen)
+    return ft
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def pair(request, gpt2_tok) -> tuple[LoadedModel, LoadedModel, Prepared]:
+    base = tiny_model(request.param, seed=0)
+    arch = Arch.from_model(base)
+    prompter = Prompter(gpt2_tok, max_length=96)
+    encoded = [prompter.encode(doc, summ) for doc, summ in DOCS]
+    prepared = Prepared(encoded=encoded, ids=[str(i) for i in range(len(DOCS))], examples=[])
+    return (
+        LoadedModel(base, gpt2_tok, arch, {}),
+        LoadedModel(perturbed(base, arch), gpt2_tok, arch, {}),
+        prepared,
+    )
+
+
+def _batch(prepared: Prepared, tok):
+    return collate(prepared.encoded, tok.pad_token_id)
+
+
+def _ratios(effects) -> tuple[np.ndarray, np.ndarray]:
+    den = (effects.m_ft - effects.m_base).sum()
+    suff = (effects.m_suff - effects.m_base[:, None]).sum(0) / den
+    nec = (effects.m_ft[:, None] - effects.m_nec).sum(0) / den
+    return suff, nec
+
+
+def test_empty_set_changes_nothing_and_all_layers_recover_everything(pair) -> None:
+    base, ft, prepared = pair
+    arch = base.arch
+    every = Components.from_layers(arch, list(range(arch.n_layers)))
+    effects = patch_effects(base, ft, prepared, [Components(), every], batch_size=2)
+    assert np.all(effects.m_ft != effects.m_base)  # the perturbation is visible
+    np.testing.assert_array_equal(effects.m_suff[:, 0], effects.m_base)  # exactly, bit for bit
+    np.testing.assert_array_equal(effects.m_nec[:, 0], effects.m_ft)
+    np.testing.assert_allclose(effects.m_suff[:, 1], effects.m_ft, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(effects.m_nec[:, 1], effects.m_base, rtol=0, atol=1e-5)
+    suff, nec = _ratios(effects)
+    assert suff[0] == 0.0 and nec[0] == 0.0
+    np.testing.assert_allclose([suff[1], nec[1]], [1.0, 1.0], atol=1e-5)
+
+
+def test_every_head_patched_one_by_one_plus_mlps_equals_whole_layers(pair) -> None:
+    base, ft, prepared = pair
+    arch = base.arch
+    batch = _batch(prepared, base.tokenizer)
+    sites = all_sites(arch)
+    with capturing(ft.model, arch, sites) as ft_acts:
+        score(ft.model, arch, batch)
+    with patching(base.model, arch, Components.from_layers(arch, range(arch.n_layers)), ft_acts):
+        whole = score(base.model, arch, batch)
+    with ExitStack() as stack:  # one hook per head, chained on the same module
+        for layer in range(arch.n_layers):
+            for head in range(arch.n_heads):
+                one = Components.from_heads(arch, [(layer, head)])
+                stack.enter_context(patching(base.model, arch, one, ft_acts))
+        mlps = Components(mlps=frozenset(range(arch.n_layers)))
+        stack.enter_context(patching(base.model, arch, mlps, ft_acts))
+        by_head = score(base.model, arch, batch)
+    assert torch.equal(whole, by_head)
+
+
+def test_patching_head_changes_only_that_heads_slice(pair) -> None:
+    base, ft, prepared = pair
+    arch = base.arch
+    batch = _batch(prepared, base.tokenizer)
+    layer, head, d = arch.n_layers - 1, 1, arch.head_dim
+    site = ("attn", layer)
+    with capturing(ft.model, arch, [site]) as ft_acts:
+        score(ft.model, arch, batch)
+    with capturing(base.model, arch, [site]) as clean:
+        score(base.model, arch, batch)
+    comps = Components.from_heads(arch, [(layer, head)])
+    with patching(base.model, arch, comps, ft_acts), capturing(base.model, arch, [site]) as seen:
+        score(base.model, arch, batch)  # the capture hook runs after the patch hook
+    sl = slice(head * d, (head + 1) * d)
+    assert torch.equal(seen[site][..., sl], ft_acts[site][..., sl])
+    rest = torch.ones(arch.n_heads * d, dtype=torch.bool)
+    rest[sl] = False
+    assert torch.equal(seen[site][..., rest], clean[site][..., rest])
+    assert not torch.equal(clean[site][..., sl], ft_acts[site][..., sl])
+
+
+def test_hooks_leave_no_trace(pair) -> None:
+    base, ft, prepared = pair
+    arch = base.arch
+    batch = _batch(prepared, base.tokenizer)
+    before = score(base.model, arch, batch)
+    sites = all_sites(arch)
+    with capturing(ft.model, arch, sites) as ft_acts:
+        score(ft.model, arch, batch)
+    with patching(base.model, arch, Components.from_layers(arch, [0, 1]), ft_acts):
+        assert not torch.equal(score(base.model, arch, batch), before)
+    with (
+        pytest.raises(RuntimeError),
+        patching(base.model, arch, Components.from_layers(arch, [0]), zero_source(arch, sites)),
+    ):
+        raise RuntimeError("the body fails")
+    assert torch.equal(score(base.model, arch, batch), before)
+    for module in base.model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+def test_score_matches_a_direct_log_softmax(pair) -> None:
+    base, _, prepared = pair
+    batch = _batch(prepared, base.tokenizer)
+    m = score(base.model, base.arch, batch)
+    with torch.no_grad():
+        logits = base.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    logp = torch.log_softmax(logits.double(), -1)  # (B, T, V)
+    for row in range(len(DOCS)):
+        pos = batch.summary_mask[row].nonzero()[:, 0]
+        expected = logp[row, pos, batch.labels[row, pos]].mean()
+        assert m[row].item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_batched_and_one_by_one_agree(pair) -> None:
+    base, ft, prepared = pair
+    sets = [Components.from_layers(base.arch, [1]), Components.from_heads(base.arch, [(0, 2)])]
+    batched = patch_effects(base, ft, prepared, sets, batch_size=4, ablation="zero")
+    single = patch_effects(base, ft, prepared, sets, batch_size=1, ablation="zero")
+    for name in ("m_base", "m_ft", "m_suff", "m_nec"):
+        np.testing.assert_allclose(getattr(batched, name), getattr(single, name), atol=1e-5)
+
+
+def test_mean_ablation_uses_the_region_mean(pair) -> None:
+    base, ft, prepared = pair
+    arch = base.arch
+    comps = Components.from_layers(arch, [0])
+    mean = patch_effects(base, ft, prepared, [comps], batch_size=4, ablation="mean")
+    zero = patch_effects(base, ft, prepared, [comps], batch_size=4, ablation="zero")
+    assert not np.allclose(mean.m_nec, zero.m_nec)
+    assert mean.n_forwards == zero.n_forwards + 1  # the first pass over the data
+    idx, batch = next(iter_batches(prepared.encoded, 4, base.tokenizer.pad_token_id))
+    with capturing(ft.model, arch, [("mlp", 0)]) as acts:
+        score(ft.model, arch, batch)
+    region = batch.region("all")
+    expected = acts[("mlp", 0)][region].double().mean(0).float()
+    got = dataset_means(ft, prepared, [("mlp", 0)], batch_size=4)[("mlp", 0)]
+    torch.testing.assert_close(got, expected)
+
+
+def test_check_pair_rejects_incompatible_and_identical_models(pair, gpt2_tok) -> None:
+    base, ft, _ = pair
+    with pytest.raises(SumcircuitError, match="identical weights"):
+        check_pair(base, LoadedModel(copy.deepcopy(base.model), gpt2_tok, base.arch, {}))
+    other = tiny_model("gpt2" if base.arch.spec.model_type != "gpt2" else "llama")
+    with pytest.raises(SumcircuitError, match="different architectures"):
+        check_pair(base, LoadedModel(other, gpt2_tok, Arch.from_model(other), {}))
+    tok = copy.deepcopy(gpt2_tok)
+    tok.add_tokens(["<extra-token>"])
+    with pytest.raises(SumcircuitError, match="different vocabularies"):
+        check_pair(base, LoadedModel(ft.model, tok, ft.arch, {}))
+    check_pair(base, ft)  # a real pair passes
