@@ -1,10 +1,9 @@
 """``finetune(config)``: full or LoRA fine-tuning on summary tokens, resumable, 1 or N processes.
 
-Precision (measured on smollm2-135m, XSum train, batch 4, max_length 512, LoRA all layers, 2-core
-CPU; see benchmarks/RESULTS.md): bf16 autocast vs fp32 over 4 steps from the same weights gave
-losses equal to |Δ| ≤ 0.006 nats (relative 2e-3) and gradients with cosine 0.9998 (relative
-norm difference 1.2e-2), at 1.9x the speed — so bf16 autocast is the default; master weights,
-optimizer states, the loss and the LM-head logits stay fp32 (``--precision fp32`` turns it off).
+Precision: bf16 autocast of the matmuls by default (CPU with avx512_bf16: ~2.3x the fp32 matmul
+rate); master weights, optimizer states, the loss and the LM-head logits stay fp32;
+``--precision fp32`` turns it off. The fp32-vs-bf16 loss/gradient agreement on smollm2-135m is
+measured by ``benchmarks/train_bench.py precision`` and recorded in benchmarks/RESULTS.md.
 
 Autograd below the lowest adapted layer: with LoRA the base weights are frozen and the input
 embeddings do not require gradients, so the blocks below the first adapter build no graph and
