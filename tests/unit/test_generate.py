@@ -21,7 +21,7 @@ DOCUMENTS = [
     "A short one",
     "Shares rose 3% in early trading after the results beat forecasts for the third quarter.",
 ]
-NEW = 10
+NEW = 8
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def _ids(model, tok, prompts, **kw):
     return generate_ids(model, tok, prompts, **kw)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gemma3"])
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize(
+    "arch,attn", [("gpt2", "sdpa"), ("llama", "sdpa"), ("gemma3", "sdpa"), ("llama", "eager")]
+)
 def test_batched_equals_one_at_a_time(arch, attn, gpt2_tok, prompts) -> None:
     model = tiny_model(arch, seed=1, attn_implementation=attn)
     assert len({len(p.input_ids) for p in prompts}) == len(prompts)  # padding really happens
@@ -46,9 +47,8 @@ def test_batched_equals_one_at_a_time(arch, attn, gpt2_tok, prompts) -> None:
     assert all(len(s) == NEW for s in single)  # random models never emit EOS here
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_beam_search_batched_equals_one_at_a_time(arch, gpt2_tok, prompts) -> None:
-    model = tiny_model(arch, seed=2, attn_implementation="sdpa")
+def test_beam_search_batched_equals_one_at_a_time(gpt2_tok, prompts) -> None:
+    model = tiny_model("llama", seed=2, attn_implementation="sdpa")
     batched = _ids(model, gpt2_tok, prompts, batch_size=3, num_beams=3)
     single = [_ids(model, gpt2_tok, [p], batch_size=1, num_beams=3)[0] for p in prompts]
     assert batched == single
