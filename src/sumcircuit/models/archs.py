@@ -18,7 +18,7 @@ are captured and patched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -50,54 +50,29 @@ class ArchSpec:
     weight_in_out: bool = False  # Conv1D stores (in, out); nn.Linear stores (out, in)
 
 
+# Llama, Qwen2 and Gemma3 share one layout: separate projections, grouped-query KV heads.
+_LLAMA_LIKE = ArchSpec(
+    model_type="llama",
+    blocks="model.layers",
+    attn="self_attn",
+    mlp="mlp",
+    embed="model.embed_tokens",
+    final_norm="model.norm",
+    lm_head="lm_head",
+    layout="separate",
+    q="q_proj",
+    k="k_proj",
+    v="v_proj",
+    o="o_proj",
+    mlp_linears=("gate_proj", "up_proj", "down_proj"),
+)
+
 ARCHS: dict[str, ArchSpec] = {
     spec.model_type: spec
     for spec in (
-        ArchSpec(
-            model_type="llama",
-            blocks="model.layers",
-            attn="self_attn",
-            mlp="mlp",
-            embed="model.embed_tokens",
-            final_norm="model.norm",
-            lm_head="lm_head",
-            layout="separate",
-            q="q_proj",
-            k="k_proj",
-            v="v_proj",
-            o="o_proj",
-            mlp_linears=("gate_proj", "up_proj", "down_proj"),
-        ),
-        ArchSpec(
-            model_type="qwen2",
-            blocks="model.layers",
-            attn="self_attn",
-            mlp="mlp",
-            embed="model.embed_tokens",
-            final_norm="model.norm",
-            lm_head="lm_head",
-            layout="separate",
-            q="q_proj",
-            k="k_proj",
-            v="v_proj",
-            o="o_proj",
-            mlp_linears=("gate_proj", "up_proj", "down_proj"),
-        ),
-        ArchSpec(
-            model_type="gemma3_text",
-            blocks="model.layers",
-            attn="self_attn",
-            mlp="mlp",
-            embed="model.embed_tokens",
-            final_norm="model.norm",
-            lm_head="lm_head",
-            layout="separate",
-            q="q_proj",
-            k="k_proj",
-            v="v_proj",
-            o="o_proj",
-            mlp_linears=("gate_proj", "up_proj", "down_proj"),
-        ),
+        _LLAMA_LIKE,
+        replace(_LLAMA_LIKE, model_type="qwen2"),
+        replace(_LLAMA_LIKE, model_type="gemma3_text"),
         ArchSpec(
             model_type="gpt2",
             blocks="transformer.h",
