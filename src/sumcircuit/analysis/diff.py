@@ -1,0 +1,446 @@
+"""Differential analysis: how a fine-tuned model's attention and residual stream differ from its
+base model's, per head and per layer, streamed over documents.
+
+Per batch both models run once each on the *same* token ids (the base model's tokenizer):
+
+1. the base model, with its attention routed through :mod:`~sumcircuit.analysis.attention_capture`:
+   each layer keeps only the region's query rows (B, H, R, d) and its keys (B, Hkv, T, d) — a
+   half KV cache, not the (B, H, T, T) maps — and block hooks keep the residual stream at the
+   region rows (B, R, D) and add the base ActMag;
+2. the fine-tuned model: at each layer both models' attention rows (B, H, R, T) are computed
+   from the queries and keys, turned into per-document region sums of entropy, normalized
+   entropy, KL both ways and JS (:func:`~sumcircuit.analysis.accumulate.head_region_sums`), and
+   dropped before the next layer; block hooks add ActMag, cosine and CKA of the residual stream.
+
+Only per-document sums survive a batch (:class:`~sumcircuit.analysis.accumulate.DiffAccumulator`),
+so memory does not grow with the number of documents. Logits are computed for the last position
+only (``logits_to_keep=1``). Layers and heads are numbered from 0. Under ``torch.distributed``
+documents are sharded across ranks (document i on rank i mod world size) and the sums reduced;
+rank 0 returns the same result as one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from sumcircuit.analysis.accumulate import HEAD_METRICS, DiffAccumulator, head_region_sums
+from sumcircuit.analysis.attention_capture import (
+    LayerAttention,
+    Rows,
+    capture_attention,
+    gather_rows,
+    row_probs,
+)
+from sumcircuit.analysis.diff_stats import summarize
+from sumcircuit.analysis.weights import (
+    head_weight_changes,
+    layer_weight_changes,
+    parameter_weight_changes,
+)
+from sumcircuit.data.batching import iter_batches, prepare
+from sumcircuit.data.prompting import TEMPLATES, Batch
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.io import read_json, write_json
+from sumcircuit.models.hooks import hooks
+from sumcircuit.models.loader import LoadedModel, load_model
+from sumcircuit.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DiffConfig", "DiffResult", "check_compatible", "run_diff"]
+
+REGIONS = ("summary", "document", "all")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class DiffConfig:
+    """What to compare, on which documents, and how."""
+
+    finetuned: str = field(metadata={"help": "fine-tuned model: preset, local directory or HF id"})
+    base: str = field(
+        default="smollm2-135m", metadata={"help": "base model (its tokenizer is used)"}
+    )
+    data: str = field(default="xsum", metadata={"help": "dataset name, local file or hf:NAME"})
+    split: str = field(default="validation", metadata={"help": "split to analyse"})
+    limit: int | None = field(default=None, metadata={"help": "first N documents of the split"})
+    region: str = field(
+        default="summary",
+        metadata={
+            "help": "query positions analysed: summary (predict summary tokens), document, all"
+        },
+    )
+    batch_size: int = field(default=4, metadata={"help": "documents per forward pass"})
+    max_length: int = field(
+        default=512, metadata={"help": "tokens per example (document truncated)"}
+    )
+    template: str = field(default="plain", metadata={"help": "prompt template: plain or chat"})
+    per_doc: bool = field(default=False, metadata={"help": "also write per_doc.parquet"})
+    dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
+    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
+
+    def __post_init__(self) -> None:
+        if not self.finetuned:
+            raise SumcircuitError("diff needs a fine-tuned model: pass --finetuned MODEL")
+        if self.region not in REGIONS:
+            raise SumcircuitError(
+                f"unknown region {self.region!r}; choose from {', '.join(REGIONS)}"
+            )
+        if self.template not in TEMPLATES:
+            raise SumcircuitError(
+                f"unknown template {self.template!r}; choose from {', '.join(TEMPLATES)}"
+            )
+        if self.dtype not in DTYPES:
+            raise SumcircuitError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        for name in ("batch_size", "max_length", "n_boot"):
+            if getattr(self, name) < 1:
+                raise SumcircuitError(f"--{name.replace('_', '-')} must be positive")
+        if self.limit is not None and self.limit < 1:
+            raise SumcircuitError(f"--limit must be positive, got {self.limit}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiffConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SumcircuitError(f"unknown diff config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class DiffResult:
+    """Tables and summary of a diff; ``save(dir)`` writes the files the CLI documents."""
+
+    summary: dict[str, Any]  # diff.json
+    heads: pd.DataFrame  # heads.csv, one row per (layer, head)
+    layers: pd.DataFrame  # layers.csv, one row per layer
+    head_weights: pd.DataFrame  # weights_heads.csv (q, k, v, o per head; kv_head)
+    parameter_weights: pd.DataFrame  # weights_parameters.csv
+    per_doc: pd.DataFrame | None = None  # per_doc.parquet (with --per-doc)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.heads
+
+    def to_dict(self) -> dict[str, Any]:
+        tables = {
+            "heads": self.heads,
+            "layers": self.layers,
+            "head_weights": self.head_weights,
+            "parameter_weights": self.parameter_weights,
+            "per_doc": self.per_doc,
+        }
+        return {"summary": self.summary} | {
+            k: (None if v is None else v.to_dict(orient="records")) for k, v in tables.items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiffResult:
+        def frame(key: str) -> pd.DataFrame | None:
+            return None if data.get(key) is None else pd.DataFrame.from_records(data[key])
+
+        return cls(
+            summary=data["summary"],
+            heads=frame("heads"),
+            layers=frame("layers"),
+            head_weights=frame("head_weights"),
+            parameter_weights=frame("parameter_weights"),
+            per_doc=frame("per_doc"),
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.heads.to_csv(directory / "heads.csv", index=False)
+        self.layers.to_csv(directory / "layers.csv", index=False)
+        self.head_weights.to_csv(directory / "weights_heads.csv", index=False)
+        self.parameter_weights.to_csv(directory / "weights_parameters.csv", index=False)
+        if self.per_doc is not None:
+            self.per_doc.to_parquet(directory / "per_doc.parquet", index=False)
+        write_json(directory / "diff.json", self.summary)  # last: its presence marks completion
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> DiffResult:
+        directory = Path(directory)
+        missing = [
+            n for n in ("diff.json", "heads.csv", "layers.csv") if not (directory / n).exists()
+        ]
+        if missing:
+            raise SumcircuitError(
+                f"{str(directory)!r} is not a finished diff (missing {', '.join(missing)}); "
+                "run sumcircuit diff --out there first"
+            )
+        per_doc = directory / "per_doc.parquet"
+
+        def optional(name: str) -> pd.DataFrame:
+            path = directory / name
+            return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+        return cls(
+            summary=read_json(directory / "diff.json"),
+            heads=pd.read_csv(directory / "heads.csv"),
+            layers=pd.read_csv(directory / "layers.csv"),
+            head_weights=optional("weights_heads.csv"),
+            parameter_weights=optional("weights_parameters.csv"),
+            per_doc=pd.read_parquet(per_doc) if per_doc.exists() else None,
+        )
+
+
+def check_compatible(base: LoadedModel, ft: LoadedModel) -> None:
+    """Raise one clear error unless both models share architecture, sizes, parameter shapes and
+    vocabulary (the same token ids must mean the same tokens to both)."""
+    a, b = base.arch.describe(), ft.arch.describe()
+    if a != b:
+        diffs = ", ".join(f"{k} {a[k]} vs {b[k]}" for k in a if a[k] != b.get(k))
+        raise SumcircuitError(
+            f"the base and fine-tuned models differ in architecture ({diffs}); diff needs a "
+            "fine-tune of the base model"
+        )
+    vb, vf = (
+        base.model.config.get_text_config().vocab_size,
+        ft.model.config.get_text_config().vocab_size,
+    )
+    if vb != vf or base.tokenizer.get_vocab() != ft.tokenizer.get_vocab():
+        raise SumcircuitError(
+            f"the base and fine-tuned models have different vocabularies ({vb} vs {vf} "
+            "embedding rows, or different token tables); diff needs the same tokenizer"
+        )
+    shapes_b = {n: tuple(p.shape) for n, p in base.model.named_parameters()}
+    shapes_f = {n: tuple(p.shape) for n, p in ft.model.named_parameters()}
+    if shapes_b != shapes_f:
+        odd = sorted(set(shapes_b.items()) ^ set(shapes_f.items()))[:3]
+        raise SumcircuitError(
+            f"the base and fine-tuned models have different parameters (e.g. {odd}); was the "
+            "fine-tune saved with adapters unmerged? merge them first"
+        )
+
+
+class _PairRunner:
+    """Runs one batch through both models and feeds the accumulator (see the module docstring)."""
+
+    def __init__(self, base: LoadedModel, ft: LoadedModel, acc: DiffAccumulator) -> None:
+        self.base, self.ft, self.acc = base, ft, acc
+        self.arch = base.arch
+        self.docs = np.zeros(0, dtype=np.int64)
+        self.rows: Rows | None = None
+        self.attn: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
+        self.hidden: dict[int, torch.Tensor] = {}
+        self.peak_store_bytes = 0  # largest base-pass store of one batch (q rows, keys, hidden)
+
+    # -- sinks of the base pass ---------------------------------------------------------------
+    def base_attention(self, att: LayerAttention) -> None:
+        self.attn[att.layer] = (gather_rows(att.query, self.rows, 2), att.key, att.scaling)
+
+    def base_block(self, layer: int):
+        def hook(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output  # (B, T, D)
+            self.hidden[layer] = gather_rows(h, self.rows, 1)  # (B, R, D)
+
+        return hook
+
+    # -- sinks of the fine-tuned pass ---------------------------------------------------------
+    def ft_attention(self, att: LayerAttention) -> None:
+        q_base, k_base, scale_base = self.attn.pop(att.layer)
+        mask_rows = gather_rows(att.mask, self.rows, 2)  # (B, 1, R, T)
+        p = row_probs(q_base, k_base, mask_rows, scale_base)  # (B, H, R, T)
+        q = row_probs(gather_rows(att.query, self.rows, 2), att.key, mask_rows, att.scaling)
+        n_keys = mask_rows.sum(dim=-1)[:, 0, :]  # (B, R)
+        self.acc.add_heads(self.docs, att.layer, head_region_sums(p, q, n_keys, self.rows.valid))
+
+    def ft_block(self, layer: int):
+        def hook(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output
+            h_ft = gather_rows(h, self.rows, 1)
+            self.acc.add_hidden(self.docs, layer, self.hidden.pop(layer), h_ft, self.rows.valid)
+
+        return hook
+
+    def contexts(self):
+        blocks = range(self.arch.n_layers)
+        return (
+            capture_attention(self.base.model, self.arch, self.base_attention),
+            hooks(
+                self.base.model,
+                forward={self.arch.block_name(i): self.base_block(i) for i in blocks},
+            ),
+            capture_attention(self.ft.model, self.arch, self.ft_attention),
+            hooks(
+                self.ft.model, forward={self.arch.block_name(i): self.ft_block(i) for i in blocks}
+            ),
+        )
+
+    def run(self, docs: list[int], batch: Batch, region: str) -> int:
+        """Process one batch; returns the number of region positions in it."""
+        device = self.base.device
+        rows = Rows.from_mask(batch.region(region))
+        self.docs = np.asarray(docs, dtype=np.int64)
+        self.acc.add_counts(self.docs, rows.valid)
+        if rows.width == 0:
+            return 0
+        self.rows = Rows(rows.index.to(device), rows.valid.to(device))
+        inputs = {
+            "input_ids": batch.input_ids.to(device),
+            "attention_mask": batch.attention_mask.to(device),
+            "use_cache": False,
+            "logits_to_keep": 1,
+        }
+        self.base.model(**inputs)
+        if len(self.attn) != self.arch.n_layers or len(self.hidden) != self.arch.n_layers:
+            seen = sorted(self.attn)
+            raise SumcircuitError(
+                f"attention maps were captured for layers {seen} only, of {self.arch.n_layers}; "
+                "this model's attention does not run through transformers' attention interface, "
+                "so the diff cannot read its maps"
+            )
+        stored = [t for q, k, _ in self.attn.values() for t in (q, k)] + list(self.hidden.values())
+        nbytes = sum(t.numel() * t.element_size() for t in stored)
+        self.peak_store_bytes = max(self.peak_store_bytes, nbytes)
+        self.ft.model(**inputs)
+        self.attn.clear()
+        self.hidden.clear()
+        return int(rows.valid.sum())
+
+
+def _shard(n: int) -> tuple[list[int], int, int]:
+    """Document indices of this rank (all of them without torch.distributed)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world = 0, 1
+    return list(range(rank, n, world)), rank, world
+
+
+def _load_pair(config: DiffConfig) -> tuple[LoadedModel, LoadedModel]:
+    kwargs = {"attn_implementation": "sdpa", "dtype": DTYPES[config.dtype], "device": config.device}
+    return load_model(config.base, **kwargs), load_model(config.finetuned, **kwargs)
+
+
+def _per_doc_frame(acc: DiffAccumulator, ids: list[str], keep: np.ndarray) -> pd.DataFrame:
+    L, H = acc.n_layers, acc.n_heads
+    docs = np.flatnonzero(keep)
+    counts = acc.counts[docs].astype(np.float64)
+    frame = pd.DataFrame(
+        {
+            "doc_id": np.repeat(np.asarray(ids, dtype=object)[docs], L * H),
+            "layer": np.tile(np.repeat(np.arange(L), H), len(docs)),
+            "head": np.tile(np.arange(H), len(docs) * L),
+            "n_positions": np.repeat(acc.counts[docs], L * H),
+        }
+    )
+    for m in HEAD_METRICS:
+        frame[m] = (acc.head_sums[m][docs] / counts[:, None, None]).reshape(-1)
+    return frame
+
+
+def run_diff(
+    config: DiffConfig,
+    *,
+    base: LoadedModel | None = None,
+    finetuned: LoadedModel | None = None,
+) -> DiffResult:
+    """Compare ``config.finetuned`` with ``config.base`` over the documents of ``config.split``.
+
+    Already loaded models may be passed (tests, benchmarks); they are used as they are.
+    Under ``torch.distributed`` every rank returns the full result.
+    """
+    if base is None or finetuned is None:
+        base, finetuned = _load_pair(config)
+    check_compatible(base, finetuned)
+    arch = base.arch
+    prepared = prepare(
+        config.data,
+        config.split,
+        base.tokenizer,
+        limit=config.limit,
+        max_length=config.max_length,
+        template=config.template,
+    )
+    n = len(prepared)
+    mine, rank, world = _shard(n)
+    acc = DiffAccumulator(n, arch.n_layers, arch.n_heads)
+    runner = _PairRunner(base, finetuned, acc)
+    pad = base.tokenizer.pad_token_id
+    encoded = [prepared.encoded[i] for i in mine]
+    start, forward_tokens = time.perf_counter(), 0
+    n_batches = -(-len(encoded) // config.batch_size)
+    with torch.inference_mode(), ExitStack() as stack:
+        for context in runner.contexts():
+            stack.enter_context(context)
+        progress = tqdm(
+            iter_batches(encoded, config.batch_size, pad),
+            total=n_batches,
+            desc="diff",
+            unit="batch",
+            disable=rank != 0 or None,
+        )
+        for local, batch in progress:
+            runner.run([mine[i] for i in local], batch, config.region)
+            forward_tokens += int(batch.attention_mask.sum())
+    if world > 1:
+        acc.all_reduce()
+    seconds = time.perf_counter() - start
+
+    head_w = head_weight_changes(base.model, finetuned.model, arch)
+    layer_w = layer_weight_changes(base.model, finetuned.model, arch)
+    heads, layers, summary, keep = summarize(
+        acc,
+        head_w["combined"].to_numpy().reshape(arch.n_layers, arch.n_heads),
+        np.asarray(layer_w),
+        n_boot=config.n_boot,
+        seed=config.seed,
+    )
+    excluded = [prepared.ids[i] for i in np.flatnonzero(~keep)]
+    if excluded:
+        log.warning(
+            "%d documents have no %s positions and were excluded", len(excluded), config.region
+        )
+    summary |= {
+        "region": config.region,
+        "excluded_ids": excluded,
+        "n_layers": arch.n_layers,
+        "n_heads": arch.n_heads,
+        "n_kv_heads": arch.n_kv_heads,
+        "numbering": "layers and heads are numbered from 0",
+        "timing": {
+            "seconds": seconds,
+            "forward_tokens_per_model": forward_tokens,
+            "tokens_per_s": 2 * forward_tokens / seconds if seconds > 0 else None,
+            "world_size": world,
+        },
+        "memory": {
+            "accumulator_fixed_bytes": acc.nbytes(per_doc=False),
+            "accumulator_bytes": acc.nbytes(),
+            "peak_batch_store_bytes": runner.peak_store_bytes,
+        },
+        "data_report": prepared.report,
+        "provenance": provenance(
+            config,
+            models={"base": base.identity, "finetuned": finetuned.identity},
+            data=prepared.data_identity,
+            seed=config.seed,
+        ),
+    }
+    return DiffResult(
+        summary=summary,
+        heads=heads,
+        layers=layers,
+        head_weights=head_w,
+        parameter_weights=parameter_weight_changes(base.model, finetuned.model),
+        per_doc=_per_doc_frame(acc, prepared.ids, keep) if config.per_doc else None,
+    )

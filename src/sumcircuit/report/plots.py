@@ -1,0 +1,143 @@
+"""Figures of a diff, drawn from its result files only (heads.csv, layers.csv, diff.json).
+
+- ``heatmap_delta_entropy``: layer × head, mean ΔH = H_ft − H_base (nats), diverging colours
+  centred on 0, heads with q < 0.05 dotted;
+- ``heatmap_kl``: layer × head, mean KL(P_base ‖ Q_ft) (nats);
+- ``layer_profiles``: per layer, mean KL over heads, ActMag relative change, cosine and CKA of
+  the residual streams, and weight change; shaded 95% bootstrap CIs where ``diff.json`` has them
+  (CKA and weight change have none).
+
+Each figure is written as PNG and SVG. Layers and heads are numbered from 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+from sumcircuit.errors import SumcircuitError  # noqa: E402
+from sumcircuit.io import atomic_path, read_json  # noqa: E402
+
+__all__ = ["plot_diff"]
+
+FORMATS = ("png", "svg")
+
+
+def _grid(heads: pd.DataFrame, column: str) -> np.ndarray:
+    grid = heads.pivot(index="layer", columns="head", values=column).sort_index()
+    return grid.sort_index(axis=1).to_numpy()  # (L, H)
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    paths = []
+    for fmt in FORMATS:
+        path = out / f"{name}.{fmt}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _heatmap(heads: pd.DataFrame, column: str, title: str, label: str, diverging: bool):
+    grid = _grid(heads, column)
+    L, H = grid.shape
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * H, 1.0 + 0.22 * L))
+    if diverging:
+        span = float(np.nanmax(np.abs(grid))) or 1.0
+        image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span))
+        sig = _grid(heads, "q_value") < 0.05
+        ys, xs = np.nonzero(sig)
+        ax.scatter(xs, ys, s=6, c="black", marker=".", label="q < 0.05")
+        if len(xs):
+            ax.legend(loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.08))
+    else:
+        image = ax.imshow(grid, aspect="auto", cmap="viridis")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(H))
+    ax.set_yticks(range(0, L, max(1, L // 15)))
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label=label)
+    return fig
+
+
+def _profile(ax, x, y, ci, title: str, ylabel: str) -> None:
+    ax.plot(x, y, marker="o", ms=3, lw=1.2)
+    if ci is not None:
+        band = np.asarray(ci, dtype=float)
+        ax.fill_between(x, band[:, 0], band[:, 1], alpha=0.25, lw=0)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_xlabel("layer", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Draw every figure of the diff in ``diff_dir`` into ``out`` (default ``diff_dir/plots``);
+    returns the files written."""
+    diff_dir = Path(diff_dir)
+    missing = [n for n in ("heads.csv", "layers.csv", "diff.json") if not (diff_dir / n).exists()]
+    if missing:
+        raise SumcircuitError(
+            f"{str(diff_dir)!r} is not a diff directory (missing {', '.join(missing)}); run "
+            "sumcircuit diff --out there first"
+        )
+    heads = pd.read_csv(diff_dir / "heads.csv")
+    layers = pd.read_csv(diff_dir / "layers.csv").sort_values("layer")
+    summary = read_json(diff_dir / "diff.json")
+    ci = summary.get("layer_ci95", {})
+    out = Path(out) if out else diff_dir / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    region = summary.get("region", "?")
+    n = summary.get("n_docs", "?")
+    written: list[Path] = []
+    written += _save(
+        _heatmap(
+            heads,
+            "delta_entropy",
+            f"ΔH = H_ft − H_base per head ({region} region, {n} docs)",
+            "ΔH (nats)",
+            diverging=True,
+        ),
+        out,
+        "heatmap_delta_entropy",
+    )
+    written += _save(
+        _heatmap(
+            heads,
+            "kl_base_ft",
+            f"KL(P_base ‖ Q_ft) per head ({region} region, {n} docs)",
+            "KL (nats)",
+            diverging=False,
+        ),
+        out,
+        "heatmap_kl",
+    )
+    x = layers["layer"].to_numpy()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    _profile(axes[0, 0], x, layers["kl_mean"], ci.get("kl_mean"), "mean KL over heads", "nats")
+    _profile(
+        axes[0, 1],
+        x,
+        layers["actmag_rel_change"],
+        ci.get("actmag_rel_change"),
+        "ActMag relative change (ft − base) / base",
+        "relative change",
+    )
+    _profile(axes[1, 0], x, layers["cosine"], ci.get("cosine"), "residual stream: cosine, CKA", "")
+    axes[1, 0].plot(x, layers["cka"], marker="s", ms=3, lw=1.2, label="linear CKA")
+    axes[1, 0].lines[0].set_label("mean cosine")
+    axes[1, 0].legend(fontsize=7)
+    _profile(axes[1, 1], x, layers["weight_change"], None, "weight change ‖ΔW‖/‖W‖", "relative")
+    fig.suptitle(f"Per-layer change after fine-tuning ({region} region, {n} docs; 95% CIs)")
+    fig.tight_layout()
+    written += _save(fig, out, "layer_profiles")
+    return written
