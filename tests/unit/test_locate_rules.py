@@ -1,0 +1,128 @@
+"""locate's rules and scores on hand-written diff and scan files."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate import LocateConfig, component_scores, locate, read_scan, select
+from sumcircuit.errors import SumcircuitError
+
+LAYERS = pd.DataFrame(
+    {
+        "layer": [0, 1, 2, 3, 4],
+        "kl_mean": [0.1, 0.5, 0.2, 0.9, 0.5],
+        "js_mean": [0.01, 0.02, 0.03, 0.04, 0.05],
+        "delta_entropy_mean": [-0.3, 0.1, -0.05, 0.0, 0.2],
+        "actmag_base": [1.0] * 5,
+        "actmag_ft": [1.0] * 5,
+        "actmag_rel_change": [0.0, -0.4, 0.1, 0.05, 0.0],
+        "cosine": [1.0] * 5,
+        "cka": [1.0] * 5,
+        "weight_change": [0.01, 0.02, 0.05, 0.03, 0.04],
+    }
+)
+HEADS = pd.DataFrame(
+    {
+        "layer": [0, 0, 1, 1],
+        "head": [0, 1, 0, 1],
+        "delta_entropy": [-0.2, 0.05, 0.3, -0.01],
+        "q_value": [0.01, 0.2, 0.04, 0.9],
+        "kl_base_ft": [0.4, 0.1, 0.3, 0.2],
+        "js": [0.1, 0.1, 0.1, 0.1],
+        "weight_change": [0.1, 0.2, 0.3, 0.4],
+    }
+)
+
+
+def write_diff(directory, layers=LAYERS, heads=HEADS):
+    directory.mkdir(parents=True, exist_ok=True)
+    layers.to_csv(directory / "layers.csv", index=False)
+    heads.to_csv(directory / "heads.csv", index=False)
+    model = {"name": "base-model", "model_type": "llama", "layers": 5, "heads": 2}
+    (directory / "diff.json").write_text(json.dumps({"provenance": {"models": {"base": model}}}))
+    return str(directory)
+
+
+@pytest.mark.parametrize(
+    "level, score, rule, extra, expected",
+    [
+        ("layer", "kl", "topk", {"k": 3}, [1, 3, 4]),  # 0.9, then the 0.5 tie by layer order
+        ("layer", "kl", "topk", {"k": 1}, [3]),
+        ("layer", "entropy", "topk", {"k": 2}, [0, 4]),  # |ΔH|
+        ("layer", "actmag", "topk", {"k": 1}, [1]),  # |relative change|
+        ("layer", "weight", "zscore", {"z": 1.0}, [2]),  # mean .03 + std .0141 = .0441
+        ("layer", "kl", "zscore", {"z": 0.5}, [3]),  # mean .44 + .5*.2871 = .584
+        ("layer", "entropy", "fdr", {"q": 0.05}, [0, 1]),  # layers with a head q < .05
+        ("head", "kl", "topk", {"k": 2}, [(0, 0), (1, 0)]),
+        ("head", "entropy", "fdr", {"q": 0.05}, [(0, 0), (1, 0)]),
+        ("head", "entropy", "fdr", {"q": 0.02}, [(0, 0)]),
+        ("head", "weight", "topk", {"k": 1}, [(1, 1)]),
+    ],
+)
+def test_rules(tmp_path, level, score, rule, extra, expected):
+    diff = write_diff(tmp_path / "diff")
+    circuit = locate(LocateConfig(diff=diff, level=level, score=score, rule=rule, **extra))
+    got = circuit.layers if level == "layer" else circuit.heads
+    assert got == expected
+    assert circuit.model["name"] == "base-model" and circuit.score == score
+    out = tmp_path / "circuit.json"
+    circuit.save(out)
+    assert Circuit.load(out).to_dict() == circuit.to_dict()
+
+
+def test_control_diff_is_subtracted(tmp_path):
+    diff = write_diff(tmp_path / "diff")
+    control_layers = LAYERS.assign(kl_mean=[0.0, 0.0, 0.0, 0.85, 0.0])  # layer 3 changes anyway
+    control = write_diff(tmp_path / "control", layers=control_layers)
+    circuit = locate(LocateConfig(diff=diff, score="kl", k=1, control_diff=control))
+    assert circuit.layers == [1]  # 0.5 − 0 beats 0.9 − 0.85
+    assert circuit.scores["control_subtracted"] is True
+
+
+def test_causal_score_reads_scan_csv(tmp_path):
+    diff = write_diff(tmp_path / "diff")
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    (scan / "scan.csv").write_text(
+        "layer,head,sufficiency,sufficiency_lo,sufficiency_hi\n"
+        "0,-1,0.10,0.0,0.2\n1,-1,0.60,0.4,0.8\n2,-1,0.30,0.1,0.5\n"
+        "0,0,0.05,0.0,0.1\n1,1,0.20,0.1,0.3\n"
+    )
+    assert list(read_scan(scan).columns)[:3] == ["layer", "head", "sufficiency"]
+    layer = locate(LocateConfig(diff=diff, score="causal", scan=str(scan), k=2))
+    assert layer.layers == [1, 2]
+    head = locate(LocateConfig(diff=diff, level="head", score="causal", scan=str(scan), k=1))
+    assert head.heads == [(1, 1)]
+    assert component_scores(str(scan), "head", "causal").index.tolist() == [(0, 0), (1, 1)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rule": "fdr", "score": "kl"}, "needs p-values"),
+        ({"rule": "fdr", "score": "entropy", "control_diff": "x"}, "cannot subtract"),
+        ({"score": "causal"}, "needs --scan"),
+        ({"score": "actmag", "level": "head"}, "per-layer"),
+        ({"rule": "best"}, "unknown --rule"),
+        ({"k": 0}, "--k"),
+    ],
+)
+def test_bad_configs_are_clear_errors(kwargs, message):
+    with pytest.raises(SumcircuitError, match=message):
+        LocateConfig(diff="d", **kwargs)
+
+
+def test_flat_scores_select_nothing_under_zscore_and_say_so(tmp_path):
+    flat = LAYERS.assign(kl_mean=0.0)
+    diff = write_diff(tmp_path / "diff", layers=flat)
+    assert select(component_scores(diff, "layer", "kl"), "zscore", z=1.0) == []
+    with pytest.raises(SumcircuitError, match="selected no layer"):
+        locate(LocateConfig(diff=diff, rule="zscore"))
+
+
+def test_scan_with_missing_columns_is_rejected(tmp_path):
+    (tmp_path / "scan.csv").write_text("layer,head,effect\n0,-1,0.1\n")
+    with pytest.raises(SumcircuitError, match="lacks columns"):
+        read_scan(tmp_path)
