@@ -31,7 +31,7 @@ MAX_LENGTH = 512
 CPU = Processes(0, 1, torch.device("cpu"))
 
 
-def _setup(layers: list[int] | None, precision: str = "bf16", n: int = 32):
+def _setup(layers: list[int] | None, precision: str = "auto", n: int = 32):
     config = FinetuneConfig(
         model=MODEL,
         out="-",
@@ -172,10 +172,10 @@ def _trainer_tokens_per_s(n_steps: int) -> float:
 
 def trainer(n_steps: int) -> None:
     base = _trainer_tokens_per_s(n_steps)
-    ours = _engine_tokens_per_s("bf16", n_steps)
+    ours = _engine_tokens_per_s("auto", n_steps)
     ours32 = _engine_tokens_per_s("fp32", n_steps)
     print(
-        f"tokens/s: Trainer+peft (fp32) {base:.0f}; engine bf16 {ours:.0f} "
+        f"tokens/s: Trainer+peft (fp32) {base:.0f}; engine (auto precision) {ours:.0f} "
         f"({ours / base:.2f}x, target >= 1.5); engine fp32 {ours32:.0f} ({ours32 / base:.2f}x)"
     )
 

@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup", type=float, default=d.warmup, help="fraction of steps")
     p.add_argument("--schedule", choices=("linear", "cosine"), default=d.schedule)
-    p.add_argument("--precision", choices=("bf16", "fp32"), default=d.precision)
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision)
     p.add_argument("--template", choices=("plain", "chat"), default=d.template)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--val-limit", type=int, default=d.val_limit, help="validation docs")

@@ -61,8 +61,9 @@ class FinetuneConfig:
     schedule: Literal["linear", "cosine"] = field(
         default="linear", metadata=_help("decay after warmup: linear | cosine (to 0)")
     )
-    precision: Literal["bf16", "fp32"] = field(
-        default="bf16", metadata=_help("autocast dtype of matmuls; master weights stay fp32")
+    precision: Literal["auto", "bf16", "fp32"] = field(
+        default="auto",
+        metadata=_help("matmul autocast: auto = bf16 where the hardware is fast at it, else fp32"),
     )
     seed: int = field(default=0, metadata=_help("seed of adapter init, data order, dropout"))
     template: Literal["plain", "chat"] = field(default="plain", metadata=_help("prompt template"))
@@ -121,8 +122,8 @@ class FinetuneConfig:
             raise SumcircuitError(f"--lr must be positive, got {self.lr}")
         if self.schedule not in ("linear", "cosine"):
             raise SumcircuitError(f"--schedule must be linear or cosine, got {self.schedule!r}")
-        if self.precision not in ("bf16", "fp32"):
-            raise SumcircuitError(f"--precision must be bf16 or fp32, got {self.precision!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise SumcircuitError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.val_limit < 0 or self.rouge_every_epoch < 0 or self.checkpoint_every < 0:
             raise SumcircuitError("--val-limit, --rouge-every-epoch, --checkpoint-every: >= 0")
 

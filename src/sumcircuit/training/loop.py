@@ -1,9 +1,13 @@
 """``finetune(config)``: full or LoRA fine-tuning on summary tokens, resumable, 1 or N processes.
 
-Precision: bf16 autocast of the matmuls by default (CPU with avx512_bf16: ~2.3x the fp32 matmul
-rate); master weights, optimizer states, the loss and the LM-head logits stay fp32;
-``--precision fp32`` turns it off. The fp32-vs-bf16 loss/gradient agreement on smollm2-135m is
-measured by ``benchmarks/train_bench.py precision`` and recorded in benchmarks/RESULTS.md.
+Precision (``--precision auto``, the default): bf16 autocast of the matmuls only where the
+hardware runs bf16 fast (CUDA with bf16, or a CPU whose oneDNN reports bf16 support), else fp32.
+Measured on this project's 2-core CPU (no avx512_bf16 in /proc/cpuinfo, oneDNN bf16 unsupported,
+capability AVX2): a 2048x576 @ 576x1536 matmul ran at 11.4 GFLOP/s fp32 vs 1.4-1.9 GFLOP/s
+bf16 (1 thread) and 21 vs 4 GFLOP/s (2 threads) — bf16 is 5-8x *slower* there, so ``auto``
+picks fp32 on it. Master weights, optimizer states, the loss and the LM-head logits stay fp32
+in every mode. ``benchmarks/train_bench.py precision`` measures the fp32-vs-bf16 loss/gradient
+agreement where bf16 is used.
 
 Autograd below the lowest adapted layer: with LoRA the base weights are frozen and the input
 embeddings do not require gradients, so the blocks below the first adapter build no graph and
@@ -88,9 +92,19 @@ class _Progress:
     step_losses: list[float] = field(default_factory=list)
 
 
+def resolved_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` where bf16 matmuls are fast (CUDA with bf16, CPU with oneDNN bf16),
+    else ``fp32``; ``bf16``/``fp32`` are kept."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
 def autocast(config: FinetuneConfig, device: torch.device) -> Any:
-    """bf16 autocast of matmuls (``precision="bf16"``), or nothing."""
-    if config.precision == "fp32":
+    """bf16 autocast of matmuls when the resolved precision is bf16, or nothing."""
+    if resolved_precision(config.precision, device) == "fp32":
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -266,8 +280,9 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
         budget=adapted.budget,
     )
     log.info(
-        "%s: %d trainable of %d parameters, %d examples, %d steps",
+        "%s (%s): %d trainable of %d parameters, %d examples, %d steps",
         config.method,
+        resolved_precision(config.precision, procs.device),
         result.trainable_params,
         result.total_params,
         len(train),
@@ -452,7 +467,7 @@ def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedMod
         batch_size=config.batch_size,
         max_new_tokens=GENERATION_TOKENS,
         seed=config.seed,
-        bf16=config.precision == "bf16",
+        bf16=resolved_precision(config.precision, loaded.device) == "bf16",
         progress=False,
     )
     return float(scores["rougeL"]["f"])
