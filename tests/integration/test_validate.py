@@ -51,7 +51,7 @@ def save_finetuned(base_dir: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_dirs, tmp_path_factory) -> dict[str, Path]:
+def setup(tiny_dirs, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("validate")
     data = root / "pairs.jsonl"
     data.write_text(
@@ -66,11 +66,12 @@ def setup(tiny_dirs, tmp_path_factory) -> dict[str, Path]:
         "base": tiny_dirs["llama"],
         "ft": save_finetuned(tiny_dirs["llama"], root / "llama-ft"),
         "gpt2": tiny_dirs["gpt2"],
+        "identity": load_model(str(tiny_dirs["llama"])).identity,
     }
 
 
-def write_circuit(setup: dict[str, Path], name: str, **kwargs) -> Path:
-    identity = load_model(str(setup["base"])).identity
+def write_circuit(setup: dict, name: str, **kwargs) -> Path:
+    identity = setup["identity"]
     model = {k: identity.get(k) for k in ("name", "sha256", "model_type", "layers", "heads")}
     fields = {"level": "layer", "rule": "manual", "score": "manual", "layers": []} | kwargs
     circuit = Circuit(
