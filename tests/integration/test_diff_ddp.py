@@ -1,0 +1,48 @@
+"""Documents sharded over 2 gloo processes give the single-process diff.
+
+Equal up to float32 noise: a shard pads its batches differently, and SDPA's sums depend on the
+padded length in the last bits (~1e-8 relative). Marked slow: two spawned processes each
+import torch and transformers.
+"""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from test_diff_tiny import write_data
+
+from sumcircuit.analysis.diff import DiffConfig, DiffResult, run_diff
+from sumcircuit.models.tiny import save_tiny
+
+
+def _worker(rank: int, world: int, port: int, config: dict, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        run_diff(DiffConfig.from_dict(config)).save(f"{out}/rank{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_equal_one_process(tmp_path):
+    base = save_tiny("llama", tmp_path / "base", seed=0, n_layers=2)
+    ft = save_tiny("llama", tmp_path / "ft", seed=1, n_layers=2)
+    data = write_data(tmp_path / "d.jsonl", 14)
+    config = DiffConfig(finetuned=str(ft), base=str(base), data=data, n_boot=200, batch_size=3)
+    single = run_diff(config)
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_worker, args=(2, port, config.to_dict(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        sharded = DiffResult.load(tmp_path / f"rank{rank}")
+        pd.testing.assert_frame_equal(sharded.heads, single.heads, rtol=1e-5, atol=1e-7)
+        assert np.allclose(sharded.layers["cka"], single.layers["cka"], rtol=1e-6)
+        pd.testing.assert_frame_equal(
+            sharded.layers.drop(columns="cka"), single.layers.drop(columns="cka"), rtol=1e-5
+        )
+        assert sharded.summary["n_docs"] == 14 and sharded.summary["timing"]["world_size"] == 2
+
+
+pytestmark = pytest.mark.slow
