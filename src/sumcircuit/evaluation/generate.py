@@ -16,7 +16,8 @@ Where a summary ends:
   its answer on a new line) do not count.
 
 bf16 autocast on CPU is off by default: on the real smollm2-135m it changed the greedy summary
-of some documents relative to fp32 (see ``benchmarks/RESULTS.md``), and evaluation must score
+of 8 of 16 XSum test documents relative to fp32 (``benchmarks/generate_bench.py``, results in
+``benchmarks/RESULTS.md``; it was 1.66x faster), and evaluation must score
 the model, not its rounding. ``bf16=True`` turns it on (the training engineer's per-epoch
 validation may prefer speed).
 """
