@@ -55,9 +55,8 @@ def _heatmap(heads: pd.DataFrame, column: str, title: str, label: str, diverging
         image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span))
         sig = _grid(heads, "q_value") < 0.05
         ys, xs = np.nonzero(sig)
-        ax.scatter(xs, ys, s=6, c="black", marker=".", label="q < 0.05")
-        if len(xs):
-            ax.legend(loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.08))
+        ax.scatter(xs, ys, s=6, c="black", marker=".")
+        title += "\n(dots: q < 0.05, BH over all heads)"
     else:
         image = ax.imshow(grid, aspect="auto", cmap="viridis")
     ax.set_xlabel("head")
