@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="paired bootstrap difference of two evaluate results (A - B) with CI and p",
         description=(
             "Compare two `sumcircuit evaluate` results on the same examples (aligned by id): "
-            "mean ROUGE difference A - B, its 95%% bootstrap CI and p-value, per metric."
+            "mean ROUGE difference A - B, its 95% bootstrap CI and p-value, per metric."
         ),
     )
     parser.add_argument("a", help="result JSON of arm A")
