@@ -26,13 +26,14 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import torch
 
 from sumcircuit.analysis.accumulate import DiffAccumulator, head_region_sums
 from sumcircuit.analysis.attention_capture import Rows, gather_rows
-from sumcircuit.analysis.diff import DiffConfig, run_diff
+from sumcircuit.analysis.diff import DiffConfig, _PairRunner, run_diff
 from sumcircuit.data.batching import iter_batches, prepare
 from sumcircuit.models.loader import load_model
 
@@ -49,68 +50,94 @@ def models(finetuned: str | None):
     return base, ft
 
 
-def plain_time(base, ft, batches, **kwargs) -> float:
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for _, batch in batches:
-            for m in (base, ft):
-                m.model(
-                    input_ids=batch.input_ids,
-                    attention_mask=batch.attention_mask,
-                    use_cache=False,
-                    **kwargs,
-                )
-    return time.perf_counter() - start
+def plain_pair(base, ft, batch, **kwargs) -> None:
+    for m in (base, ft):
+        m.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            use_cache=False,
+            **kwargs,
+        )
 
 
-def transformerlens_time(base, ft, batches, n_docs: int) -> float:
+def diff_pair(base, ft, acc, idx, batch) -> None:
+    """One batch of the diff's streaming loop, exactly as ``run_diff`` runs it."""
+    runner = _PairRunner(base, ft, acc)
+    with ExitStack() as stack:
+        for context in runner.contexts():
+            stack.enter_context(context)
+        runner.run(idx, batch, "summary")
+
+
+def bridges(base, ft):
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM
 
     from sumcircuit.models.loader import fetch_model
 
     path = fetch_model("smollm2-135m")
-    bridges = []
+    out = []
     for m in (base, ft):
         hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
         hf.load_state_dict(m.model.state_dict())
-        bridges.append(
+        out.append(
             TransformerBridge.boot_transformers(
                 str(path), hf_model=hf, tokenizer=m.tokenizer, device="cpu"
             )
         )
+    return out
+
+
+def _wanted(name: str) -> bool:
+    return name.endswith("hook_pattern") or name.endswith("hook_resid_post")
+
+
+def transformerlens_pair(pair, acc, idx, batch) -> None:
+    """The baseline: run_with_cache of all patterns and residuals, then the same metrics."""
+    docs = np.asarray(idx)
+    rows = Rows.from_mask(batch.summary_mask)
+    caches = [
+        b.run_with_cache(
+            batch.input_ids, attention_mask=batch.attention_mask, names_filter=_wanted
+        )[1]
+        for b in pair
+    ]
+    n_keys = gather_rows(batch.attention_mask.cumsum(-1), rows, 1)
+    acc.add_counts(docs, rows.valid)
+    for layer in range(acc.n_layers):
+        p, q = (gather_rows(c[f"blocks.{layer}.attn.hook_pattern"], rows, 2) for c in caches)
+        acc.add_heads(docs, layer, head_region_sums(p, q, n_keys, rows.valid))
+        hb, hf = (gather_rows(c[f"blocks.{layer}.hook_resid_post"], rows, 1) for c in caches)
+        acc.add_hidden(docs, layer, hb, hf, rows.valid)
+
+
+def interleaved_times(
+    base, ft, batches, n_docs: int, with_tl: bool, repeats: int
+) -> dict[str, float]:
+    """Total seconds per method; methods alternate batch by batch, so load changes on a shared
+    machine hit all of them alike."""
     L, H = base.arch.n_layers, base.arch.n_heads
-    acc = DiffAccumulator(n_docs, L, H)
-
-    def wanted(name: str) -> bool:
-        return name.endswith("hook_pattern") or name.endswith("hook_resid_post")
-
-    start = time.perf_counter()
+    tl = bridges(base, ft) if with_tl else None
+    methods = {
+        "plain": lambda idx, b: plain_pair(base, ft, b),
+        "plain_last_logit": lambda idx, b: plain_pair(base, ft, b, logits_to_keep=1),
+        "diff": lambda idx, b: diff_pair(base, ft, DiffAccumulator(n_docs, L, H), idx, b),
+    }
+    if tl is not None:
+        methods["transformerlens"] = lambda idx, b: transformerlens_pair(
+            tl, DiffAccumulator(n_docs, L, H), idx, b
+        )
+    totals = dict.fromkeys(methods, 0.0)
     with torch.inference_mode():
-        for idx, batch in batches:
-            docs = np.asarray(idx)
-            rows = Rows.from_mask(batch.summary_mask)
-            caches = [
-                b.run_with_cache(
-                    batch.input_ids, attention_mask=batch.attention_mask, names_filter=wanted
-                )[1]
-                for b in bridges
-            ]
-            n_keys = batch.attention_mask.cumsum(-1)
-            acc.add_counts(docs, rows.valid)
-            for layer in range(L):
-                p, q = (
-                    gather_rows(c[f"blocks.{layer}.attn.hook_pattern"], rows, 2) for c in caches
-                )
-                acc.add_heads(
-                    docs, layer, head_region_sums(p, q, gather_rows(n_keys, rows, 1), rows.valid)
-                )
-                hb, hf_ = (
-                    gather_rows(c[f"blocks.{layer}.hook_resid_post"], rows, 1) for c in caches
-                )
-                acc.add_hidden(docs, layer, hb, hf_, rows.valid)
-            del caches
-    return time.perf_counter() - start
+        for fn in methods.values():  # warm-up on the smallest batch
+            fn(*batches[0])
+        for _ in range(repeats):
+            for idx, batch in batches:
+                for name, fn in methods.items():
+                    start = time.perf_counter()
+                    fn(idx, batch)
+                    totals[name] += time.perf_counter() - start
+    return totals
 
 
 def memory_child(n_docs: int, max_length: int, batch_size: int) -> None:
@@ -163,6 +190,7 @@ def main() -> None:
     parser.add_argument("--mem-docs", type=int, nargs=2, default=[16, 128])
     parser.add_argument("--mem-max-length", type=int, default=128)
     parser.add_argument("--finetuned", default=None)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip", nargs="*", default=[], choices=["timing", "tl", "memory"])
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,9 +207,9 @@ def main() -> None:
         )
         batches = list(iter_batches(prepared.encoded, args.batch_size, base.tokenizer.pad_token_id))
         tokens = sum(int(b.attention_mask.sum()) for _, b in batches)
-        plain_time(base, ft, batches[:1], logits_to_keep=1)  # warm-up
-        plain = plain_time(base, ft, batches)
-        plain_keep1 = plain_time(base, ft, batches, logits_to_keep=1)
+        t = interleaved_times(
+            base, ft, batches, len(prepared.encoded), "tl" not in args.skip, args.repeats
+        )
         config = DiffConfig(
             finetuned="ft", limit=args.docs, max_length=args.max_length, batch_size=args.batch_size
         )
@@ -189,18 +217,22 @@ def main() -> None:
         result = run_diff(config, base=base, finetuned=ft)
         total = time.perf_counter() - start
         loop = result.summary["timing"]["seconds"]
-        print(f"documents {args.docs}, tokens per model {tokens}, batch {args.batch_size}")
-        print(f"two plain SDPA forwards (all logits)    {plain:8.2f} s")
-        print(f"two plain SDPA forwards (last logit)    {plain_keep1:8.2f} s")
-        print(f"diff streaming loop                     {loop:8.2f} s")
-        print(f"diff total (+ weights, bootstrap, I/O)  {total:8.2f} s")
-        print(f"RATIO diff loop / plain forwards        {loop / plain:8.2f}  (target <= 1.3)")
-        print(f"      diff loop / last-logit forwards   {loop / plain_keep1:8.2f}")
-        print(f"      diff total / plain forwards       {total / plain:8.2f}")
-        if "tl" not in args.skip:
-            tl = transformerlens_time(base, ft, batches, len(prepared.encoded))
-            print(f"TransformerLens run_with_cache + metrics {tl:8.2f} s")
-            print(f"RATIO TransformerLens / diff loop       {tl / loop:8.2f}  (target >= 1.5)")
+        print(
+            f"documents {args.docs}, tokens per model {tokens}, batch {args.batch_size}, repeats {args.repeats}"
+        )
+        for name, seconds in t.items():
+            print(f"{name:<38} {seconds:8.2f} s")
+        print(
+            f"RATIO diff / plain forwards              {t['diff'] / t['plain']:8.2f}  (target <= 1.3)"
+        )
+        print(f"      diff / last-logit forwards         {t['diff'] / t['plain_last_logit']:8.2f}")
+        if "transformerlens" in t:
+            print(
+                f"RATIO TransformerLens / diff             {t['transformerlens'] / t['diff']:8.2f}  (target >= 1.5)"
+            )
+        print(
+            f"run_diff once: loop {loop:.2f} s, total {total:.2f} s (+ weight change, bootstrap, provenance)"
+        )
         del base, ft
     if "memory" not in args.skip:
         growth = {}

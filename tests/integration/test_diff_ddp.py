@@ -1,15 +1,14 @@
 """Documents sharded over 2 gloo processes give the single-process diff.
 
 Equal up to float32 noise: a shard pads its batches differently, and SDPA's sums depend on the
-padded length in the last bits (~1e-8 relative). Marked slow: two spawned processes each
-import torch and transformers.
+padded length in the last bits (~1e-8 relative), which can swap the ranks of near-equal |ΔH| in
+the Wilcoxon test (p-values compared to 0.01).
 """
 
 import os
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from test_diff_tiny import write_data
@@ -37,12 +36,16 @@ def test_two_ranks_equal_one_process(tmp_path):
     mp.spawn(_worker, args=(2, port, config.to_dict(), str(tmp_path)), nprocs=2, join=True)
     for rank in (0, 1):
         sharded = DiffResult.load(tmp_path / f"rank{rank}")
-        pd.testing.assert_frame_equal(sharded.heads, single.heads, rtol=1e-5, atol=1e-7)
+        ranks = ["p_value", "q_value"]  # rank-based: float noise may swap near-equal |ΔH|
+        pd.testing.assert_frame_equal(
+            sharded.heads.drop(columns=ranks),
+            single.heads.drop(columns=ranks),
+            rtol=1e-5,
+            atol=1e-7,
+        )
+        assert np.allclose(sharded.heads[ranks], single.heads[ranks], atol=0.01)
         assert np.allclose(sharded.layers["cka"], single.layers["cka"], rtol=1e-6)
         pd.testing.assert_frame_equal(
             sharded.layers.drop(columns="cka"), single.layers.drop(columns="cka"), rtol=1e-5
         )
         assert sharded.summary["n_docs"] == 14 and sharded.summary["timing"]["world_size"] == 2
-
-
-pytestmark = pytest.mark.slow
