@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,10 @@ def test_data_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> N
 def test_data_show_local_words_fallback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
 ) -> None:
-    monkeypatch.setitem(sys.modules, "sumcircuit.models", None)  # models layer unavailable
+    def unavailable(name: str):
+        raise OSError("no tokenizer here")
+
+    monkeypatch.setattr("sumcircuit.models.load_tokenizer", unavailable)
     path = tmp_path / "p.jsonl"
     rows = [
         {"id": str(i), "body": "word " * (i + 1) + "x" * 400, "tldr": "two words"}
@@ -44,15 +46,11 @@ def test_data_show_local_words_fallback(
 
 
 def test_data_show_with_tokenizer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
-    import types
-
     class CharTokenizer:
         def __call__(self, texts, add_special_tokens=False):
             return {"input_ids": [list(t) for t in texts]}
 
-    module = types.ModuleType("sumcircuit.models")
-    module.load_tokenizer = lambda name: CharTokenizer()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sumcircuit.models", module)
+    monkeypatch.setattr("sumcircuit.models.load_tokenizer", lambda name: CharTokenizer())
     path = tmp_path / "p.csv"
     path.write_text("document,summary\nabcd,ab\nabcdef,abc\n", encoding="utf-8")
     assert main(["data", "show", str(path), "--model", "tiny"]) == 0

@@ -79,15 +79,15 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def _token_counter(model: str | None) -> tuple[Callable[[list[str]], list[int]], str]:
     """A function counting tokens per text, and the unit it counts in.
 
-    Uses ``sumcircuit.models.load_tokenizer`` when it is importable and the tokenizer loads;
+    Uses the model's tokenizer when it loads (the default model's unless ``model`` is given);
     otherwise whitespace words, said so in the unit.
     """
-    name = model or DEFAULT_MODEL
-    try:
-        from sumcircuit import models  # lazy: the models layer is optional here
+    from sumcircuit.models import DEFAULT_MODEL as default
+    from sumcircuit.models import load_tokenizer
 
-        name = model or getattr(models, "DEFAULT_MODEL", DEFAULT_MODEL)
-        tokenizer: Any = models.load_tokenizer(name)
+    name = model or default
+    try:
+        tokenizer: Any = load_tokenizer(name)
     except Exception as err:  # any failure means: fall back to words, and say why
         level = logging.WARNING if model else logging.DEBUG
         log.log(level, "tokenizer for %s unavailable (%s); counting words", name, err)
