@@ -60,6 +60,6 @@ def lora_claim(lora: dict[str, Any], comparison: dict[str, Any] | None) -> dict[
     ours = (
         f"ROUGE-L {targeted['rougeL']:.3f} vs {standard['rougeL']:.3f} (difference {diff:+.3f}, "
         f"95% CI {lo:+.3f} to {hi:+.3f}); {reduction:.0%} fewer trainable parameters; "
-        f"reached standard's final validation ROUGE-L at epoch {faster if faster else 'never'}"
+        f"reached standard's final validation ROUGE-L at epoch {'never' if faster is None else faster}"
     )
     return row | {"ours": ours, "holds": better}

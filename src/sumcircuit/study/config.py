@@ -46,7 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": [0],
         "finetune": {"limit": 64, "epochs": 1},
         "diff": {"limit": 32},
-        "validate": {"limit": 16, "controls": 20},
+        "validate": {"limit": 8, "controls": 20},
         "lora": {
             "arms": ["standard", "targeted", "random"],
             "epochs": 1,
