@@ -36,7 +36,8 @@ test-fast: install
 demo: install
 	$(BIN)/sumcircuit models fetch smollm2-135m
 	$(BIN)/sumcircuit data fetch xsum
-	$(BIN)/sumcircuit data show xsum --model smollm2-135m
+	$(BIN)/sumcircuit run --preset quick --out $(RUN)
+	@echo "report: $(RUN)/report.html"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
