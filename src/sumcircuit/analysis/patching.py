@@ -25,6 +25,7 @@ summary token (a forward-pre hook on the LM head keeps only those rows).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -42,6 +43,7 @@ from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel, load_model
+from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -449,3 +451,23 @@ def check_pair(base: LoadedModel, ft: LoadedModel) -> None:
             "the base and fine-tuned models have identical weights: there is nothing to explain "
             "(check --finetuned)"
         )
+
+
+def run_record(
+    config: PairConfig, pair: Pair, effects: Effects, *, start: float, loaded: float, swept: float
+) -> dict[str, Any]:
+    """The ``timing`` and ``provenance`` fields every patching result records."""
+    return {
+        "timing": {
+            "load_s": loaded - start,
+            "patching_s": swept - loaded,
+            "total_s": time.perf_counter() - start,
+            "forwards": effects.n_forwards,
+        },
+        "provenance": provenance(
+            config,
+            models={"base": pair.base.identity, "finetuned": pair.ft.identity},
+            data=pair.prepared.data_identity | {"encode": pair.prepared.report},
+            seed=config.seed,
+        ),
+    }

@@ -18,11 +18,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.patching import Components, PairConfig, load_pair, patch_effects
+from sumcircuit.analysis.patching import (
+    Components,
+    PairConfig,
+    load_pair,
+    patch_effects,
+    run_record,
+)
 from sumcircuit.analysis.validate import recovered
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import atomic_path, read_json, write_json
-from sumcircuit.provenance import provenance
 
 CSV_FILE = "scan.csv"
 JSON_FILE = "scan.json"
@@ -116,16 +121,5 @@ def scan(config: ScanConfig) -> ScanResult:
         m_base=float(np.mean(effects.m_base)),
         m_ft=float(np.mean(effects.m_ft)),
         n_docs=len(pair.prepared),
-        timing={
-            "load_s": loaded - start,
-            "patching_s": swept - loaded,
-            "total_s": time.perf_counter() - start,
-            "forwards": effects.n_forwards,
-        },
-        provenance=provenance(
-            config,
-            models={"base": pair.base.identity, "finetuned": pair.ft.identity},
-            data=pair.prepared.data_identity | {"encode": pair.prepared.report},
-            seed=config.seed,
-        ),
+        **run_record(config, pair, effects, start=start, loaded=loaded, swept=swept),
     )

@@ -38,11 +38,11 @@ from sumcircuit.analysis.patching import (
     PairConfig,
     load_pair,
     patch_effects,
+    run_record,
 )
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import read_json, write_json
 from sumcircuit.models.archs import Arch
-from sumcircuit.provenance import provenance
 from sumcircuit.stats import bootstrap_ci, ratio_bootstrap_ci
 
 log = logging.getLogger(__name__)
@@ -321,16 +321,5 @@ def validate(config: ValidateConfig) -> CausalResult:
         circuit=circuit.to_dict(),
         ablation=config.ablation,
         per_doc={k: np.asarray(v).tolist() for k, v in per_doc.items()},
-        timing={
-            "load_s": loaded - start,
-            "patching_s": swept - loaded,
-            "total_s": time.perf_counter() - start,
-            "forwards": effects.n_forwards,
-        },
-        provenance=provenance(
-            config,
-            models={"base": pair.base.identity, "finetuned": pair.ft.identity},
-            data=pair.prepared.data_identity | {"encode": pair.prepared.report},
-            seed=config.seed,
-        ),
+        **run_record(config, pair, effects, start=start, loaded=loaded, swept=swept),
     )
