@@ -140,3 +140,19 @@ def test_prompt_with_summary_is_refused(gpt2_tok) -> None:
     encoded = Prompter(gpt2_tok, max_length=64).encode("A document.", "A summary.")
     with pytest.raises(SumcircuitError, match="already contains a summary"):
         generate_summaries(model, gpt2_tok, [encoded], progress=False)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gemma3", "gpt_neox"])
+def test_prefilled_cache_generates_like_plain_generate(arch, gpt2_tok, prompts) -> None:
+    """The per-row prefill (gemma3: a 16-token sliding window, shorter than the prompts) gives
+    the tokens of transformers' own padded-batch generate."""
+    model = tiny_model(arch, seed=7, attn_implementation="sdpa")
+    rows = [p.input_ids for p in prompts[:4]]
+    assert gen._prefill(model, rows, NEW, torch.device("cpu")) is not None  # the fast path runs
+    ours = _ids(model, gpt2_tok, prompts[:4], batch_size=4)
+    for p, row in zip(prompts[:4], ours, strict=True):
+        ids = torch.tensor([p.input_ids])
+        plain = model.generate(
+            input_ids=ids, max_new_tokens=NEW, do_sample=False, pad_token_id=gpt2_tok.eos_token_id
+        )
+        assert row == plain[0, ids.shape[1] :].tolist()

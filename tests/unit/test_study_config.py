@@ -41,7 +41,7 @@ def test_unknown_preset_and_keys_list_the_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(SumcircuitError, match="unknown preset 'fast'; valid: quick, paper"):
         build_config(preset="fast")
     with pytest.raises(
-        SumcircuitError, match=r"unknown option\(s\) \['epoch'\] in section 'lora'; valid: .*epochs"
+        SumcircuitError, match=r"unknown key\(s\) \['epoch'\] in section 'lora'; valid: .*epochs"
     ):
         build_config(sets=["lora.epoch=2"])
     bad = tmp_path / "bad.yaml"

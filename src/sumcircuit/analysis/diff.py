@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from sumcircuit.analysis.weights import (
 )
 from sumcircuit.data.batching import iter_batches, prepare
 from sumcircuit.data.prompting import TEMPLATES, Batch
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.errors import SumcircuitError, reject_unknown_keys
 from sumcircuit.io import read_json, write_json
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel, load_model
@@ -115,10 +115,7 @@ class DiffConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiffConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise SumcircuitError(f"unknown diff config keys {sorted(unknown)}")
+        reject_unknown_keys(data, cls, "the diff config")
         return cls(**data)
 
 

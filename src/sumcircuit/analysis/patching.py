@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.data.batching import Prepared, iter_batches, prepare
 from sumcircuit.data.prompting import Batch, Template
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.errors import SumcircuitError, reject_unknown_keys
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel, load_model
@@ -392,11 +392,7 @@ class PairConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise SumcircuitError(
-                f"unknown config keys {sorted(set(data) - known)}; expected {sorted(known)}"
-            )
+        reject_unknown_keys(data, cls, f"the {cls.__name__} config")
         return cls(**data)
 
 

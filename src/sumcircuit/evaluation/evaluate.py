@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from sumcircuit.data.batching import prepare
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.errors import SumcircuitError, reject_unknown_keys
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
 from sumcircuit.io import read_json, sha256_file, write_json, write_text
@@ -98,10 +98,7 @@ class EvaluateConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluateConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise SumcircuitError(f"unknown evaluate config keys {sorted(unknown)}")
+        reject_unknown_keys(data, cls, "the evaluate config")
         return cls(**data)
 
     def generation(self) -> dict[str, Any]:

@@ -32,7 +32,12 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    PreTrainedTokenizerBase,
+    StaticCache,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from sumcircuit.data.batching import Prepared, iter_batches
 from sumcircuit.data.prompting import Encoded
@@ -139,6 +144,48 @@ def _check_prompts(prompts: Sequence[Encoded]) -> None:
         )
 
 
+def _prefill(
+    model: torch.nn.Module, rows: list[list[int]], max_new_tokens: int, device: torch.device
+) -> StaticCache | None:
+    """The KV cache of every prompt but its last token, each prompt run alone, left-padded into
+    one preallocated batch cache; ``model.generate`` then starts from the last prompt token.
+
+    Why by hand: ``generate`` prefills the left-padded batch, which on XSum lengths (85-464
+    tokens in a batch of 16) is 1.7x the work of the prompts alone, and prefill is most of the
+    cost of a short summary. A row alone gets the same positions (0..n-1) and keys as its
+    unpadded slots in the batch, and the padded slots are masked, so the summaries do not
+    change (tests compare with one-at-a-time and plain ``generate``). The cache is static
+    (written in place): the default dynamic cache concatenates every layer's keys and values at
+    each new token, which was 2/3 of a decode step at batch 16. Sliding-window layers keep
+    a row's last ``window - 1`` keys; padding every row to the batch width before ``update``
+    gives them the layout and length count of a padded prefill. Returns None (generation then
+    prefills as usual) for a single prompt, a prompt of one token or a cache layer of another
+    kind.
+    """
+    if len(rows) == 1 or min(len(r) for r in rows) < 2:
+        return None  # nothing to pad: generate's own prefill and dynamic cache are as fast
+    per_row = [
+        model(
+            input_ids=torch.tensor([r[:-1]], device=device), use_cache=True, logits_to_keep=1
+        ).cache.layers
+        for r in rows
+    ]
+    width = max(len(r) for r in rows) - 1
+    merged = StaticCache(config=model.config, max_cache_len=width + 1 + max_new_tokens)
+    for layer in range(len(per_row[0])):
+        keys, values = [], []
+        for r, layers in zip(rows, per_row, strict=True):
+            k, v = layers[layer].keys, layers[layer].values  # (1, kv_heads, kept, head_dim)
+            window = getattr(layers[layer], "sliding_window", None)  # keeps the last window-1
+            if k.shape[2] != min(len(r) - 1, window - 1 if window else len(r)):
+                return None
+            pad = (0, 0, width - k.shape[2], 0)
+            keys.append(torch.nn.functional.pad(k, pad))
+            values.append(torch.nn.functional.pad(v, pad))
+        merged.update(torch.cat(keys), torch.cat(values), layer)
+    return merged
+
+
 def generate_ids(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -172,9 +219,15 @@ def generate_ids(
         for indices, batch in batches:
             prompt_len = batch.input_ids.shape[1]
             criteria = StoppingCriteriaList([NewlineStop(tables, prompt_len)] if tables else [])
+            cache = (
+                _prefill(model, [prompts[i].input_ids for i in indices], max_new_tokens, device)
+                if num_beams == 1
+                else None
+            )
             sequences = model.generate(
                 input_ids=batch.input_ids.to(device),
                 attention_mask=batch.attention_mask.to(device),
+                **({"cache": cache} if cache is not None else {}),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 num_beams=num_beams,

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sumcircuit.errors import SumcircuitError  # noqa: E402
+from sumcircuit.report.plots import save_figure  # noqa: E402
 
 SCAN_CSV = "scan.csv"
 
@@ -28,11 +29,7 @@ def plot_scan(directory: str | Path, *, stem: str = "scan") -> list[Path]:
         raise SumcircuitError(f"{str(path)!r} does not exist; run sumcircuit scan first")
     frame = pd.read_csv(path)
     fig = _heatmap(frame) if (frame["head"] >= 0).any() else _bars(frame)
-    outputs = [directory / f"{stem}.png", directory / f"{stem}.svg"]
-    for out in outputs:
-        fig.savefig(out, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return outputs
+    return save_figure(fig, directory, stem)
 
 
 def _bars(frame: pd.DataFrame) -> plt.Figure:

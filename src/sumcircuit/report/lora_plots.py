@@ -10,14 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sumcircuit.report.plots import save_figure  # noqa: E402
+
 
 def _save(fig: plt.Figure, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
-    fig.savefig(out.with_suffix(".svg"))
-    plt.close(fig)
-    return out.with_suffix(".png")
+    """``out`` + .png/.svg; returns the PNG."""
+    return save_figure(fig, out.parent, out.name)[0]
 
 
 def learning_curves(histories: dict[str, list[dict[str, Any]]], out: Path) -> Path:

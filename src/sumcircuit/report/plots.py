@@ -35,7 +35,9 @@ def _grid(heads: pd.DataFrame, column: str) -> np.ndarray:
     return grid.sort_index(axis=1).to_numpy()  # (L, H)
 
 
-def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    """Write ``out/name.png`` and ``out/name.svg`` atomically, close ``fig``; the PNG first."""
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in FORMATS:
         path = out / f"{name}.{fmt}"
@@ -98,7 +100,7 @@ def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]
     region = summary.get("region", "?")
     n = summary.get("n_docs", "?")
     written: list[Path] = []
-    written += _save(
+    written += save_figure(
         _heatmap(
             heads,
             "delta_entropy",
@@ -109,7 +111,7 @@ def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]
         out,
         "heatmap_delta_entropy",
     )
-    written += _save(
+    written += save_figure(
         _heatmap(
             heads,
             "kl_base_ft",
@@ -138,5 +140,5 @@ def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]
     _profile(axes[1, 1], x, layers["weight_change"], None, "weight change ‖ΔW‖/‖W‖", "relative")
     fig.suptitle(f"Per-layer change after fine-tuning ({region} region, {n} docs; 95% CIs)")
     fig.tight_layout()
-    written += _save(fig, out, "layer_profiles")
+    written += save_figure(fig, out, "layer_profiles")
     return written

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.errors import SumcircuitError, reject_unknown_keys
 
 ARMS = ("standard", "targeted", "random", "anti", "targeted-equal-budget", "heads")
 
@@ -36,7 +36,7 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "rouge_val_limit": 16,
         "heads_per_layer": 3,
     },
-    "evaluate": {"limit": 20, "max_new_tokens": 40, "batch_size": 8, "split": "test"},
+    "evaluate": {"limit": 20, "max_new_tokens": 40, "batch_size": 16, "split": "test"},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -50,11 +50,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora": {
             "arms": ["standard", "targeted", "random"],
             "epochs": 1,
-            "limit": 64,
+            "limit": 48,
             "random_draws": 1,
             "rouge_val_limit": 8,
         },
-        "evaluate": {"limit": 20},
+        "evaluate": {"limit": 20, "batch_size": 20},
     },
     # The paper's scale as far as the data allows; meant for a GPU or a long CPU run.
     "paper": {
@@ -142,13 +142,7 @@ class StudyConfig:
             given = getattr(self, section) or {}
             if not isinstance(given, dict):
                 raise SumcircuitError(f"config section {section!r} must be a mapping of options")
-            valid = section_keys(section)
-            unknown = set(given) - valid
-            if unknown:
-                raise SumcircuitError(
-                    f"unknown option(s) {sorted(unknown)} in section {section!r}; valid: "
-                    f"{', '.join(sorted(valid))}"
-                )
+            reject_unknown_keys(given, section_keys(section), f"section {section!r}")
             setattr(self, section, {**defaults, **given})
         arms = self.lora["arms"]
         bad = [a for a in arms if a not in ARMS]
@@ -177,15 +171,6 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _check_top_level(data: dict[str, Any], origin: str) -> None:
-    valid = {f.name for f in fields(StudyConfig)}
-    unknown = set(data) - valid
-    if unknown:
-        raise SumcircuitError(
-            f"unknown key(s) {sorted(unknown)} in {origin}; valid: {', '.join(sorted(valid))}"
-        )
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -239,7 +224,7 @@ def build_config(
         data = _merge(data, PRESETS[preset]) | {"preset": preset}
     if config_file is not None:
         file_data = read_yaml(config_file)
-        _check_top_level(file_data, f"config file {str(config_file)!r}")
+        reject_unknown_keys(file_data, StudyConfig, f"config file {str(config_file)!r}")
         if file_data.get("preset") and preset is None:
             return build_config(
                 preset=file_data["preset"], config_file=config_file, overrides=overrides, sets=sets
@@ -247,8 +232,8 @@ def build_config(
         data = _merge(data, file_data)
     for text in sets or []:
         override = parse_override(text)
-        _check_top_level(override, f"--set {text!r}")
+        reject_unknown_keys(override, StudyConfig, f"--set {text!r}")
         data = _merge(data, override)
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
-    _check_top_level(data, "the study config")
+    reject_unknown_keys(data, StudyConfig, "the study config")
     return StudyConfig(**data)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.errors import SumcircuitError, reject_unknown_keys
 from sumcircuit.io import config_hash, read_json, write_json
 
 Method = Literal["full", "lora"]
@@ -136,10 +136,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        extra = set(data) - known
-        if extra:
-            raise SumcircuitError(f"unknown finetune config keys {sorted(extra)}")
+        reject_unknown_keys(data, cls, "the finetune config")
         data = dict(data)
         if data.get("heads") is not None:
             data["heads"] = [tuple(h) for h in data["heads"]]

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 HEAD_MASKS = "head_masks.json"
 GENERATION_TOKENS = 48
+GENERATION_BATCH = 16  # per-epoch validation summaries generated together
 
 
 @dataclass
@@ -464,7 +465,7 @@ def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedMod
         model,
         loaded.tokenizer,
         prompts,
-        batch_size=config.batch_size,
+        batch_size=GENERATION_BATCH,
         max_new_tokens=GENERATION_TOKENS,
         seed=config.seed,
         bf16=resolved_precision(config.precision, loaded.device) == "bf16",
