@@ -1,8 +1,8 @@
 """Batched summary generation with a KV cache, and ROUGE of the generated summaries on a split.
 
 Prompts are sorted by length, batched with *left* padding (so every row's last prompt token sits
-at the same position and the new tokens line up), and decoded by ``model.generate`` with its KV
-cache; transformers derives each row's position ids from the attention mask, so a padded row
+at the same position and the new tokens line up), and decoded by ``model.generate`` with a KV
+cache that greedy decoding fills one prompt at a time (:func:`_prefill`); transformers derives each row's position ids from the attention mask, so a padded row
 generates exactly what it would alone (the tests pin this token for token). Greedy by default;
 ``num_beams > 1`` runs beam search. Summaries come back in the input order.
 
@@ -16,9 +16,9 @@ Where a summary ends:
   its answer on a new line) do not count.
 
 bf16 autocast on CPU is off by default: on the real smollm2-135m it changed the greedy summary
-of 8 of 16 XSum test documents relative to fp32 (``benchmarks/generate_bench.py``, results in
-``benchmarks/RESULTS.md``; it was 1.66x faster), and evaluation must score
-the model, not its rounding. ``bf16=True`` turns it on (the training engineer's per-epoch
+of 5-8 of 16 XSum test documents relative to fp32 (``benchmarks/generate_bench.py``, results in
+``benchmarks/RESULTS.md``; on the AVX2 development CPU it is also ~4x slower), and evaluation
+must score the model, not its rounding. ``bf16=True`` turns it on (the training engineer's per-epoch
 validation may prefer speed).
 """
 
@@ -151,8 +151,8 @@ def _prefill(
     one preallocated batch cache; ``model.generate`` then starts from the last prompt token.
 
     Why by hand: ``generate`` prefills the left-padded batch, which on XSum lengths (85-464
-    tokens in a batch of 16) is 1.7x the work of the prompts alone, and prefill is most of the
-    cost of a short summary. A row alone gets the same positions (0..n-1) and keys as its
+    tokens in a batch of 16) is 1.7x the work of the prompts alone, and in a batch the prefill is
+    about half the time of a one-sentence summary. A row alone gets the same positions (0..n-1) and keys as its
     unpadded slots in the batch, and the padded slots are masked, so the summaries do not
     change (tests compare with one-at-a-time and plain ``generate``). The cache is static
     (written in place): the default dynamic cache concatenates every layer's keys and values at
