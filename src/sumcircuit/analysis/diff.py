@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,10 @@ from sumcircuit.analysis.weights import (
     layer_weight_changes,
     parameter_weight_changes,
 )
+from sumcircuit.configs import DictConfig
 from sumcircuit.data.batching import iter_batches, prepare
 from sumcircuit.data.prompting import TEMPLATES, Batch
-from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import read_json, write_json
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel, load_model
@@ -64,7 +65,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
-class DiffConfig:
+class DiffConfig(DictConfig):
     """What to compare, on which documents, and how."""
 
     finetuned: str = field(metadata={"help": "fine-tuned model: preset, local directory or HF id"})
@@ -109,14 +110,6 @@ class DiffConfig:
                 raise SumcircuitError(f"--{name.replace('_', '-')} must be positive")
         if self.limit is not None and self.limit < 1:
             raise SumcircuitError(f"--limit must be positive, got {self.limit}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiffConfig:
-        reject_unknown_keys(data, cls, "the diff config")
-        return cls(**data)
 
 
 @dataclass

@@ -28,8 +28,8 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Self
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,9 +37,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.configs import DictConfig
 from sumcircuit.data.batching import Prepared, iter_batches, prepare
 from sumcircuit.data.prompting import Batch, Template
-from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel, load_model
@@ -359,7 +360,7 @@ def patch_effects(
 
 # -- a model pair and its data -----------------------------------------------------------------
 @dataclass
-class PairConfig:
+class PairConfig(DictConfig):
     """What every patching stage reads: a base model, its fine-tune, and documents."""
 
     base: str = field(default="smollm2-135m", metadata={"help": "base model: preset, dir or HF id"})
@@ -386,14 +387,6 @@ class PairConfig:
             raise SumcircuitError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.n_boot < 100:
             raise SumcircuitError(f"n_boot must be at least 100, got {self.n_boot}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        reject_unknown_keys(data, cls, f"the {cls.__name__} config")
-        return cls(**data)
 
 
 @dataclass

@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import torch
 
+from sumcircuit.configs import DictConfig
 from sumcircuit.data.batching import prepare
-from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
 from sumcircuit.io import read_json, sha256_file, write_json, write_text
@@ -49,7 +50,7 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(DictConfig):
     """What to evaluate and how to generate."""
 
     model: str = field(default="smollm2-135m", metadata=_help("preset, local dir or HF id"))
@@ -92,14 +93,6 @@ class EvaluateConfig:
             )
         if self.template not in ("plain", "chat"):
             raise SumcircuitError(f"unknown template {self.template!r}; choose plain or chat")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvaluateConfig:
-        reject_unknown_keys(data, cls, "the evaluate config")
-        return cls(**data)
 
     def generation(self) -> dict[str, Any]:
         """The settings that decide the generated text (recorded in the result)."""

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.configs import DictConfig
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import config_hash, read_json, write_json
 
 Method = Literal["full", "lora"]
@@ -24,7 +25,7 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(DictConfig):
     """Everything that defines one fine-tuning run."""
 
     model: str = field(default="smollm2-135m", metadata=_help("preset, local dir or HF id"))
@@ -136,11 +137,10 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        reject_unknown_keys(data, cls, "the finetune config")
         data = dict(data)
         if data.get("heads") is not None:
             data["heads"] = [tuple(h) for h in data["heads"]]
-        return cls(**data)
+        return super().from_dict(data)
 
     def content_hash(self) -> str:
         """Hash of the fields that change what is trained (not where or how it is run)."""
