@@ -30,11 +30,29 @@ VOCAB = 50257  # GPT-2's BPE
 EOS = 50256
 
 
+# Weight std that makes a tiny model's attention peaked (mean top weight ~0.7 at 30 keys,
+# entropy ~1 nat instead of ~ln 30): differences between two such models are then far above
+# float32 noise, so tests comparing numeric paths do not depend on the CPU's kernels.
+PEAKED_STD = 0.4
+
+
 def tiny_config(
-    arch: str, *, n_layers: int = 4, n_heads: int = 4, n_kv_heads: int = 2, hidden: int = 32
+    arch: str,
+    *,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    hidden: int = 32,
+    init_std: float | None = None,
 ) -> PretrainedConfig:
-    """A config of ``arch`` ∈ {gpt2, llama, gemma3, qwen2, gpt_neox} at toy size."""
+    """A config of ``arch`` ∈ {gpt2, llama, gemma3, qwen2, gpt_neox} at toy size.
+
+    ``init_std`` overrides the weight init std (default 0.02: near-uniform attention);
+    :data:`PEAKED_STD` gives peaked attention.
+    """
     common = {"vocab_size": VOCAB, "bos_token_id": EOS, "eos_token_id": EOS}
+    if init_std is not None:
+        common["initializer_range"] = init_std
     if arch == "gpt2":
         return GPT2Config(
             n_layer=n_layers,
@@ -84,7 +102,7 @@ def tiny_config(
 
 
 def tiny_model(
-    arch: str, *, seed: int = 0, attn_implementation: str = "eager", **sizes: int
+    arch: str, *, seed: int = 0, attn_implementation: str = "eager", **sizes: float
 ) -> PreTrainedModel:
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(
@@ -106,7 +124,7 @@ def gpt2_tokenizer() -> GPT2TokenizerFast:
     return tokenizer
 
 
-def save_tiny(arch: str, directory: str | Path, *, seed: int = 0, **sizes: int) -> Path:
+def save_tiny(arch: str, directory: str | Path, *, seed: int = 0, **sizes: float) -> Path:
     """Save a tiny ``arch`` model with the GPT-2 tokenizer to ``directory`` (loadable by path)."""
     directory = Path(directory)
     tiny_model(arch, seed=seed, **sizes).save_pretrained(directory)
