@@ -14,7 +14,7 @@ from sumcircuit.analysis.diff import DiffConfig, run_diff
 from sumcircuit.data.batching import prepare
 from sumcircuit.metrics.attention import entropy, kl
 from sumcircuit.models.archs import Arch
-from sumcircuit.models.tiny import save_tiny
+from sumcircuit.models.tiny import PEAKED_STD, save_tiny
 
 bridge_module = pytest.importorskip(
     "transformer_lens.model_bridge", reason="TransformerLens (the interop extra) is not installed"
@@ -38,8 +38,8 @@ def _patterns(bridge, ids, n_layers):
 
 
 def test_maps_entropy_and_kl_match_transformerlens(tmp_path):
-    base_dir = save_tiny("gpt2", tmp_path / "base", seed=0, n_layers=2)
-    ft_dir = save_tiny("gpt2", tmp_path / "ft", seed=1, n_layers=2)
+    base_dir = save_tiny("gpt2", tmp_path / "base", seed=0, n_layers=2, init_std=PEAKED_STD)
+    ft_dir = save_tiny("gpt2", tmp_path / "ft", seed=1, n_layers=2, init_std=PEAKED_STD)
     data = write_data(tmp_path / "d.jsonl", 14)
     result = run_diff(DiffConfig(finetuned=str(ft_dir), base=str(base_dir), data=data, n_boot=100))
     bridges = [_bridge(base_dir), _bridge(ft_dir)]
