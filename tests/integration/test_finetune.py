@@ -52,7 +52,7 @@ def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path):
     assert saved["trainable_params"] == full.trainable_params > 0
     assert {"epoch", "train_loss", "val_loss", "wall_s", "tokens_per_s"} <= set(saved["epochs"][0])
     assert saved["provenance"]["models"]["base"]["sha256"]
-    assert not (tmp_path / "b" / "checkpoint.pt").exists()
+    assert not (tmp_path / "b" / "checkpoint.safetensors").exists()
     # the same config again: done, nothing retrained; another config: refused
     again = finetune(FinetuneConfig(out=str(tmp_path / "b"), **kw))
     assert again.step_losses == resumed.step_losses
