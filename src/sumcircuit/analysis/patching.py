@@ -136,7 +136,8 @@ def summary_loglik(
     rows: (N,) the document (batch row) of each position. m_b = mean over {i: rows_i = b} of
     ``log_softmax(logits_i)[labels_i]``; a document with no summary token gets NaN.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    # at least float32 (bf16 logits are upcast; float64 models keep their precision)
+    logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     token = logp.gather(-1, labels[:, None]).squeeze(-1).double()  # (N,)
     sums = torch.zeros(n_rows, dtype=torch.float64, device=token.device)
     counts = torch.zeros(n_rows, dtype=torch.float64, device=token.device)
@@ -151,7 +152,7 @@ def _site_name(arch: Arch, site: Site) -> str:
     return arch.proj_name(layer, "o") if kind == "attn" else arch.mlp_name(layer)
 
 
-def _hook_tables(arch: Arch, fns: Mapping[Site, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def hook_tables(arch: Arch, fns: Mapping[Site, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split per-site functions ``f(tensor) -> tensor | None`` into hooks' forward/pre tables."""
     forward: dict[str, Any] = {}
     pre: dict[str, Any] = {}
@@ -192,7 +193,7 @@ def capturing(
 
         return record
 
-    forward, pre = _hook_tables(arch, {site: recorder(site) for site in sites})
+    forward, pre = hook_tables(arch, {site: recorder(site) for site in sites})
     with hooks(model, forward=forward, pre=pre):
         yield store
 
@@ -213,7 +214,7 @@ def patching(
         else:
             columns = torch.ones(width, dtype=torch.bool)
         fns[site] = _replacer(source[site], columns)
-    forward, pre = _hook_tables(arch, fns)
+    forward, pre = hook_tables(arch, fns)
     with hooks(model, forward=forward, pre=pre):
         yield
 
@@ -227,7 +228,12 @@ def _replacer(source: torch.Tensor, columns: torch.Tensor):
 
 @torch.no_grad()
 def score(model: nn.Module, arch: Arch, batch: Batch) -> torch.Tensor:
-    """m per document of ``batch``, ``(B,)`` float64 (see :func:`summary_loglik`).
+    """m per document of ``batch``, ``(B,)`` float64 on the CPU (see :func:`summary_loglik`)."""
+    return loglik(model, arch, batch).cpu()
+
+
+def loglik(model: nn.Module, arch: Arch, batch: Batch) -> torch.Tensor:
+    """m per document of ``batch``, ``(B,)`` float64 on the model's device, differentiable.
 
     The LM head sees only the hidden states of summary-predicting positions.
     """
@@ -245,7 +251,7 @@ def score(model: nn.Module, arch: Arch, batch: Batch) -> torch.Tensor:
             attention_mask=batch.attention_mask.to(device),
             use_cache=False,
         ).logits  # (N, V)
-    return summary_loglik(logits, labels, rows, mask.shape[0]).cpu()
+    return summary_loglik(logits, labels, rows, mask.shape[0])
 
 
 def zero_source(arch: Arch, sites: list[Site]) -> dict[Site, torch.Tensor]:

@@ -1,0 +1,243 @@
+"""Attribution patching: a gradient estimate of every component's patching effect at once.
+
+Same sites and metric as :mod:`sumcircuit.analysis.patching` (per-head attention outputs before
+the output projection, MLP outputs; m = mean log-likelihood per summary token). Both models see
+the same tokens, so unlike clean/corrupt attribution there is no same-length restriction. For a
+site with activations a_base, a_ft on a document, summed over its positions (and, for a head,
+over that head's columns):
+
+- ``atp`` (AtP, Nanda; Kramár et al. 2024): sufficiency_c ≈ Σ (a_ft − a_base) · ∂m/∂a in the
+  base model — what patching c in from the fine-tuned model would add; necessity_c ≈
+  Σ (a_ft − a_base) · ∂m/∂a in the fine-tuned model — what patching c from the base model
+  would take away. Exact in the linear regime.
+- ``ig-activations``: the gradient averaged over K midpoints α of the path on which *every* site
+  of the base model is set to a_base + α (a_ft − a_base). The scores then add up (up to the
+  K-point quadrature error) to the effect of patching every site at once.
+- ``ig-weights``: the gradient averaged over K midpoints of the path of models
+  θ_base + α (θ_ft − θ_base), each site left free so that its effect through later sites stays
+  alive (as EAP-IG keeps it by interpolating inputs).
+
+The two IG variants estimate sufficiency only; their necessity columns are NaN.
+
+Gradients reach the activations through a zero ``delta`` added at each site by a hook
+(``a + delta``, ``delta`` requiring grad): ∂m/∂delta = ∂m/∂a including every path through later
+layers, while the model's own weights need no gradient. Written by hand because neither peft nor
+transformers offers attribution patching, and TransformerLens/EAP-IG would need a conversion of
+the model that our architecture table already makes unnecessary.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sumcircuit.analysis.patching import (
+    Site,
+    all_sites,
+    capturing,
+    hook_tables,
+    loglik,
+    score,
+)
+from sumcircuit.data.batching import Prepared, iter_batches
+from sumcircuit.data.prompting import Batch
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.models.archs import Arch
+from sumcircuit.models.hooks import hooks
+from sumcircuit.models.loader import LoadedModel
+
+Method = Literal["atp", "ig-activations", "ig-weights"]
+METHODS: tuple[str, ...] = ("atp", "ig-activations", "ig-weights")
+
+
+@dataclass
+class Attribution:
+    """Per-document estimated effects (documents in ``Prepared`` order).
+
+    heads_suff: (n_docs, L, H), mlps_suff: (n_docs, L) — estimated m_patch − m_base of patching
+    that component into the base model; heads_nec/mlps_nec: estimated m_ft − m_patch of patching
+    it from the base into the fine-tuned model (NaN for the IG methods); m_base, m_ft: (n_docs,).
+    ``layers_*`` are whole layers: the sum of the layer's heads and MLP. Exact patching of a
+    whole layer replaces the MLP output, so the heads' effect *through that MLP* does not count
+    there, while it does in each head's own score: the sum is the linear estimate of patching
+    the layer's heads and MLP one at a time, not together (measured against the exact layer
+    scan in benchmarks/RESULTS.md).
+    """
+
+    method: str
+    heads_suff: np.ndarray
+    mlps_suff: np.ndarray
+    heads_nec: np.ndarray
+    mlps_nec: np.ndarray
+    m_base: np.ndarray
+    m_ft: np.ndarray
+    n_passes: int = 0
+
+    @property
+    def layers_suff(self) -> np.ndarray:
+        return self.heads_suff.sum(-1) + self.mlps_suff
+
+    @property
+    def layers_nec(self) -> np.ndarray:
+        return self.heads_nec.sum(-1) + self.mlps_nec
+
+
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """No weight gradients inside the block (only activations need them)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def site_gradients(
+    model: nn.Module,
+    arch: Arch,
+    batch: Batch,
+    sites: list[Site],
+    values: Mapping[Site, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[Site, torch.Tensor], dict[Site, torch.Tensor]]:
+    """One forward and backward: ``(m (B,), activations, ∂Σm/∂activation)`` per site.
+
+    With ``values``, each site is *set* to ``values[site]`` ((B, T, D)) instead of computed, so
+    the gradient is the partial derivative with every other site held fixed.
+    """
+    acts: dict[Site, torch.Tensor] = {}
+    deltas: dict[Site, torch.Tensor] = {}
+
+    def at(site: Site):
+        def add_delta(x: torch.Tensor) -> torch.Tensor:
+            base = x if values is None else values[site].to(dtype=x.dtype, device=x.device)
+            acts[site] = base.detach()
+            deltas[site] = torch.zeros_like(base, requires_grad=True)
+            return base + deltas[site]
+
+        return add_delta
+
+    forward, pre = hook_tables(arch, {site: at(site) for site in sites})
+    with torch.enable_grad(), _frozen(model), hooks(model, forward=forward, pre=pre):
+        m = loglik(model, arch, batch)  # (B,)
+        grads = torch.autograd.grad(m.sum(), [deltas[s] for s in sites], allow_unused=True)
+    out = {
+        site: torch.zeros_like(acts[site]) if g is None else g.detach()
+        for site, g in zip(sites, grads, strict=True)
+    }
+    return m.detach().cpu(), acts, out
+
+
+def _contributions(
+    arch: Arch,
+    diff: Mapping[Site, torch.Tensor],
+    grads: Mapping[Site, torch.Tensor],
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ over real positions of diff · grad: heads (B, L, H) and MLPs (B, L), float64."""
+    keep = mask.to(torch.float64)[..., None]  # (B, T, 1)
+    heads, mlps = [], []
+    for layer in range(arch.n_layers):
+        prod = (diff[("attn", layer)].double() * grads[("attn", layer)].double()) * keep
+        b, t, _ = prod.shape
+        heads.append(prod.reshape(b, t, arch.n_heads, arch.head_dim).sum((1, 3)))  # (B, H)
+        prod = (diff[("mlp", layer)].double() * grads[("mlp", layer)].double()) * keep
+        mlps.append(prod.sum((1, 2)))  # (B,)
+    return torch.stack(heads, 1).cpu(), torch.stack(mlps, 1).cpu()
+
+
+def _midpoints(steps: int) -> list[float]:
+    return [(k + 0.5) / steps for k in range(steps)]
+
+
+def attribute(
+    base: LoadedModel,
+    ft: LoadedModel,
+    encoded: Prepared,
+    *,
+    batch_size: int,
+    method: Method = "atp",
+    steps: int = 8,
+) -> Attribution:
+    """Estimated sufficiency (and for ``atp`` necessity) of every head and MLP, per document."""
+    if method not in METHODS:
+        raise SumcircuitError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if steps < 1:
+        raise SumcircuitError(f"--ig-steps must be at least 1, got {steps}")
+    arch, sites = base.arch, all_sites(base.arch)
+    n, L, H = len(encoded), arch.n_layers, arch.n_heads
+    heads_suff, mlps_suff = np.zeros((n, L, H)), np.zeros((n, L))
+    heads_nec, mlps_nec = np.full((n, L, H), np.nan), np.full((n, L), np.nan)
+    m_base, m_ft = np.full(n, np.nan), np.full(n, np.nan)
+    mixed = _interpolation(base, ft) if method == "ig-weights" else None
+    batches = list(iter_batches(encoded.encoded, batch_size, base.tokenizer.pad_token_id))
+    per_batch = 2 if method == "atp" else 2 + steps
+    n_passes = 0
+    for idx, batch in tqdm(batches, desc=f"attribution ({method})", unit="batch"):
+        mask = batch.attention_mask.bool().to(base.device)
+        if method == "atp":
+            mb, base_acts, base_grads = site_gradients(base.model, arch, batch, sites)
+            mf, ft_acts, ft_grads = site_gradients(ft.model, arch, batch, sites)
+            diff = {s: ft_acts[s] - base_acts[s] for s in sites}
+            hs, ms = _contributions(arch, diff, base_grads, mask)
+            hn, mn = _contributions(arch, diff, ft_grads, mask)
+            heads_nec[idx], mlps_nec[idx] = hn.numpy(), mn.numpy()
+        else:
+            with capturing(base.model, arch, sites) as base_acts:
+                mb = score(base.model, arch, batch)
+            with capturing(ft.model, arch, sites) as ft_acts:
+                mf = score(ft.model, arch, batch)
+            diff = {s: ft_acts[s] - base_acts[s] for s in sites}
+            total = {s: torch.zeros_like(diff[s]) for s in sites}
+            for alpha in _midpoints(steps):
+                if mixed is None:
+                    point = {s: base_acts[s] + alpha * diff[s] for s in sites}
+                    _, _, grads = site_gradients(base.model, arch, batch, sites, values=point)
+                else:
+                    _, _, grads = site_gradients(mixed(alpha), arch, batch, sites)
+                for s in sites:
+                    total[s] += grads[s] / steps
+            hs, ms = _contributions(arch, diff, total, mask)
+        heads_suff[idx], mlps_suff[idx] = hs.numpy(), ms.numpy()
+        m_base[idx], m_ft[idx] = mb.numpy(), mf.numpy()
+        n_passes += per_batch
+    return Attribution(
+        method=method,
+        heads_suff=heads_suff,
+        mlps_suff=mlps_suff,
+        heads_nec=heads_nec,
+        mlps_nec=mlps_nec,
+        m_base=m_base,
+        m_ft=m_ft,
+        n_passes=n_passes,
+    )
+
+
+def _interpolation(base: LoadedModel, ft: LoadedModel):
+    """``mixed(α)``: one scratch copy of the base model with weights θ_base + α (θ_ft − θ_base)."""
+    scratch = copy.deepcopy(base.model)
+    pairs = [
+        (p, base_p, ft_p)
+        for (p, base_p, ft_p) in zip(
+            scratch.parameters(), base.model.parameters(), ft.model.parameters(), strict=True
+        )
+        if not torch.equal(base_p, ft_p)
+    ]
+
+    @torch.no_grad()
+    def mixed(alpha: float) -> nn.Module:
+        for p, base_p, ft_p in pairs:
+            torch.lerp(base_p, ft_p, alpha, out=p.data)
+        return scratch
+
+    return mixed

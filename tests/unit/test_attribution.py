@@ -1,0 +1,111 @@
+"""Attribution patching on tiny models: exact where the model is linear, complete along the
+activation path, and the layer score is the sum of its heads and MLP.
+
+Models run in float64 so that the small effects of the linear regime are far above rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_patching_models import DOCS, one_thread, perturbed  # noqa: F401
+
+from sumcircuit.analysis.attribution import attribute
+from sumcircuit.analysis.patching import Components, patch_effects
+from sumcircuit.data.batching import Prepared
+from sumcircuit.data.prompting import Prompter
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.models.archs import Arch
+from sumcircuit.models.loader import LoadedModel
+from sumcircuit.models.tiny import PEAKED_STD, tiny_model
+
+
+def _pair(arch_name: str, gpt2_tok, scale: float):
+    base = tiny_model(
+        arch_name, seed=0, n_layers=2, init_std=PEAKED_STD, attn_implementation="sdpa"
+    ).double()
+    arch = Arch.from_model(base)
+    ft = perturbed(base, arch)
+    with torch.no_grad():  # ft = base + scale * (perturbation)
+        for p_ft, p_base in zip(ft.parameters(), base.parameters(), strict=True):
+            p_ft.copy_(p_base + scale * (p_ft - p_base))
+    prompter = Prompter(gpt2_tok, max_length=96)
+    encoded = [prompter.encode(doc, summ) for doc, summ in DOCS]
+    prepared = Prepared(encoded=encoded, ids=[str(i) for i in range(len(DOCS))], examples=[])
+    return LoadedModel(base, gpt2_tok, arch, {}), LoadedModel(ft, gpt2_tok, arch, {}), prepared
+
+
+def _exact_singles(base, ft, prepared):
+    """Exact effects of each single head, then each single MLP: (n_docs, L*H + L) each."""
+    arch = base.arch
+    sets = [
+        Components.from_heads(arch, [(layer, h)])
+        for layer in range(arch.n_layers)
+        for h in range(arch.n_heads)
+    ]
+    sets += [Components(mlps=frozenset({layer})) for layer in range(arch.n_layers)]
+    effects = patch_effects(base, ft, prepared, sets, batch_size=2)
+    suff = effects.m_suff - effects.m_base[:, None]
+    nec = effects.m_ft[:, None] - effects.m_nec
+    return effects, suff, nec
+
+
+# GPT-2 runs wholly in float64: agreement to 1e-3 of the largest effect (measured ~1e-4, the
+# second-order term). Llama's and Gemma3's RMSNorm compute in float32 by design (transformers),
+# which puts a float32 noise floor under the effects: a larger perturbation, a wider tolerance
+# (measured ~1e-3 for llama, ~8e-3 for gemma3 at scale 1e-4).
+@pytest.mark.parametrize(
+    ("arch_name", "scale", "tolerance"),
+    [("gpt2", 1e-5, 1e-3), ("llama", 1e-4, 3e-3), ("gemma3", 1e-4, 2e-2)],
+)
+def test_atp_equals_exact_patching_in_the_linear_regime(
+    arch_name, scale, tolerance, gpt2_tok
+) -> None:
+    base, ft, prepared = _pair(arch_name, gpt2_tok, scale=scale)
+    effects, suff, nec = _exact_singles(base, ft, prepared)
+    att = attribute(base, ft, prepared, batch_size=2, method="atp")
+    np.testing.assert_allclose(att.m_base, effects.m_base, rtol=1e-12)
+    np.testing.assert_allclose(att.m_ft, effects.m_ft, rtol=1e-12)
+    n = len(prepared)
+    estimate_suff = np.concatenate([att.heads_suff.reshape(n, -1), att.mlps_suff], axis=1)
+    estimate_nec = np.concatenate([att.heads_nec.reshape(n, -1), att.mlps_nec], axis=1)
+    largest = np.abs(suff).max()
+    assert largest > 1e-9  # a real effect
+    np.testing.assert_allclose(estimate_suff, suff, rtol=0, atol=tolerance * largest)
+    np.testing.assert_allclose(estimate_nec, nec, rtol=0, atol=tolerance * largest)
+
+
+def test_ig_activations_adds_up_to_patching_every_site(gpt2_tok) -> None:
+    base, ft, prepared = _pair("llama", gpt2_tok, scale=1.0)
+    arch = base.arch
+    every = Components.from_layers(arch, list(range(arch.n_layers)))
+    effects = patch_effects(base, ft, prepared, [every], batch_size=2, necessity=False)
+    total = effects.m_suff[:, 0] - effects.m_base  # (n_docs,)
+    att = attribute(base, ft, prepared, batch_size=2, method="ig-activations", steps=32)
+    summed = att.heads_suff.sum((1, 2)) + att.mlps_suff.sum(1)
+    assert np.abs(total).min() > 1e-3  # far from the linear regime: completeness is the point
+    np.testing.assert_allclose(summed, total, rtol=1e-3)
+    plain = attribute(base, ft, prepared, batch_size=2, method="atp")
+    atp_sum = plain.heads_suff.sum((1, 2)) + plain.mlps_suff.sum(1)
+    assert np.abs(atp_sum - total).max() > 10 * np.abs(summed - total).max()  # IG is what closes it
+
+
+def test_ig_weights_agrees_with_atp_in_the_linear_regime(gpt2_tok) -> None:
+    base, ft, prepared = _pair("gpt2", gpt2_tok, scale=1e-5)
+    atp = attribute(base, ft, prepared, batch_size=2, method="atp")
+    ig = attribute(base, ft, prepared, batch_size=2, method="ig-weights", steps=2)
+    scale = np.abs(atp.layers_suff).max()
+    np.testing.assert_allclose(ig.layers_suff, atp.layers_suff, rtol=0, atol=1e-3 * scale)
+    assert np.isnan(ig.layers_nec).all()
+
+
+def test_layer_score_is_heads_plus_mlp_and_bad_options_are_refused(gpt2_tok) -> None:
+    base, ft, prepared = _pair("llama", gpt2_tok, scale=1.0)
+    att = attribute(base, ft, prepared, batch_size=4, method="atp")
+    np.testing.assert_allclose(att.layers_suff, att.heads_suff.sum(-1) + att.mlps_suff)
+    assert att.n_passes == 2  # one batch: a forward+backward in each model
+    with pytest.raises(SumcircuitError, match="unknown method"):
+        attribute(base, ft, prepared, batch_size=4, method="eap")
+    with pytest.raises(SumcircuitError, match="at least 1"):
+        attribute(base, ft, prepared, batch_size=4, method="ig-weights", steps=0)
