@@ -9,11 +9,11 @@ from sumcircuit.models.trained import TRAINING_RECORD
 from sumcircuit.training.config import RESULT_FILE
 
 
-def imported_by(module: str) -> set[str]:
-    """The ``sumcircuit`` modules a fresh interpreter holds after ``import module``."""
+def imported_by(*modules: str) -> set[str]:
+    """The ``sumcircuit`` modules a fresh interpreter holds after importing ``modules``."""
     code = (
-        "import json, sys\n"
-        f"import {module}\n"
+        "import importlib, json, sys\n"
+        f"for name in {list(modules)!r}: importlib.import_module(name)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('sumcircuit'))))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -26,9 +26,11 @@ def test_evaluation_does_not_import_training():
     assert not {m for m in modules if m.startswith("sumcircuit.training")}
 
 
-def test_diff_imports_no_training_or_evaluation():
-    modules = imported_by("sumcircuit.analysis.diff")
-    assert {"sumcircuit.distributed", "sumcircuit.models.pair"} <= modules
+def test_shared_modules_import_no_training_or_evaluation():
+    """What both training and analysis/evaluation use: the process group, the model pair and
+    trained-model loaders, the circuit, and the diff (which shards through Processes)."""
+    shared = ("distributed", "models.pair", "models.trained", "analysis.circuit", "analysis.diff")
+    modules = imported_by(*(f"sumcircuit.{name}" for name in shared))
     assert not {
         m for m in modules if m.startswith(("sumcircuit.training", "sumcircuit.evaluation"))
     }
