@@ -18,9 +18,9 @@ import torch
 
 from sumcircuit.data.batching import prepare
 from sumcircuit.data.prompting import IGNORE_INDEX, collate
+from sumcircuit.distributed import Processes
 from sumcircuit.models.loader import load_model
 from sumcircuit.training.config import FinetuneConfig
-from sumcircuit.training.distributed import Processes
 from sumcircuit.training.loop import autocast, select_adapters, train_step
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches

@@ -18,7 +18,6 @@ from sumcircuit.analysis.patching import (
     Components,
     all_sites,
     capturing,
-    check_pair,
     dataset_means,
     patch_effects,
     patching,
@@ -30,6 +29,7 @@ from sumcircuit.data.prompting import Prompter, collate
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import LoadedModel
+from sumcircuit.models.pair import check_pair
 from sumcircuit.models.tiny import tiny_model
 
 ARCHS = ("gpt2", "llama", "gemma3")
@@ -214,6 +214,13 @@ def test_check_pair_rejects_incompatible_and_identical_models(pair, gpt2_tok) ->
         check_pair(base, LoadedModel(other, gpt2_tok, Arch.from_model(other), {}))
     tok = copy.deepcopy(gpt2_tok)
     tok.add_tokens(["<extra-token>"])
-    with pytest.raises(SumcircuitError, match="different vocabularies"):
+    with pytest.raises(SumcircuitError, match="tokenizers have different vocabularies"):
         check_pair(base, LoadedModel(ft.model, tok, ft.arch, {}))
+    resized = copy.deepcopy(ft.model)
+    resized.resize_token_embeddings(resized.get_input_embeddings().weight.shape[0] + 8)
+    with pytest.raises(SumcircuitError, match=r"different vocabularies \(\d+ vs \d+ embedding"):
+        check_pair(base, LoadedModel(resized, gpt2_tok, ft.arch, {}), stage="validate")
+    with pytest.raises(SumcircuitError, match="for scan"):  # the message names the stage
+        check_pair(base, base, stage="scan")
+    check_pair(base, base, allow_identical=True)  # diff: a model against itself is allowed
     check_pair(base, ft)  # a real pair passes

@@ -14,9 +14,10 @@ Per batch both models run once each on the *same* token ids (the base model's to
 
 Only per-document sums survive a batch (:class:`~sumcircuit.analysis.accumulate.DiffAccumulator`),
 so memory does not grow with the number of documents. Logits are computed for the last position
-only (``logits_to_keep=1``). Layers and heads are numbered from 0. Under ``torch.distributed``
+only (``logits_to_keep=1``). Layers and heads are numbered from 0. On several processes
+(``torchrun ... sumcircuit.cli diff``, group joined through :class:`~sumcircuit.distributed.Processes`)
 documents are sharded across ranks (document i on rank i mod world size) and the sums reduced;
-rank 0 returns the same result as one process.
+every rank returns the same result as one process.
 """
 
 from __future__ import annotations
@@ -50,18 +51,19 @@ from sumcircuit.analysis.weights import (
 from sumcircuit.configs import DictConfig
 from sumcircuit.data.batching import iter_batches, prepare
 from sumcircuit.data.prompting import TEMPLATES, Batch
+from sumcircuit.distributed import Processes
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import read_json, write_json
 from sumcircuit.models.hooks import hooks
-from sumcircuit.models.loader import LoadedModel, load_model
+from sumcircuit.models.loader import LoadedModel
+from sumcircuit.models.pair import DTYPES, check_pair, load_pair
 from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DiffConfig", "DiffResult", "check_compatible", "run_diff"]
+__all__ = ["DiffConfig", "DiffResult", "run_diff"]
 
 REGIONS = ("summary", "document", "all")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -191,35 +193,6 @@ class DiffResult:
         )
 
 
-def check_compatible(base: LoadedModel, ft: LoadedModel) -> None:
-    """Raise one clear error unless both models share architecture, sizes, parameter shapes and
-    vocabulary (the same token ids must mean the same tokens to both)."""
-    a, b = base.arch.describe(), ft.arch.describe()
-    if a != b:
-        diffs = ", ".join(f"{k} {a[k]} vs {b[k]}" for k in a if a[k] != b.get(k))
-        raise SumcircuitError(
-            f"the base and fine-tuned models differ in architecture ({diffs}); diff needs a "
-            "fine-tune of the base model"
-        )
-    vb, vf = (
-        base.model.config.get_text_config().vocab_size,
-        ft.model.config.get_text_config().vocab_size,
-    )
-    if vb != vf or base.tokenizer.get_vocab() != ft.tokenizer.get_vocab():
-        raise SumcircuitError(
-            f"the base and fine-tuned models have different vocabularies ({vb} vs {vf} "
-            "embedding rows, or different token tables); diff needs the same tokenizer"
-        )
-    shapes_b = {n: tuple(p.shape) for n, p in base.model.named_parameters()}
-    shapes_f = {n: tuple(p.shape) for n, p in ft.model.named_parameters()}
-    if shapes_b != shapes_f:
-        odd = sorted(set(shapes_b.items()) ^ set(shapes_f.items()))[:3]
-        raise SumcircuitError(
-            f"the base and fine-tuned models have different parameters (e.g. {odd}); was the "
-            "fine-tune saved with adapters unmerged? merge them first"
-        )
-
-
 class _PairRunner:
     """Runs one batch through both models and feeds the accumulator (see the module docstring)."""
 
@@ -306,21 +279,6 @@ class _PairRunner:
         return int(rows.valid.sum())
 
 
-def _shard(n: int) -> tuple[list[int], int, int]:
-    """Document indices of this rank (all of them without torch.distributed)."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-    else:
-        rank, world = 0, 1
-    return list(range(rank, n, world)), rank, world
-
-
-def _load_pair(config: DiffConfig) -> tuple[LoadedModel, LoadedModel]:
-    kwargs = {"attn_implementation": "sdpa", "dtype": DTYPES[config.dtype], "device": config.device}
-    return load_model(config.base, **kwargs), load_model(config.finetuned, **kwargs)
-
-
 def _per_doc_frame(acc: DiffAccumulator, ids: list[str], keep: np.ndarray) -> pd.DataFrame:
     L, H = acc.n_layers, acc.n_heads
     docs = np.flatnonzero(keep)
@@ -343,15 +301,27 @@ def run_diff(
     *,
     base: LoadedModel | None = None,
     finetuned: LoadedModel | None = None,
+    processes: Processes | None = None,
 ) -> DiffResult:
     """Compare ``config.finetuned`` with ``config.base`` over the documents of ``config.split``.
 
     Already loaded models may be passed (tests, benchmarks); they are used as they are.
-    Under ``torch.distributed`` every rank returns the full result.
+    ``processes`` (default: the process group already joined, if any — see
+    :meth:`Processes.current`) shards the documents; every rank returns the full result.
     """
+    procs = processes or Processes.current()
     if base is None or finetuned is None:
-        base, finetuned = _load_pair(config)
-    check_compatible(base, finetuned)
+        device = config.device or procs.device
+        base, finetuned = load_pair(
+            config.base,
+            config.finetuned,
+            dtype=config.dtype,
+            device=device,
+            stage="diff",
+            allow_identical=True,  # a model against itself: every difference exactly zero
+        )
+    else:
+        check_pair(base, finetuned, stage="diff", allow_identical=True)
     arch = base.arch
     prepared = prepare(
         config.data,
@@ -362,7 +332,7 @@ def run_diff(
         template=config.template,
     )
     n = len(prepared)
-    mine, rank, world = _shard(n)
+    mine = procs.shard(n)
     acc = DiffAccumulator(n, arch.n_layers, arch.n_heads)
     runner = _PairRunner(base, finetuned, acc)
     pad = base.tokenizer.pad_token_id
@@ -377,12 +347,12 @@ def run_diff(
             total=n_batches,
             desc="diff",
             unit="batch",
-            disable=rank != 0 or None,
+            disable=not procs.main or None,
         )
         for local, batch in progress:
             runner.run([mine[i] for i in local], batch, config.region)
             forward_tokens += int(batch.attention_mask.sum())
-    if world > 1:
+    if procs.world > 1:
         acc.all_reduce()
     seconds = time.perf_counter() - start
 
@@ -411,7 +381,7 @@ def run_diff(
             "seconds": seconds,
             "forward_tokens_per_model": forward_tokens,
             "tokens_per_s": 2 * forward_tokens / seconds if seconds > 0 else None,
-            "world_size": world,
+            "world_size": procs.world,
         },
         "memory": {
             "accumulator_fixed_bytes": acc.nbytes(per_doc=False),

@@ -43,7 +43,8 @@ from sumcircuit.data.prompting import Batch, Template
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.hooks import hooks
-from sumcircuit.models.loader import LoadedModel, load_model
+from sumcircuit.models.loader import LoadedModel
+from sumcircuit.models.pair import DTYPES, load_pair
 from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ Site = tuple[Literal["attn", "mlp"], int]
 Source = Mapping[Site, torch.Tensor]
 Ablation = Literal["patch", "mean", "zero"]
 ABLATIONS: tuple[str, ...] = ("patch", "mean", "zero")
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 # -- component sets --------------------------------------------------------------------------
@@ -402,12 +402,12 @@ class Pair:
     prepared: Prepared
 
 
-def load_pair(config: PairConfig) -> Pair:
-    """Load both models (checked to be patch-compatible) and encode the documents once."""
-    dtype = DTYPES[config.dtype]
-    base = load_model(config.base, dtype=dtype, device=config.device)
-    ft = load_model(config.finetuned, dtype=dtype, device=config.device)
-    check_pair(base, ft)
+def prepare_pair(config: PairConfig, *, stage: str = "patching") -> Pair:
+    """Load both models (:func:`sumcircuit.models.pair.load_pair`: checked to be a model and its
+    own, different, fine-tune) and encode the documents once with the base tokenizer."""
+    base, ft = load_pair(
+        config.base, config.finetuned, dtype=config.dtype, device=config.device, stage=stage
+    )
     prepared = prepare(
         config.data,
         config.split,
@@ -417,35 +417,6 @@ def load_pair(config: PairConfig) -> Pair:
         template=config.template,
     )
     return Pair(base=base, ft=ft, prepared=prepared)
-
-
-def check_pair(base: LoadedModel, ft: LoadedModel) -> None:
-    """Raise unless the two models share architecture, sizes and vocabulary, and differ."""
-    a, b = base.arch.describe(), ft.arch.describe()
-    if a != b:
-        raise SumcircuitError(
-            f"the base and fine-tuned models have different architectures ({a} vs {b}); "
-            "patching needs a model and its own fine-tune"
-        )
-    if base.tokenizer.get_vocab() != ft.tokenizer.get_vocab():
-        raise SumcircuitError(
-            "the base and fine-tuned models have different vocabularies; patching needs both "
-            "to read the same tokens (use the fine-tune of this base model)"
-        )
-    base_params = dict(base.model.named_parameters())
-    ft_params = dict(ft.model.named_parameters())
-    if base_params.keys() != ft_params.keys() or any(
-        p.shape != ft_params[k].shape for k, p in base_params.items()
-    ):
-        raise SumcircuitError(
-            "the base and fine-tuned models have different parameter names or shapes; "
-            "patching needs a model and its own fine-tune"
-        )
-    if all(torch.equal(p, ft_params[k]) for k, p in base_params.items()):
-        raise SumcircuitError(
-            "the base and fine-tuned models have identical weights: there is nothing to explain "
-            "(check --finetuned)"
-        )
 
 
 def run_record(

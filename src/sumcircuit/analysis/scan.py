@@ -21,8 +21,8 @@ import pandas as pd
 from sumcircuit.analysis.patching import (
     Components,
     PairConfig,
-    load_pair,
     patch_effects,
+    prepare_pair,
     run_record,
 )
 from sumcircuit.analysis.validate import recovered
@@ -91,7 +91,7 @@ class ScanResult:
 def scan(config: ScanConfig) -> ScanResult:
     """Sufficiency of each single layer (``level="layer"``) or head (``"head"``) alone."""
     start = time.perf_counter()
-    pair = load_pair(config)
+    pair = prepare_pair(config, stage="scan")
     arch = pair.base.arch
     if config.level == "layer":
         keys = [(layer, -1) for layer in range(arch.n_layers)]

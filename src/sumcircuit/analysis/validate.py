@@ -36,8 +36,8 @@ from sumcircuit.analysis.patching import (
     Components,
     Effects,
     PairConfig,
-    load_pair,
     patch_effects,
+    prepare_pair,
     run_record,
 )
 from sumcircuit.errors import SumcircuitError
@@ -284,7 +284,7 @@ def validate(config: ValidateConfig) -> CausalResult:
     """Load the pair, patch the circuit and K random controls, and score them (see module doc)."""
     start = time.perf_counter()
     circuit = Circuit.load(config.circuit)
-    pair = load_pair(config)
+    pair = prepare_pair(config, stage="validate")
     circuit.check(pair.base.arch, pair.base.identity)
     if not circuit.components():
         log.warning("the circuit is empty: sufficiency and necessity are 0 by construction")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sumcircuit.analysis.diff import REGIONS, DiffConfig, run_diff
+from sumcircuit.distributed import Processes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,8 +53,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
-    result = run_diff(config)
-    if _is_main():
+    procs = Processes.from_env()  # under torchrun: join the group, shard the documents
+    try:
+        result = run_diff(config, processes=procs)
+    finally:
+        procs.close()
+    if procs.main:  # every rank holds the reduced result; one writes it
         result.save(args.out)
         s = result.summary
         lo, hi = s["frac_heads_entropy_decreased_ci95"]
@@ -68,9 +73,3 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(f"layers by mean KL (most changed first): {s['layers_ranked'][:10]}")
         print(f"time {s['timing']['seconds']:.1f} s; wrote {args.out}")
     return 0
-
-
-def _is_main() -> bool:
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from sumcircuit.distributed import Processes
 from sumcircuit.training import FinetuneConfig, finetune
 
 
@@ -120,8 +120,12 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    result = finetune(config_from_args(args))
-    if int(os.environ.get("RANK", "0")) != 0:
+    procs = Processes.from_env()  # the group finetune trains in (one process without torchrun)
+    try:
+        result = finetune(config_from_args(args))
+    finally:
+        procs.close()
+    if not procs.main:
         return 0
     print(f"trainable parameters: {result.trainable_params:,} of {result.total_params:,}")
     if result.budget:

@@ -26,8 +26,8 @@ from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
 from sumcircuit.io import read_json, sha256_file, write_json, write_text
+from sumcircuit.models.trained import load_trained
 from sumcircuit.provenance import provenance
-from sumcircuit.training.load import load_trained
 
 __all__ = [
     "DOCUMENT_CHARS",

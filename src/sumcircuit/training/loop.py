@@ -33,7 +33,9 @@ from tqdm.auto import tqdm
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.data.batching import Prepared, iter_batches, prepare
 from sumcircuit.data.prompting import collate
+from sumcircuit.distributed import Processes
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.io import write_json
 from sumcircuit.models.loader import LoadedModel, load_model
 from sumcircuit.provenance import provenance
@@ -54,7 +56,6 @@ from sumcircuit.training.checkpoint import (
     set_rng_states,
 )
 from sumcircuit.training.config import RESULT_FILE, EpochRecord, FinetuneConfig, TrainingResult
-from sumcircuit.training.distributed import Processes
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches, micro_batches
 from sumcircuit.training.schedule import make_scheduler
@@ -450,8 +451,6 @@ def _end_epoch(
 
 def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedModel) -> float:
     """ROUGE-L F1 of greedy summaries of the first ``rouge_every_epoch`` validation docs."""
-    from sumcircuit.evaluation.generate import rouge_on_split  # lazy: optional per-epoch metric
-
     prompts = prepare(
         config.data,
         "validation",

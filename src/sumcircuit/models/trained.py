@@ -1,4 +1,9 @@
-"""Load a trained model: a full fine-tune directory, or a base model with a LoRA adapter."""
+"""Load a trained model: a full fine-tune directory, or a base model with a LoRA adapter.
+
+Here, not in ``training/``, so that evaluation (and anything else that reads a trained model)
+never imports the training code. The adapter's base model is read from the run's
+``training.json`` (:data:`TRAINING_RECORD`, the file ``TrainingResult.save`` writes).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,13 @@ from peft import PeftModel
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import read_json
 from sumcircuit.models.loader import LoadedModel, load_model
-from sumcircuit.training.config import RESULT_FILE
 
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
+#: ``sumcircuit.training.config.TRAINING_RECORD`` (a test pins the two equal; importing it here
+#: would make every reader of a trained model import the training package).
+TRAINING_RECORD = "training.json"
 _IDENTITY_KEYS = ("sha256", "model_type", "layers", "heads", "hidden")
 
 
@@ -60,10 +67,10 @@ def load_trained(
 
 
 def _recorded_base(adapter_dir: Path) -> dict:
-    result = adapter_dir / RESULT_FILE
+    result = adapter_dir / TRAINING_RECORD
     if not result.exists():
         raise SumcircuitError(
-            f"{str(adapter_dir)!r} has no {RESULT_FILE}, so its base model is unknown; give the "
+            f"{str(adapter_dir)!r} has no {TRAINING_RECORD}, so its base model is unknown; give the "
             "base model explicitly and the adapter directory of a sumcircuit finetune run"
         )
     return read_json(result)["provenance"]["models"]["base"]

@@ -1,0 +1,40 @@
+"""Package layering: evaluation never imports training, training and analysis share the
+process-group code and the model loaders without importing each other's stages."""
+
+import json
+import subprocess
+import sys
+
+from sumcircuit.models.trained import TRAINING_RECORD
+from sumcircuit.training.config import RESULT_FILE
+
+
+def imported_by(*modules: str) -> set[str]:
+    """The ``sumcircuit`` modules a fresh interpreter holds after importing ``modules``."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {list(modules)!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('sumcircuit'))))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(run.stdout.splitlines()[-1]))
+
+
+def test_evaluation_does_not_import_training():
+    modules = imported_by("sumcircuit.evaluation.evaluate")
+    assert "sumcircuit.models.trained" in modules  # load_trained lives with the models
+    assert not {m for m in modules if m.startswith("sumcircuit.training")}
+
+
+def test_shared_modules_import_no_training_or_evaluation():
+    """What both training and analysis/evaluation use: the process group, the model pair and
+    trained-model loaders, the circuit, and the diff (which shards through Processes)."""
+    shared = ("distributed", "models.pair", "models.trained", "analysis.circuit", "analysis.diff")
+    modules = imported_by(*(f"sumcircuit.{name}" for name in shared))
+    assert not {
+        m for m in modules if m.startswith(("sumcircuit.training", "sumcircuit.evaluation"))
+    }
+
+
+def test_trained_model_loader_reads_the_file_training_writes():
+    assert TRAINING_RECORD == RESULT_FILE
