@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 
 from sumcircuit.configs import DictConfig
-from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import config_hash, read_json, write_json
+from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.io import config_hash
+from sumcircuit.results import StageResult
 
 Method = Literal["full", "lora"]
 TARGETS = ("q", "k", "v", "o", "mlp")
@@ -161,8 +161,11 @@ class EpochRecord:
 
 
 @dataclass
-class TrainingResult:
+class TrainingResult(StageResult):
     """What ``finetune`` wrote to ``out/training.json``."""
+
+    FILE: ClassVar[str] = RESULT_FILE
+    STAGE: ClassVar[str] = "finetune"
 
     trainable_params: int  # entries that can change (masked LoRA entries excluded)
     total_params: int  # base model parameters + trainable adapter entries
@@ -177,24 +180,20 @@ class TrainingResult:
     step_losses: list[float] = field(default_factory=list)  # per optimizer step, global mean
     complete: bool = True  # False when stopped by max_steps (a checkpoint is kept)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
         data = dict(data)
+        for epoch in data["epochs"]:
+            reject_unknown_keys(epoch, EpochRecord, "an epoch record of the TrainingResult")
         data["epochs"] = [EpochRecord(**e) for e in data["epochs"]]
-        return cls(**data)
+        return super().from_dict(data)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(e) for e in self.epochs])
+        """One row per epoch (the ``EpochRecord`` fields)."""
+        return pd.DataFrame(
+            [asdict(e) for e in self.epochs], columns=[f.name for f in fields(EpochRecord)]
+        )
 
-    def save(self, directory: str | Path) -> None:
-        write_json(Path(directory) / RESULT_FILE, self.to_dict())
-
-    @classmethod
-    def load(cls, directory: str | Path) -> TrainingResult:
-        path = Path(directory) / RESULT_FILE
-        if not path.exists():
-            raise SumcircuitError(f"{str(directory)!r} holds no {RESULT_FILE}; is it a run dir?")
-        return cls.from_dict(read_json(path))
+    def history(self) -> list[dict[str, Any]]:
+        """The epochs as plain dicts, oldest first."""
+        return [asdict(e) for e in self.epochs]

@@ -8,9 +8,8 @@ from pathlib import Path
 from peft import PeftModel
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import read_json
 from sumcircuit.models.loader import LoadedModel, load_model
-from sumcircuit.training.config import RESULT_FILE
+from sumcircuit.training.config import TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +59,15 @@ def load_trained(
 
 
 def _recorded_base(adapter_dir: Path) -> dict:
-    result = adapter_dir / RESULT_FILE
-    if not result.exists():
+    if not TrainingResult.path(adapter_dir).exists():
         raise SumcircuitError(
-            f"{str(adapter_dir)!r} has no {RESULT_FILE}, so its base model is unknown; give the "
-            "base model explicitly and the adapter directory of a sumcircuit finetune run"
+            f"{str(adapter_dir)!r} has no {TrainingResult.FILE}, so its base model is unknown; "
+            "give the base model explicitly and the adapter directory of a sumcircuit finetune run"
         )
-    return read_json(result)["provenance"]["models"]["base"]
+    base = TrainingResult.load(adapter_dir).provenance.get("models", {}).get("base")
+    if base is None:
+        raise SumcircuitError(
+            f"{str(TrainingResult.path(adapter_dir))!r} records no base model; "
+            f"{TrainingResult.fix(adapter_dir)}"
+        )
+    return base
