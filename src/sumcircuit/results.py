@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -60,6 +60,14 @@ class StageResult:
                 f"a {cls.__name__} must be a JSON object, got {type(data).__name__}"
             )
         reject_unknown_keys(data, cls, f"the {cls.__name__}")
+        required = [
+            f.name
+            for f in fields(cls)  # type: ignore[arg-type]
+            if f.init and f.default is MISSING and f.default_factory is MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise SumcircuitError(f"the {cls.__name__} lacks {', '.join(missing)}")
         return cls(**data)
 
     def to_frame(self) -> pd.DataFrame:

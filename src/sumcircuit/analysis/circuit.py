@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import pandas as pd
 
-from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.results import StageResult
 
@@ -73,10 +73,9 @@ class Circuit(StageResult):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Circuit:
-        reject_unknown_keys(data, cls, "the circuit file")
         data = dict(data)
         data["heads"] = [tuple(h) for h in data.get("heads", [])]
-        return cls(**data)
+        return super().from_dict(data)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per component: ``layer`` and ``head`` (−1 for a whole layer)."""
