@@ -285,3 +285,13 @@ def test_missing_key_is_named(tmp_path):
         SumcircuitError, match=r"causal\.json' is damaged \(the CausalResult lacks m_base\)"
     ):
         CausalResult.load(tmp_path)
+
+
+def test_diff_without_weight_tables_round_trips(tmp_path):
+    diff = make_diff()
+    diff.head_weights, diff.parameter_weights, diff.per_doc = pd.DataFrame(), pd.DataFrame(), None
+    diff.save(tmp_path)
+    loaded = DiffResult.load(tmp_path)
+    assert loaded.head_weights.empty and loaded.per_doc is None
+    loaded.save(tmp_path / "again")
+    same(DiffResult.load(tmp_path / "again"), diff)

@@ -195,8 +195,12 @@ class DiffResult(StageResult):
         directory.mkdir(parents=True, exist_ok=True)
         write_table(directory / self.HEADS_FILE, self.heads)
         write_table(directory / self.LAYERS_FILE, self.layers)
-        write_table(directory / self.HEAD_WEIGHTS_FILE, self.head_weights)
-        write_table(directory / self.PARAMETER_WEIGHTS_FILE, self.parameter_weights)
+        for name, frame in (
+            (self.HEAD_WEIGHTS_FILE, self.head_weights),
+            (self.PARAMETER_WEIGHTS_FILE, self.parameter_weights),
+        ):
+            if len(frame.columns):  # a diff loaded without its weight tables has none to write
+                write_table(directory / name, frame)
         if self.per_doc is not None:
             write_table(directory / self.PER_DOC_FILE, self.per_doc)
         write_json(directory / self.FILE, self.summary)  # last: its presence marks completion
