@@ -5,9 +5,6 @@ import json
 import subprocess
 import sys
 
-from sumcircuit.models.trained import TRAINING_RECORD
-from sumcircuit.training.config import RESULT_FILE
-
 
 def imported_by(*modules: str) -> set[str]:
     """The ``sumcircuit`` modules a fresh interpreter holds after importing ``modules``."""
@@ -34,7 +31,3 @@ def test_shared_modules_import_no_training_or_evaluation():
     assert not {
         m for m in modules if m.startswith(("sumcircuit.training", "sumcircuit.evaluation"))
     }
-
-
-def test_trained_model_loader_reads_the_file_training_writes():
-    assert TRAINING_RECORD == RESULT_FILE

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.locate import LocateConfig, component_scores, locate, read_scan, select
+from sumcircuit.analysis.locate import LocateConfig, component_scores, locate, select
+from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.errors import SumcircuitError
 
 LAYERS = pd.DataFrame(
@@ -81,16 +82,19 @@ def test_control_diff_is_subtracted(tmp_path):
     assert circuit.scores["control_subtracted"] is True
 
 
-def test_causal_score_reads_scan_csv(tmp_path):
+def write_scan(directory, rows, level="layer"):
+    columns = ("layer", "head", "sufficiency", "sufficiency_lo", "sufficiency_hi")
+    rows = [dict(zip(columns, row, strict=True)) for row in rows]
+    ScanResult(level, rows, m_base=-3.0, m_ft=-2.0, n_docs=4, timing={}).save(directory)
+    return directory
+
+
+def test_causal_score_reads_the_scan(tmp_path):
     diff = write_diff(tmp_path / "diff")
-    scan = tmp_path / "scan"
-    scan.mkdir()
-    (scan / "scan.csv").write_text(
-        "layer,head,sufficiency,sufficiency_lo,sufficiency_hi\n"
-        "0,-1,0.10,0.0,0.2\n1,-1,0.60,0.4,0.8\n2,-1,0.30,0.1,0.5\n"
-        "0,0,0.05,0.0,0.1\n1,1,0.20,0.1,0.3\n"
-    )
-    assert list(read_scan(scan).columns)[:3] == ["layer", "head", "sufficiency"]
+    rows = [(0, -1, 0.10, 0.0, 0.2), (1, -1, 0.60, 0.4, 0.8), (2, -1, 0.30, 0.1, 0.5)]
+    rows += [(0, 0, 0.05, 0.0, 0.1), (1, 1, 0.20, 0.1, 0.3)]
+    scan = write_scan(tmp_path / "scan", rows)
+    assert ScanResult.load(scan).scores("layer").tolist() == [0.10, 0.60, 0.30]
     layer = locate(LocateConfig(diff=diff, score="causal", scan=str(scan), k=2))
     assert layer.layers == [1, 2]
     head = locate(LocateConfig(diff=diff, level="head", score="causal", scan=str(scan), k=1))
@@ -123,6 +127,15 @@ def test_flat_scores_select_nothing_under_zscore_and_say_so(tmp_path):
 
 
 def test_scan_with_missing_columns_is_rejected(tmp_path):
-    (tmp_path / "scan.csv").write_text("layer,head,effect\n0,-1,0.1\n")
-    with pytest.raises(SumcircuitError, match="lacks columns"):
-        read_scan(tmp_path)
+    write_scan(tmp_path, [(0, -1, 0.1, 0.0, 0.2)])
+    data = json.loads((tmp_path / "scan.json").read_text())
+    data["rows"] = [{"layer": 0, "head": -1, "effect": 0.1}]
+    (tmp_path / "scan.json").write_text(json.dumps(data))
+    with pytest.raises(SumcircuitError, match="scan.json.*lacks sufficiency"):
+        ScanResult.load(tmp_path)
+
+
+def test_diff_without_a_score_column_names_the_file(tmp_path):
+    diff = write_diff(tmp_path / "diff", heads=HEADS.drop(columns="js"))
+    with pytest.raises(SumcircuitError, match=r"heads\.csv' has no js column"):
+        locate(LocateConfig(diff=diff, level="head", score="js"))

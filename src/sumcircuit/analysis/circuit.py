@@ -1,24 +1,30 @@
 """A circuit: the layers and heads that the locate stage picked, as a JSON file.
 
 Written by ``sumcircuit locate``; read by ``validate`` (what to patch) and ``finetune
---circuit`` (what to adapt). Layers and heads are numbered from 0.
+--circuit`` (what to adapt). ``save``/``load`` take a directory (``DIR/circuit.json``) or the
+path of the JSON file itself. Layers and heads are numbered from 0.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import read_json, write_json
 from sumcircuit.models.archs import Arch
+from sumcircuit.results import StageResult
 
 Level = Literal["layer", "head"]
 
 
 @dataclass
-class Circuit:
+class Circuit(StageResult):
+    FILE: ClassVar[str] = "circuit.json"
+    STAGE: ClassVar[str] = "locate"
+    FILE_OR_DIR: ClassVar[bool] = True  # users pass --circuit path/circuit.json
+
     model: dict[str, Any]  # identity of the base model (name, sha256, model_type, layers, heads)
     level: Level
     rule: str  # topk | zscore | fdr | manual
@@ -67,24 +73,11 @@ class Circuit:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Circuit:
-        known = {f for f in cls.__dataclass_fields__}
-        extra = set(data) - known
-        if extra:
-            raise SumcircuitError(
-                f"circuit file has unknown keys {sorted(extra)}; expected {sorted(known)}"
-            )
         data = dict(data)
         data["heads"] = [tuple(h) for h in data.get("heads", [])]
-        return cls(**data)
+        return super().from_dict(data)
 
-    def save(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Circuit:
-        path = Path(path)
-        if not path.exists():
-            raise SumcircuitError(
-                f"circuit file {str(path)!r} does not exist; create it with sumcircuit locate"
-            )
-        return cls.from_dict(read_json(path))
+    def to_frame(self) -> pd.DataFrame:
+        """One row per component: ``layer`` and ``head`` (−1 for a whole layer)."""
+        rows = [(layer, -1 if head is None else head) for layer, head in self.components()]
+        return pd.DataFrame(rows, columns=["layer", "head"])

@@ -1,17 +1,18 @@
 """Locate the circuit: rank layers or heads of a diff by a score and keep those a rule selects.
 
-Scores (higher = more changed), per level:
+Scores (higher = more changed), per level, read through :class:`~sumcircuit.analysis.diff.DiffResult`
+and :class:`~sumcircuit.analysis.scan.ScanResult` (which name their own files and columns):
 
 =========  ==================================  =====================================
-score      layer (``layers.csv``)              head (``heads.csv``)
+score      layer                               head
 =========  ==================================  =====================================
-kl         ``kl_mean``                         ``kl_base_ft``
-js         ``js_mean``                         ``js``
-entropy    ``|delta_entropy_mean|``            ``|delta_entropy|``
-weight     ``weight_change``                   ``weight_change``
-actmag     ``|actmag_rel_change|``             (not per head)
-causal     ``scan.csv`` rows with head = −1,   ``scan.csv`` rows with head ≥ 0,
-           ``sufficiency``                     ``sufficiency``
+kl         mean KL(P_base ‖ Q_ft) over heads   KL(P_base ‖ Q_ft)
+js         mean JS over heads                  JS
+entropy    |mean ΔH over heads|                |ΔH|
+weight     relative weight change              relative weight change
+actmag     |ActMag relative change|            (not per head)
+causal     the scan's sufficiency of each      the scan's sufficiency of each head
+           layer alone                         alone
 =========  ==================================  =====================================
 
 With ``control_diff`` (a diff between two fine-tunes of different seeds, or a fine-tune on
@@ -37,8 +38,9 @@ import numpy as np
 import pandas as pd
 
 from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.diff import DiffResult
+from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import read_json
 from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -50,23 +52,13 @@ __all__ = [
     "LocateConfig",
     "component_scores",
     "locate",
-    "read_scan",
     "select",
 ]
 
 LEVELS = ("layer", "head")
 SCORES = ("kl", "js", "entropy", "weight", "actmag", "causal")
 RULES = ("topk", "zscore", "fdr")
-SCAN_COLUMNS = ["layer", "head", "sufficiency", "sufficiency_lo", "sufficiency_hi"]
-
-# score -> (layers.csv column, heads.csv column, take the absolute value)
-_COLUMNS: dict[str, tuple[str, str | None, bool]] = {
-    "kl": ("kl_mean", "kl_base_ft", False),
-    "js": ("js_mean", "js", False),
-    "entropy": ("delta_entropy_mean", "delta_entropy", True),
-    "weight": ("weight_change", "weight_change", False),
-    "actmag": ("actmag_rel_change", None, True),
-}
+_ABSOLUTE = ("entropy", "actmag")  # scores ranked by their size, whatever their sign
 
 
 @dataclass
@@ -122,49 +114,17 @@ class LocateConfig:
         return cls(**data)
 
 
-def _read_csv(directory: str | Path, name: str) -> pd.DataFrame:
-    path = Path(directory) / name
-    if not path.exists():
-        raise SumcircuitError(
-            f"{str(path)!r} does not exist; run sumcircuit diff --out {directory}"
-        )
-    return pd.read_csv(path)
-
-
-def read_scan(directory: str | Path) -> pd.DataFrame:
-    """``DIR/scan.csv`` of ``sumcircuit scan``: layer, head (−1 = whole layer), sufficiency and
-    its CI bounds."""
-    path = Path(directory) / "scan.csv"
-    if not path.exists():
-        raise SumcircuitError(
-            f"{str(path)!r} does not exist; run sumcircuit scan --out {directory}"
-        )
-    frame = pd.read_csv(path)
-    missing = [c for c in SCAN_COLUMNS if c not in frame.columns]
-    if missing:
-        raise SumcircuitError(f"{str(path)!r} lacks columns {missing}; expected {SCAN_COLUMNS}")
-    return frame
-
-
 def component_scores(directory: str | Path, level: str, score: str) -> pd.Series:
-    """Scores of every component of one diff (or scan) directory, indexed by layer (level layer)
-    or (layer, head) (level head); see the module docstring for the table."""
+    """Scores of every component of one diff (or, for ``causal``, scan) directory, indexed by
+    layer (level layer) or (layer, head) (level head); see the module docstring for the table."""
     if score == "causal":
-        scan = read_scan(directory)
-        rows = scan[scan["head"] == -1] if level == "layer" else scan[scan["head"] >= 0]
-        if rows.empty:
-            raise SumcircuitError(
-                f"{directory}/scan.csv has no {level}-level rows; run the scan at that level"
-            )
-        keys = ["layer"] if level == "layer" else ["layer", "head"]
-        return rows.set_index(keys)["sufficiency"].astype(float).sort_index()
-    layer_col, head_col, absolute = _COLUMNS[score]
-    if level == "layer":
-        frame, keys, column = _read_csv(directory, "layers.csv"), ["layer"], layer_col
-    else:
-        frame, keys, column = _read_csv(directory, "heads.csv"), ["layer", "head"], head_col
-    values = frame.set_index(keys)[column].astype(float)
-    return (values.abs() if absolute else values).sort_index()
+        return ScanResult.load(directory).scores(level)
+    return _diff_scores(DiffResult.load(directory), level, score)
+
+
+def _diff_scores(diff: DiffResult, level: str, score: str) -> pd.Series:
+    values = diff.scores(level, score)
+    return values.abs() if score in _ABSOLUTE else values
 
 
 def select(scores: pd.Series, rule: str, *, k: int = 3, z: float = 1.0) -> list:
@@ -187,27 +147,13 @@ def select(scores: pd.Series, rule: str, *, k: int = 3, z: float = 1.0) -> list:
     return [scores.index[i] for i in chosen]
 
 
-def _fdr(directory: str, q: float, level: str) -> list:
-    heads = _read_csv(directory, "heads.csv")
-    significant = heads[heads["q_value"] < q]
-    if level == "head":
-        return list(zip(significant["layer"], significant["head"], strict=True))
-    return sorted(set(significant["layer"]))
-
-
 def locate(config: LocateConfig) -> Circuit:
     """Apply ``config`` to a diff directory and return the circuit (see the module docstring)."""
-    summary = (
-        read_json(Path(config.diff) / "diff.json")
-        if (Path(config.diff) / "diff.json").exists()
-        else None
-    )
-    if summary is None:
-        raise SumcircuitError(
-            f"{config.diff!r} has no diff.json; run sumcircuit diff --out {config.diff}"
-        )
-    source = config.scan if config.score == "causal" else config.diff
-    scores = component_scores(source, config.level, config.score)
+    diff = DiffResult.load(config.diff)
+    if config.score == "causal":
+        scores = ScanResult.load(config.scan).scores(config.level)
+    else:
+        scores = _diff_scores(diff, config.level, config.score)
     if config.control_diff:
         control = component_scores(config.control_diff, config.level, config.score)
         if not control.index.equals(scores.index):
@@ -217,7 +163,8 @@ def locate(config: LocateConfig) -> Circuit:
             )
         scores = scores - control
     if config.rule == "fdr":
-        chosen = _fdr(config.diff, config.q, config.level)
+        heads = diff.significant_heads(config.q)
+        chosen = heads if config.level == "head" else sorted({layer for layer, _ in heads})
     else:
         chosen = select(scores, config.rule, k=config.k, z=config.z)
     if not chosen:
@@ -232,7 +179,7 @@ def locate(config: LocateConfig) -> Circuit:
         else {"layer": int(key), "score": float(v)}
         for key, v in ranking.items()
     ]
-    models = summary.get("provenance", {}).get("models", {})
+    models = diff.models
     base = dict(models.get("base", {}))
     if config.level == "head":
         heads = [(int(layer), int(head)) for layer, head in chosen]

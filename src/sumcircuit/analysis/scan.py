@@ -4,16 +4,17 @@ For each component c (a whole layer — all heads + MLP — or one head), suffic
 Σ_d (m_patch,d − m_base,d) / Σ_d (m_ft,d − m_base,d), the base model with c patched in from the
 fine-tuned model (definitions in :mod:`sumcircuit.analysis.validate`), with a bootstrap CI over
 documents. Written as ``DIR/scan.csv`` with columns exactly
-``layer,head,sufficiency,sufficiency_lo,sufficiency_hi`` (head = -1 on layer rows) — the table
-``locate --score causal --scan DIR`` ranks by — plus ``DIR/scan.json`` (everything).
+``layer,head,sufficiency,sufficiency_lo,sufficiency_hi`` (head = -1 on layer rows), for people
+and spreadsheets, plus ``DIR/scan.json`` (everything; written last), which ``ScanResult.load``
+reads — ``locate --score causal --scan DIR`` and the scan plot go through it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,8 @@ from sumcircuit.analysis.patching import (
 )
 from sumcircuit.analysis.validate import recovered
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import atomic_path, read_json, write_json
+from sumcircuit.io import write_json
+from sumcircuit.results import StageResult, write_table
 
 CSV_FILE = "scan.csv"
 JSON_FILE = "scan.json"
@@ -52,8 +54,12 @@ class ScanConfig(PairConfig):
 
 
 @dataclass
-class ScanResult:
+class ScanResult(StageResult):
     """``rows``: one dict per component with the CSV columns; m_base/m_ft: mean m unpatched."""
+
+    FILE: ClassVar[str] = JSON_FILE  # everything; written last
+    STAGE: ClassVar[str] = "scan"
+    TABLE_FILE: ClassVar[str] = CSV_FILE  # the rows as a table, for spreadsheets
 
     level: str
     rows: list[dict[str, Any]]
@@ -63,29 +69,45 @@ class ScanResult:
     timing: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanResult:
-        return cls(**data)
+        result = super().from_dict(data)
+        for i, row in enumerate(result.rows):
+            missing = [c for c in COLUMNS if c not in row]
+            if missing:
+                raise SumcircuitError(
+                    f"scan row {i} lacks {', '.join(missing)}; expected {', '.join(COLUMNS)}"
+                )
+        return result
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
     def save(self, directory: str | Path) -> Path:
+        """Write ``scan.csv`` and ``scan.json`` (last); returns the CSV's path."""
         directory = Path(directory)
-        write_json(directory / JSON_FILE, self.to_dict())
-        with atomic_path(directory / CSV_FILE) as tmp:
-            self.to_frame().to_csv(tmp, index=False)
-        return directory / CSV_FILE
+        write_table(directory / self.TABLE_FILE, self.to_frame())
+        write_json(directory / self.FILE, self.to_dict())
+        return directory / self.TABLE_FILE
 
-    @classmethod
-    def load(cls, directory: str | Path) -> ScanResult:
-        path = Path(directory) / JSON_FILE
-        if not path.exists():
-            raise SumcircuitError(f"{str(path)!r} does not exist; run sumcircuit scan first")
-        return cls.from_dict(read_json(path))
+    def scores(self, level: str) -> pd.Series:
+        """Sufficiency of every layer (indexed by layer) or head (by ``(layer, head)``)."""
+        return self._rows(level)["sufficiency"].astype(float)
+
+    def ci(self, level: str) -> np.ndarray:
+        """(n, 2) bootstrap 95% CI of the sufficiencies, in the order of ``scores(level)``."""
+        return self._rows(level)[["sufficiency_lo", "sufficiency_hi"]].to_numpy(np.float64)
+
+    def _rows(self, level: str) -> pd.DataFrame:
+        frame = self.to_frame()
+        rows = frame[frame["head"] == -1] if level == "layer" else frame[frame["head"] >= 0]
+        if rows.empty:
+            raise SumcircuitError(
+                f"the scan has no {level}-level rows (it is a {self.level} scan); run "
+                f"sumcircuit scan --level {level}"
+            )
+        keys = ["layer"] if level == "layer" else ["layer", "head"]
+        return rows.set_index(keys).sort_index()
 
 
 def scan(config: ScanConfig) -> ScanResult:

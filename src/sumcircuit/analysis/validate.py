@@ -22,9 +22,8 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,8 +40,8 @@ from sumcircuit.analysis.patching import (
     run_record,
 )
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import read_json, write_json
 from sumcircuit.models.archs import Arch
+from sumcircuit.results import StageResult
 from sumcircuit.stats import bootstrap_ci, ratio_bootstrap_ci
 
 log = logging.getLogger(__name__)
@@ -171,13 +170,16 @@ def control_sets(circuit: Circuit, arch: Arch, count: int, *, seed: int) -> list
 
 # -- the result --------------------------------------------------------------------------------
 @dataclass
-class CausalResult:
+class CausalResult(StageResult):
     """What ``validate`` found. ``sufficiency``/``necessity``: ``{"value", "ci95": [lo, hi]}``.
 
     ``controls``: one dict per random set (``components``, ``sufficiency``, ``necessity``);
     ``random_percentile``: per measure ``{"value", "ci95"}`` (None without controls);
     ``per_doc``: ids and per-document m of base, ft, circuit-patched and control-patched runs.
     """
+
+    FILE: ClassVar[str] = RESULT_FILE
+    STAGE: ClassVar[str] = "validate"
 
     m_base: float
     m_ft: float
@@ -192,25 +194,6 @@ class CausalResult:
     per_doc: dict[str, Any]
     timing: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CausalResult:
-        return cls(**data)
-
-    def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / RESULT_FILE
-        write_json(path, self.to_dict())
-        return path
-
-    @classmethod
-    def load(cls, directory: str | Path) -> CausalResult:
-        path = Path(directory) / RESULT_FILE
-        if not path.exists():
-            raise SumcircuitError(f"{str(path)!r} does not exist; run sumcircuit validate first")
-        return cls.from_dict(read_json(path))
 
     def to_frame(self) -> pd.DataFrame:
         """One row per component set: the circuit first, then the controls."""

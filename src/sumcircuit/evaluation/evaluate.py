@@ -10,12 +10,11 @@ per-example F1 scores). Both are written atomically.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 import torch
@@ -25,9 +24,10 @@ from sumcircuit.data.batching import prepare
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
-from sumcircuit.io import read_json, sha256_file, write_json, write_text
+from sumcircuit.io import sha256_file, write_json
 from sumcircuit.models.trained import load_trained
 from sumcircuit.provenance import provenance
+from sumcircuit.results import StageResult, read_jsonl, read_result_json, reading, write_jsonl
 
 __all__ = [
     "DOCUMENT_CHARS",
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DOCUMENT_CHARS = 300  # characters of each document kept in the predictions JSONL
 PREDICTION_COLUMNS = ("id", "document", "reference", "prediction", *METRICS)
+PREDICTIONS_SUFFIX = ".predictions.jsonl"  # eval.json -> eval.predictions.jsonl
 
 
 def _help(text: str) -> dict[str, str]:
@@ -104,13 +105,23 @@ class EvaluateConfig(DictConfig):
 
 
 def predictions_path(result_path: str | Path) -> Path:
-    """``eval.json`` -> ``eval.predictions.jsonl`` (beside it)."""
-    return Path(result_path).with_suffix(".predictions.jsonl")
+    """``eval.json`` -> ``eval.predictions.jsonl`` (beside it); a directory -> its
+    ``result.predictions.jsonl``."""
+    return EvalResult.path(result_path).with_suffix(PREDICTIONS_SUFFIX)
 
 
 @dataclass
-class EvalResult:
-    """ROUGE of one model on one split, with per-example predictions."""
+class EvalResult(StageResult):
+    """ROUGE of one model on one split, with per-example predictions.
+
+    ``save(target)``/``load(target)``: ``target`` is a directory (``DIR/result.json``, as in a
+    study run) or the result JSON file itself (``sumcircuit evaluate --out eval.json``); the
+    predictions JSONL lies beside the JSON.
+    """
+
+    FILE: ClassVar[str] = "result.json"
+    STAGE: ClassVar[str] = "evaluate"
+    FILE_OR_DIR: ClassVar[bool] = True
 
     scores: dict[str, Any]  # rouge.aggregate(): {metric: {"f", "ci95"}, "n": n}
     generation: dict[str, Any]
@@ -123,8 +134,8 @@ class EvalResult:
     def n(self) -> int:
         return int(self.scores["n"])
 
-    def to_dict(self) -> dict[str, Any]:
-        """The result JSON (without the predictions, which go to the JSONL)."""
+    def _json(self) -> dict[str, Any]:
+        """The result JSON's content, without the predictions (they go to the JSONL)."""
         return {
             **{m: self.scores[m] for m in METRICS},
             "n": self.n,
@@ -133,6 +144,27 @@ class EvalResult:
             "encode_report": self.encode_report,
             "provenance": self.provenance,
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result JSON's content, with ``predictions`` as a list of per-example dicts."""
+        rows = self.predictions[list(PREDICTION_COLUMNS)].to_dict(orient="records")
+        return self._json() | {"predictions": rows}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        missing = [k for k in (*METRICS, "n", "predictions") if k not in data]
+        if missing:
+            raise SumcircuitError(
+                f"not a sumcircuit evaluate result (missing {', '.join(missing)})"
+            )
+        return cls(
+            scores={m: data[m] for m in METRICS} | {"n": data["n"]},
+            generation=data.get("generation", {}),
+            wall_s=float(data.get("wall_s", 0.0)),
+            provenance=data.get("provenance", {}),
+            predictions=_prediction_frame(data["predictions"]),
+            encode_report=data.get("encode_report", {}),
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """One row per metric: metric, f, ci_low, ci_high."""
@@ -148,73 +180,46 @@ class EvalResult:
             ]
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Write the result JSON at ``path`` and the predictions JSONL beside it (atomically)."""
-        path = Path(path)
+    def save(self, target: str | Path) -> Path:
+        """Write the result JSON and the predictions JSONL beside it (atomically, the JSON
+        last); returns the JSON's path."""
+        path = self.path(target)
         jsonl = predictions_path(path)
-        lines = (
-            json.dumps(row, ensure_ascii=False) + "\n"
-            for row in self.predictions[list(PREDICTION_COLUMNS)].to_dict(orient="records")
-        )
-        write_text(jsonl, "".join(lines))
-        write_json(path, self.to_dict() | {"predictions": jsonl.name})
+        write_jsonl(jsonl, self.predictions[list(PREDICTION_COLUMNS)].to_dict(orient="records"))
+        write_json(path, self._json() | {"predictions": jsonl.name})
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> EvalResult:
-        data = _read_result(path)
-        return cls(
-            scores={m: data[m] for m in METRICS} | {"n": data["n"]},
-            generation=data.get("generation", {}),
-            wall_s=float(data.get("wall_s", 0.0)),
-            provenance=data.get("provenance", {}),
-            predictions=read_predictions(path),
-            encode_report=data.get("encode_report", {}),
-        )
+    def load(cls, target: str | Path) -> EvalResult:
+        path, fix = cls.path(target), cls.fix(target)
+        data = read_result_json(path, fix)
+        name = data.get("predictions")
+        jsonl = path.parent / name if isinstance(name, str) else predictions_path(path)
+        jsonl_fix = f"keep it beside {str(path)!r} or {fix}"
+        rows = read_jsonl(jsonl, jsonl_fix)
+        with reading(jsonl, jsonl_fix, check_exists=False):
+            _prediction_frame(rows)
+        with reading(path, fix, check_exists=False):
+            result = cls.from_dict(data | {"predictions": rows})
+        if len(result.predictions) != result.n:
+            raise SumcircuitError(
+                f"{str(jsonl)!r} is damaged ({len(result.predictions)} predictions, "
+                f"{path.name} says n = {result.n}); {fix}"
+            )
+        return result
 
 
-def _read_result(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SumcircuitError(f"result file {str(path)!r} does not exist; run sumcircuit evaluate")
-    try:
-        data = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SumcircuitError(f"{str(path)!r} is not valid JSON ({err})") from err
-    missing = [k for k in (*METRICS, "n") if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise SumcircuitError(
-            f"{str(path)!r} is not a sumcircuit evaluate result (missing {', '.join(missing)})"
-        )
-    return data
+def _prediction_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    if frame[list(METRICS)].isna().any().any() or frame["id"].isna().any():
+        raise SumcircuitError("some predictions lack ids or ROUGE scores")
+    frame["id"] = frame["id"].astype(str)
+    return frame
 
 
 def read_predictions(result_path: str | Path) -> pd.DataFrame:
-    """The per-example predictions of a result file, as a frame with ``PREDICTION_COLUMNS``."""
-    data = _read_result(result_path)
-    jsonl = Path(result_path).parent / data.get("predictions", predictions_path(result_path).name)
-    if not jsonl.is_file():
-        raise SumcircuitError(
-            f"the predictions file {str(jsonl)!r} of {str(result_path)!r} is missing; "
-            "keep it beside the result JSON or rerun sumcircuit evaluate"
-        )
-    rows = []
-    for lineno, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise SumcircuitError(
-                f"{str(jsonl)!r} line {lineno} is not valid JSON ({err})"
-            ) from err
-    frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    if frame[list(METRICS)].isna().any().any() or frame["id"].isna().any():
-        raise SumcircuitError(
-            f"{str(jsonl)!r} lacks ids or ROUGE scores on some lines; rerun sumcircuit evaluate"
-        )
-    frame["id"] = frame["id"].astype(str)
-    return frame
+    """The per-example predictions of a saved result, as a frame with ``PREDICTION_COLUMNS``."""
+    return EvalResult.load(result_path).predictions
 
 
 def _model_identity(identity: dict[str, Any], adapter: str | None) -> dict[str, Any]:
@@ -298,7 +303,7 @@ def compare_results(
     arms' means ``a`` and ``b``, plus ``a``/``b`` (the result paths) under ``"files"``.
     The two results must cover exactly the same example ids, each once.
     """
-    frame_a, frame_b = read_predictions(path_a), read_predictions(path_b)
+    frame_a, frame_b = EvalResult.load(path_a).predictions, EvalResult.load(path_b).predictions
     for path, frame in ((path_a, frame_a), (path_b, frame_b)):
         if len(frame) == 0:
             raise SumcircuitError(f"{str(path)!r} has no predictions to compare")

@@ -1,28 +1,77 @@
-"""Load a trained model: a full fine-tune directory, or a base model with a LoRA adapter.
+"""A trained model on disk: its record (:class:`TrainingResult`, ``training.json``) and loading it
+(a full fine-tune directory, or a base model with a LoRA adapter).
 
-Here, not in ``training/``, so that evaluation (and anything else that reads a trained model)
-never imports the training code. The adapter's base model is read from the run's
-``training.json`` (:data:`TRAINING_RECORD`, the file ``TrainingResult.save`` writes).
+Here, not in ``training/``, so that evaluation, the study summary and anything else that reads
+a trained model never import the training code; ``training`` writes these records.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
+import pandas as pd
 from peft import PeftModel
 
-from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import read_json
+from sumcircuit.errors import SumcircuitError, reject_unknown_keys
 from sumcircuit.models.loader import LoadedModel, load_model
+from sumcircuit.results import StageResult
 
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
-#: ``sumcircuit.training.config.TRAINING_RECORD`` (a test pins the two equal; importing it here
-#: would make every reader of a trained model import the training package).
-TRAINING_RECORD = "training.json"
 _IDENTITY_KEYS = ("sha256", "model_type", "layers", "heads", "hidden")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float  # mean summary-token CE over the epoch's tokens
+    val_loss: float | None  # summary-token CE over val_limit validation docs
+    wall_s: float
+    tokens_per_s: float  # real (non-pad) input tokens trained on per second, all processes
+    val_rougeL: float | None = None
+
+
+@dataclass
+class TrainingResult(StageResult):
+    """What ``finetune`` wrote to ``out/training.json``."""
+
+    FILE: ClassVar[str] = "training.json"
+    STAGE: ClassVar[str] = "finetune"
+
+    trainable_params: int  # entries that can change (masked LoRA entries excluded)
+    total_params: int  # base model parameters + trainable adapter entries
+    epochs: list[EpochRecord]
+    wall_s: float
+    config: dict[str, Any]
+    config_hash: str
+    provenance: dict[str, Any]
+    adapted_modules: list[str] = field(default_factory=list)
+    rank: int | None = None  # effective LoRA rank (raised by --equal-budget)
+    budget: dict[str, Any] = field(default_factory=dict)  # equal-budget counts, when used
+    step_losses: list[float] = field(default_factory=list)  # per optimizer step, global mean
+    complete: bool = True  # False when stopped by max_steps (a checkpoint is kept)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
+        data = dict(data)
+        for epoch in data["epochs"]:
+            reject_unknown_keys(epoch, EpochRecord, "an epoch record of the TrainingResult")
+        data["epochs"] = [EpochRecord(**e) for e in data["epochs"]]
+        return super().from_dict(data)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per epoch (the ``EpochRecord`` fields)."""
+        return pd.DataFrame(
+            [asdict(e) for e in self.epochs], columns=[f.name for f in fields(EpochRecord)]
+        )
+
+    def history(self) -> list[dict[str, Any]]:
+        """The epochs as plain dicts, oldest first."""
+        return [asdict(e) for e in self.epochs]
 
 
 def load_trained(
@@ -67,10 +116,15 @@ def load_trained(
 
 
 def _recorded_base(adapter_dir: Path) -> dict:
-    result = adapter_dir / TRAINING_RECORD
-    if not result.exists():
+    if not TrainingResult.path(adapter_dir).exists():
         raise SumcircuitError(
-            f"{str(adapter_dir)!r} has no {TRAINING_RECORD}, so its base model is unknown; give the "
-            "base model explicitly and the adapter directory of a sumcircuit finetune run"
+            f"{str(adapter_dir)!r} has no {TrainingResult.FILE}, so its base model is unknown; "
+            "give the base model explicitly and the adapter directory of a sumcircuit finetune run"
         )
-    return read_json(result)["provenance"]["models"]["base"]
+    base = TrainingResult.load(adapter_dir).provenance.get("models", {}).get("base")
+    if base is None:
+        raise SumcircuitError(
+            f"{str(TrainingResult.path(adapter_dir))!r} records no base model; "
+            f"{TrainingResult.fix(adapter_dir)}"
+        )
+    return base

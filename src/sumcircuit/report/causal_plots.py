@@ -1,6 +1,6 @@
 """Plots of causal results; they read result files only, never models.
 
-:func:`plot_scan` draws ``DIR/scan.csv`` (written by ``sumcircuit scan``): a bar chart with 95%
+:func:`plot_scan` draws the scan saved in ``DIR`` by ``sumcircuit scan``: a bar chart with 95%
 CIs per layer for a layer scan, a layers × heads heatmap for a head scan. Saved as PNG and SVG.
 """
 
@@ -15,29 +15,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sumcircuit.errors import SumcircuitError  # noqa: E402
+from sumcircuit.analysis.scan import ScanResult  # noqa: E402
 from sumcircuit.report.plots import save_figure  # noqa: E402
-
-SCAN_CSV = "scan.csv"
 
 
 def plot_scan(directory: str | Path, *, stem: str = "scan") -> list[Path]:
     """Draw the scan in ``directory``; returns the written ``stem.png`` and ``stem.svg``."""
-    directory = Path(directory)
-    path = directory / SCAN_CSV
-    if not path.exists():
-        raise SumcircuitError(f"{str(path)!r} does not exist; run sumcircuit scan first")
-    frame = pd.read_csv(path)
-    fig = _heatmap(frame) if (frame["head"] >= 0).any() else _bars(frame)
-    return save_figure(fig, directory, stem)
+    scan = ScanResult.load(directory)
+    fig = _heatmap(scan.scores("head")) if scan.level == "head" else _bars(scan)
+    return save_figure(fig, Path(directory), stem)
 
 
-def _bars(frame: pd.DataFrame) -> plt.Figure:
-    frame = frame.sort_values("layer")
-    value = frame["sufficiency"].to_numpy()
-    err = np.vstack([value - frame["sufficiency_lo"], frame["sufficiency_hi"] - value])
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.3 * len(frame)), 3.5))
-    ax.bar(frame["layer"], value, yerr=err, capsize=2, color="tab:blue")
+def _bars(scan: ScanResult) -> plt.Figure:
+    scores = scan.scores("layer")
+    value = scores.to_numpy()
+    ci = scan.ci("layer")  # (L, 2)
+    err = np.vstack([value - ci[:, 0], ci[:, 1] - value])
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.3 * len(scores)), 3.5))
+    ax.bar(scores.index.to_numpy(), value, yerr=err, capsize=2, color="tab:blue")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("layer")
     ax.set_ylabel("sufficiency (fraction of Δm recovered)")
@@ -45,8 +40,8 @@ def _bars(frame: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def _heatmap(frame: pd.DataFrame) -> plt.Figure:
-    grid = frame.pivot(index="layer", columns="head", values="sufficiency").sort_index()
+def _heatmap(scores: pd.Series) -> plt.Figure:
+    grid = scores.unstack().sort_index().sort_index(axis=1)  # (L, H), index (layer, head)
     bound = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * grid.shape[1] + 2), max(3.0, 0.25 * len(grid))))
     image = ax.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")

@@ -1,10 +1,10 @@
-"""Figures of a diff, drawn from its result files only (heads.csv, layers.csv, diff.json).
+"""Figures of a diff, drawn from its saved result only (read through ``DiffResult.load``).
 
 - ``heatmap_delta_entropy``: layer × head, mean ΔH = H_ft − H_base (nats), diverging colours
   centred on 0, heads with q < 0.05 dotted;
 - ``heatmap_kl``: layer × head, mean KL(P_base ‖ Q_ft) (nats);
 - ``layer_profiles``: per layer, mean KL over heads, ActMag relative change, cosine and CKA of
-  the residual streams, and weight change; shaded 95% bootstrap CIs where ``diff.json`` has them
+  the residual streams, and weight change; shaded 95% bootstrap CIs where the diff has them
   (CKA and weight change have none).
 
 Each figure is written as PNG and SVG. Layers and heads are numbered from 0.
@@ -19,20 +19,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from sumcircuit.errors import SumcircuitError  # noqa: E402
-from sumcircuit.io import atomic_path, read_json  # noqa: E402
+from sumcircuit.analysis.diff import DiffResult  # noqa: E402
+from sumcircuit.io import atomic_path  # noqa: E402
 
 __all__ = ["plot_diff"]
 
 FORMATS = ("png", "svg")
-
-
-def _grid(heads: pd.DataFrame, column: str) -> np.ndarray:
-    grid = heads.pivot(index="layer", columns="head", values=column).sort_index()
-    return grid.sort_index(axis=1).to_numpy()  # (L, H)
 
 
 def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
@@ -48,14 +42,14 @@ def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def _heatmap(heads: pd.DataFrame, column: str, title: str, label: str, diverging: bool):
-    grid = _grid(heads, column)
+def _heatmap(diff: DiffResult, measure: str, title: str, label: str, diverging: bool):
+    grid = diff.head_grid(measure)  # (L, H)
     L, H = grid.shape
     fig, ax = plt.subplots(figsize=(1.2 + 0.45 * H, 1.0 + 0.22 * L))
     if diverging:
         span = float(np.nanmax(np.abs(grid))) or 1.0
         image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span))
-        sig = _grid(heads, "q_value") < 0.05
+        sig = diff.head_grid("q") < 0.05
         ys, xs = np.nonzero(sig)
         ax.scatter(xs, ys, s=6, c="black", marker=".")
         title += "\n(dots: q < 0.05, BH over all heads)"
@@ -85,16 +79,8 @@ def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]
     """Draw every figure of the diff in ``diff_dir`` into ``out`` (default ``diff_dir/plots``);
     returns the files written."""
     diff_dir = Path(diff_dir)
-    missing = [n for n in ("heads.csv", "layers.csv", "diff.json") if not (diff_dir / n).exists()]
-    if missing:
-        raise SumcircuitError(
-            f"{str(diff_dir)!r} is not a diff directory (missing {', '.join(missing)}); run "
-            "sumcircuit diff --out there first"
-        )
-    heads = pd.read_csv(diff_dir / "heads.csv")
-    layers = pd.read_csv(diff_dir / "layers.csv").sort_values("layer")
-    summary = read_json(diff_dir / "diff.json")
-    ci = summary.get("layer_ci95", {})
+    diff = DiffResult.load(diff_dir)
+    summary = diff.summary
     out = Path(out) if out else diff_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     region = summary.get("region", "?")
@@ -102,8 +88,8 @@ def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]
     written: list[Path] = []
     written += save_figure(
         _heatmap(
-            heads,
-            "delta_entropy",
+            diff,
+            "entropy",
             f"ΔH = H_ft − H_base per head ({region} region, {n} docs)",
             "ΔH (nats)",
             diverging=True,
@@ -113,8 +99,8 @@ def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]
     )
     written += save_figure(
         _heatmap(
-            heads,
-            "kl_base_ft",
+            diff,
+            "kl",
             f"KL(P_base ‖ Q_ft) per head ({region} region, {n} docs)",
             "KL (nats)",
             diverging=False,
@@ -122,22 +108,28 @@ def plot_diff(diff_dir: str | Path, out: str | Path | None = None) -> list[Path]
         out,
         "heatmap_kl",
     )
-    x = layers["layer"].to_numpy()
+    x = np.arange(diff.n_layers)
+
+    def layer(measure: str) -> np.ndarray:
+        return diff.scores("layer", measure).to_numpy()
+
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
-    _profile(axes[0, 0], x, layers["kl_mean"], ci.get("kl_mean"), "mean KL over heads", "nats")
+    _profile(axes[0, 0], x, layer("kl"), diff.layer_ci("kl"), "mean KL over heads", "nats")
     _profile(
         axes[0, 1],
         x,
-        layers["actmag_rel_change"],
-        ci.get("actmag_rel_change"),
+        layer("actmag"),
+        diff.layer_ci("actmag"),
         "ActMag relative change (ft − base) / base",
         "relative change",
     )
-    _profile(axes[1, 0], x, layers["cosine"], ci.get("cosine"), "residual stream: cosine, CKA", "")
-    axes[1, 0].plot(x, layers["cka"], marker="s", ms=3, lw=1.2, label="linear CKA")
+    _profile(
+        axes[1, 0], x, layer("cosine"), diff.layer_ci("cosine"), "residual stream: cosine, CKA", ""
+    )
+    axes[1, 0].plot(x, layer("cka"), marker="s", ms=3, lw=1.2, label="linear CKA")
     axes[1, 0].lines[0].set_label("mean cosine")
     axes[1, 0].legend(fontsize=7)
-    _profile(axes[1, 1], x, layers["weight_change"], None, "weight change ‖ΔW‖/‖W‖", "relative")
+    _profile(axes[1, 1], x, layer("weight"), None, "weight change ‖ΔW‖/‖W‖", "relative")
     fig.suptitle(f"Per-layer change after fine-tuning ({region} region, {n} docs; 95% CIs)")
     fig.tight_layout()
     written += save_figure(fig, out, "layer_profiles")

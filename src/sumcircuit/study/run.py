@@ -13,13 +13,16 @@ import logging
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import read_json, write_json
 from sumcircuit.study.config import LORA_STUDY_KEYS, StudyConfig
 from sumcircuit.study.stages import StageRunner
+
+if TYPE_CHECKING:
+    from sumcircuit.analysis.diff import DiffResult
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +74,11 @@ def _arm_layers(
     raise SumcircuitError(f"arm {arm!r} has no layer rule")
 
 
-def _circuit_heads(circuit: Circuit, heads_csv: Path, per_layer: int) -> list[tuple[int, int]]:
+def _circuit_heads(circuit: Circuit, diff: DiffResult, per_layer: int) -> list[tuple[int, int]]:
     """The circuit's heads, or for a layer circuit its top heads by KL in each circuit layer."""
     if circuit.heads:
         return circuit.heads
-    import pandas as pd
-
-    heads = pd.read_csv(heads_csv)
-    chosen = []
-    for layer in circuit.layers:
-        top = heads[heads["layer"] == layer].nlargest(per_layer, "kl_base_ft")
-        chosen += [(layer, int(h)) for h in top["head"]]
-    return chosen
+    return [(layer, h) for layer in circuit.layers for h in diff.top_heads(layer, per_layer, "kl")]
 
 
 def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -90,7 +86,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     from sumcircuit.analysis.diff import DiffConfig, DiffResult, run_diff
     from sumcircuit.analysis.locate import LocateConfig, locate
     from sumcircuit.analysis.validate import ValidateConfig, validate
-    from sumcircuit.evaluation.evaluate import EvaluateConfig, evaluate
+    from sumcircuit.evaluation.evaluate import EvalResult, EvaluateConfig, evaluate
     from sumcircuit.report.plots import plot_diff
     from sumcircuit.study.summary import write_summary
     from sumcircuit.training.config import FinetuneConfig
@@ -151,10 +147,10 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
 
     def do_locate(folder: Path) -> None:
         circuit = locate(LocateConfig.from_dict(locate_options | {"diff": str(out / "diff")}))
-        circuit.save(folder / "circuit.json")
+        circuit.save(folder)
 
     runner.run("locate", locate_options, do_locate, after=("diff",))
-    circuit = Circuit.load(out / "locate" / "circuit.json")
+    circuit = Circuit.load(out / "locate")
 
     validate_options = {
         "base": config.model,
@@ -168,15 +164,14 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     def do_validate(folder: Path) -> None:
         result = validate(
             ValidateConfig.from_dict(
-                validate_options | {"circuit": str(out / "locate" / "circuit.json")}
+                validate_options | {"circuit": str(Circuit.path(out / "locate"))}
             )
         )
         result.save(folder)
 
     runner.run("validate", validate_options, do_validate, after=("locate",))
 
-    n_layers = len(diff.layers)  # layers.csv: one row per layer
-    ranked = [int(x) for x in diff.summary["layers_ranked"]]
+    n_layers, ranked = diff.n_layers, diff.layers_ranked
     train_keys = {k: v for k, v in lora.items() if k not in LORA_STUDY_KEYS}
     lora_dirs: dict[str, Path] = {}
     for (arm, draw), name in zip(arms, arm_names, strict=True):
@@ -192,10 +187,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
             }
             if arm == "heads":
                 options["heads"] = [
-                    list(h)
-                    for h in _circuit_heads(
-                        circuit, out / "diff" / "heads.csv", lora["heads_per_layer"]
-                    )
+                    list(h) for h in _circuit_heads(circuit, diff, lora["heads_per_layer"])
                 ]
             elif arm != "standard":
                 options["layers"] = _arm_layers(arm, circuit, ranked, n_layers, draw, seed)
@@ -223,7 +215,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
         options = eval_common | {"model": model, "adapter": adapter}
 
         def do_eval(folder: Path, options: dict[str, Any] = options) -> None:
-            evaluate(EvaluateConfig.from_dict(options | {"out": str(folder / "result.json")}))
+            evaluate(EvaluateConfig.from_dict(options | {"out": str(EvalResult.path(folder))}))
 
         runner.run(f"evaluate/{key}", options, do_eval, after=after)
 

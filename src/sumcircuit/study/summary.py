@@ -1,6 +1,6 @@
 """``RUN/summary.json``: every stage's headline numbers, the LoRA table and the paper's claims.
 
-Reads only the stages' result files. With several seeds, each arm's per-example ROUGE is first
+Reads the stages' outputs only through their result classes' ``load``. With several seeds, each arm's per-example ROUGE is first
 averaged over seeds, then bootstrapped over examples; arms are compared to the standard arm by a
 paired bootstrap over the same test examples.
 """
@@ -12,9 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from sumcircuit.evaluation.evaluate import read_predictions
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.diff import DiffResult
+from sumcircuit.analysis.validate import CausalResult
+from sumcircuit.evaluation.evaluate import EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
-from sumcircuit.io import read_json, write_json
+from sumcircuit.io import write_json
+from sumcircuit.models.trained import TrainingResult
 from sumcircuit.provenance import provenance
 from sumcircuit.report.lora_plots import learning_curves, rouge_bars
 from sumcircuit.stats import paired_bootstrap_diff
@@ -25,12 +29,14 @@ from sumcircuit.study.stages import StageRunner
 N_EXAMPLES = 3  # example summaries shown in the report
 
 
+def _predictions(run: Path, key: str) -> pd.DataFrame:
+    """Per-example predictions and ROUGE of one evaluate stage, indexed by id."""
+    return EvalResult.load(run / "evaluate" / key).predictions.set_index("id")
+
+
 def _per_example(run: Path, keys: list[str]) -> pd.DataFrame:
     """Per-example ROUGE averaged over the given evaluate stages (seeds), indexed by id."""
-    frames = [
-        read_predictions(run / "evaluate" / key / "result.json").set_index("id")[list(METRICS)]
-        for key in keys
-    ]
+    frames = [_predictions(run, key)[list(METRICS)] for key in keys]
     return sum(frames[1:], frames[0]) / len(frames)
 
 
@@ -66,19 +72,19 @@ def write_summary(
     run: Path, config: StudyConfig, *, arm_names: list[str], runner: StageRunner
 ) -> Path:
     seeds, seed0 = config.seeds, config.seeds[0]
-    diff = read_json(run / "diff" / "diff.json")
-    layers = pd.read_csv(run / "diff" / "layers.csv")
-    circuit = read_json(run / "locate" / "circuit.json")
-    causal = read_json(run / "validate" / "causal.json")
+    diff_result = DiffResult.load(run / "diff")
+    diff = diff_result.summary
+    circuit = Circuit.load(run / "locate")
+    causal = CausalResult.load(run / "validate")
 
     frames = {"base": _per_example(run, ["base"]), "full": _per_example(run, ["full"])}
     trainings: dict[str, list[dict[str, Any]]] = {}
     for name in arm_names:
         frames[name] = _per_example(run, [f"{name}-s{s}" for s in seeds])
         trainings[name] = [
-            read_json(run / "lora" / f"{name}-s{s}" / "training.json") for s in seeds
+            TrainingResult.load(run / "lora" / f"{name}-s{s}").to_dict() for s in seeds
         ]
-    full_training = read_json(run / "finetune" / "training.json")
+    full_training = TrainingResult.load(run / "finetune").to_dict()
 
     target = _final_val_rouge([t["epochs"] for t in trainings["standard"]])
     lora: dict[str, Any] = {
@@ -119,13 +125,13 @@ def write_summary(
             "n": d.n,
         }
 
-    n_layers = len(layers)
-    suff, nec = causal["sufficiency"], causal["necessity"]
-    percentile = causal.get("random_percentile") or {}
-    controls = causal.get("controls") or []
+    n_layers = diff_result.n_layers
+    suff, nec = causal.sufficiency, causal.necessity
+    percentile = causal.random_percentile or {}
+    controls = causal.controls or []
     causal_summary = {
-        "m_base": causal["m_base"],
-        "m_ft": causal["m_ft"],
+        "m_base": causal.m_base,
+        "m_ft": causal.m_ft,
         "sufficiency": suff["value"],
         "sufficiency_ci95": suff["ci95"],
         "necessity": nec["value"],
@@ -136,7 +142,7 @@ def write_summary(
             for k in ("sufficiency", "necessity")
         },
         "n_controls": len(controls),
-        "ablation": causal.get("ablation"),
+        "ablation": causal.ablation,
     }
 
     figures = _figures(run, trainings, lora, arm_names)
@@ -151,18 +157,18 @@ def write_summary(
             "ci95": diff["frac_heads_entropy_decreased_ci95"],
             "frac_heads_sig_decreased": diff["frac_heads_sig_decreased"],
         },
-        "layers_ranked": diff["layers_ranked"],
+        "layers_ranked": diff_result.layers_ranked,
         "circuit": {
-            "layers": circuit["layers"],
-            "heads": circuit["heads"],
-            "rule": circuit["rule"],
-            "score": circuit["score"],
+            "layers": circuit.layers,
+            "heads": [list(h) for h in circuit.heads],
+            "rule": circuit.rule,
+            "score": circuit.score,
         },
         "causal": causal_summary,
         "lora": lora,
         "lora_vs_standard": versus,
         "paper_claims": [
-            claims.middle_layers_claim(diff["layers_ranked"], n_layers),
+            claims.middle_layers_claim(diff_result.layers_ranked, n_layers),
             claims.entropy_claim(
                 diff["frac_heads_entropy_decreased"], diff["frac_heads_entropy_decreased_ci95"]
             ),
@@ -204,11 +210,8 @@ def _examples(run: Path, names: list[str], seed: int) -> list[dict[str, Any]]:
     def key(name: str) -> str:
         return name if name == "full" else f"{name}-s{seed}"
 
-    base = read_predictions(run / "evaluate" / "base" / "result.json").set_index("id")
-    others = {
-        n: read_predictions(run / "evaluate" / key(n) / "result.json").set_index("id")
-        for n in names
-    }
+    base = _predictions(run, "base")
+    others = {n: _predictions(run, key(n)) for n in names}
     rows = []
     for example_id in list(base.index)[:N_EXAMPLES]:
         arms = {"base": base.loc[example_id, "prediction"]} | {

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import pandas as pd
 
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import config_hash, read_json, write_json
+from sumcircuit.io import config_hash
 
 Method = Literal["full", "lora"]
 TARGETS = ("q", "k", "v", "o", "mlp")
 DEFAULT_LR = {"full": 3e-5, "lora": 2e-4}
-RESULT_FILE = "training.json"
 # Fields that steer how a run executes but not what it computes: left out of the config hash.
 _EXECUTION_FIELDS = ("out", "resume", "overwrite", "checkpoint_every", "max_steps", "progress")
 
@@ -148,53 +144,3 @@ class FinetuneConfig(DictConfig):
         for name in _EXECUTION_FIELDS:
             data.pop(name)
         return config_hash(data)
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    train_loss: float  # mean summary-token CE over the epoch's tokens
-    val_loss: float | None  # summary-token CE over val_limit validation docs
-    wall_s: float
-    tokens_per_s: float  # real (non-pad) input tokens trained on per second, all processes
-    val_rougeL: float | None = None
-
-
-@dataclass
-class TrainingResult:
-    """What ``finetune`` wrote to ``out/training.json``."""
-
-    trainable_params: int  # entries that can change (masked LoRA entries excluded)
-    total_params: int  # base model parameters + trainable adapter entries
-    epochs: list[EpochRecord]
-    wall_s: float
-    config: dict[str, Any]
-    config_hash: str
-    provenance: dict[str, Any]
-    adapted_modules: list[str] = field(default_factory=list)
-    rank: int | None = None  # effective LoRA rank (raised by --equal-budget)
-    budget: dict[str, Any] = field(default_factory=dict)  # equal-budget counts, when used
-    step_losses: list[float] = field(default_factory=list)  # per optimizer step, global mean
-    complete: bool = True  # False when stopped by max_steps (a checkpoint is kept)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
-        data = dict(data)
-        data["epochs"] = [EpochRecord(**e) for e in data["epochs"]]
-        return cls(**data)
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(e) for e in self.epochs])
-
-    def save(self, directory: str | Path) -> None:
-        write_json(Path(directory) / RESULT_FILE, self.to_dict())
-
-    @classmethod
-    def load(cls, directory: str | Path) -> TrainingResult:
-        path = Path(directory) / RESULT_FILE
-        if not path.exists():
-            raise SumcircuitError(f"{str(directory)!r} holds no {RESULT_FILE}; is it a run dir?")
-        return cls.from_dict(read_json(path))

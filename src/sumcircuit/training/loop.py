@@ -38,6 +38,7 @@ from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.io import write_json
 from sumcircuit.models.loader import LoadedModel, load_model
+from sumcircuit.models.trained import EpochRecord, TrainingResult
 from sumcircuit.provenance import provenance
 from sumcircuit.training.adapters import (
     HeadMask,
@@ -55,7 +56,7 @@ from sumcircuit.training.checkpoint import (
     save_checkpoint,
     set_rng_states,
 )
-from sumcircuit.training.config import RESULT_FILE, EpochRecord, FinetuneConfig, TrainingResult
+from sumcircuit.training.config import FinetuneConfig
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches, micro_batches
 from sumcircuit.training.schedule import make_scheduler
@@ -166,7 +167,7 @@ def _prepare_out(config: FinetuneConfig, procs: Processes) -> tuple[Path, bool]:
         raise SumcircuitError("--out is required: the directory to write the run to")
     out = Path(config.out)
     digest = config.content_hash()
-    result_path, info = out / RESULT_FILE, checkpoint_info(out)
+    result_path, info = TrainingResult.path(out), checkpoint_info(out)
     holds_run = result_path.exists() or info is not None
     if holds_run:
         saved_hash = (
