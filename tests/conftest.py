@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random models of each architecture shape, saved once per session."""
+"""Shared fixtures: tiny random models of each architecture shape, saved once per session, and a
+small file of real XSum pairs (no network)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 TINY_ARCHS = ("gpt2", "llama", "gemma3")
+XSUM_SAMPLE = Path(__file__).parent / "fixtures" / "xsum_sample.jsonl"
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +29,10 @@ def gpt2_tok():
     from sumcircuit.models.tiny import gpt2_tokenizer
 
     return gpt2_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def xsum_sample() -> str:
+    """Path of 60 real XSum pairs shipped with the tests (see ``tests/fixtures/README.md``)."""
+    assert XSUM_SAMPLE.is_file(), f"missing test fixture {XSUM_SAMPLE}"
+    return str(XSUM_SAMPLE)

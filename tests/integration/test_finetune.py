@@ -15,7 +15,13 @@ from sumcircuit.models.loader import load_model
 from sumcircuit.models.tiny import save_tiny
 from sumcircuit.training import FinetuneConfig, TrainingResult, finetune, load_trained
 
-FAST = dict(data="xsum", limit=8, max_length=96, batch_size=2, val_limit=4, progress=False)
+FAST = dict(limit=8, max_length=96, batch_size=2, val_limit=4, progress=False)
+
+
+@pytest.fixture
+def fast(xsum_sample):
+    """Small, quick finetune settings on the shipped XSum sample (no network)."""
+    return dict(FAST, data=xsum_sample)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +37,8 @@ def _adapter(directory):
     return load_file(str(directory / "adapter_model.safetensors"))
 
 
-def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path):
-    kw = dict(FAST, model=tiny["llama"], layers=[1, 2], epochs=2, lr=1e-2)
+def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path, fast):
+    kw = dict(fast, model=tiny["llama"], layers=[1, 2], epochs=2, lr=1e-2)
     full = finetune(FinetuneConfig(out=str(tmp_path / "a"), **kw))
     part = finetune(FinetuneConfig(out=str(tmp_path / "b"), max_steps=3, **kw))
     assert not part.complete and len(part.step_losses) == 3
@@ -60,7 +66,7 @@ def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path):
         finetune(FinetuneConfig(out=str(tmp_path / "b"), **dict(kw, rank=4)))
 
 
-def test_full_finetune_writes_a_loadable_model(tiny, tmp_path):
+def test_full_finetune_writes_a_loadable_model(tiny, tmp_path, xsum_sample):
     out = tmp_path / "full"
     code = main(
         [
@@ -68,7 +74,7 @@ def test_full_finetune_writes_a_loadable_model(tiny, tmp_path):
             "--model",
             tiny["gpt2"],
             "--data",
-            "xsum",
+            xsum_sample,
             "--method",
             "full",
             "--out",
@@ -97,7 +103,7 @@ def test_full_finetune_writes_a_loadable_model(tiny, tmp_path):
     assert changed
 
 
-def test_head_level_circuit_adapter_round_trips_through_load_trained(tiny, tmp_path):
+def test_head_level_circuit_adapter_round_trips_through_load_trained(tiny, tmp_path, fast):
     base = load_model(tiny["gpt2"])
     circuit = tmp_path / "circuit.json"
     Circuit(
@@ -116,7 +122,7 @@ def test_head_level_circuit_adapter_round_trips_through_load_trained(tiny, tmp_p
             circuit=str(circuit),
             lr=1e-2,
             rouge_every_epoch=2,
-            **dict(FAST, val_limit=0),
+            **dict(fast, val_limit=0),
         )
     )
     assert 0.0 <= result.epochs[0].val_rougeL <= 1.0
@@ -134,7 +140,7 @@ def test_head_level_circuit_adapter_round_trips_through_load_trained(tiny, tmp_p
         load_trained(tiny["llama"], adapter_dir=out)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch, fast):
     real = loop.summary_ce_sum
     calls = {"n": 0}
 
@@ -148,7 +154,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
     with pytest.raises(SumcircuitError, match=r"NaN.*last good checkpoint \(step 2\)"):
         finetune(
             FinetuneConfig(
-                out=str(out), model=tiny["llama"], checkpoint_every=1, **dict(FAST, val_limit=0)
+                out=str(out), model=tiny["llama"], checkpoint_every=1, **dict(fast, val_limit=0)
             )
         )
     assert json.loads((out / "checkpoint.json").read_text())["step"] == 2
@@ -162,8 +168,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
         ({"max_length": 8}, "fits max_length=8"),
     ],
 )
-def test_bad_input_is_one_clear_sentence(tiny, tmp_path, kwargs, words):
+def test_bad_input_is_one_clear_sentence(tiny, tmp_path, kwargs, words, fast):
     with pytest.raises(SumcircuitError, match=words):
         finetune(
-            FinetuneConfig(out=str(tmp_path / "x"), model=tiny["llama"], **dict(FAST, **kwargs))
+            FinetuneConfig(out=str(tmp_path / "x"), model=tiny["llama"], **dict(fast, **kwargs))
         )

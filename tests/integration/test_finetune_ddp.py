@@ -10,13 +10,13 @@ from sumcircuit.models.tiny import save_tiny
 from sumcircuit.training import FinetuneConfig, TrainingResult, finetune
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, xsum_sample):
     model = str(save_tiny("llama", tmp_path / "llama", n_layers=2, n_heads=4, hidden=32))
     common = [
         "--model",
         model,
         "--data",
-        "xsum",
+        xsum_sample,
         "--limit",
         "8",
         "--max-length",
@@ -35,6 +35,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         FinetuneConfig(
             out=str(tmp_path / "one"),
             model=model,
+            data=xsum_sample,
             limit=8,
             max_length=96,
             layers=[1],

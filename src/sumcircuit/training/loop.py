@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.data.batching import Prepared, iter_batches, prepare
 from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
@@ -40,14 +38,7 @@ from sumcircuit.io import write_json
 from sumcircuit.models.loader import LoadedModel, load_model
 from sumcircuit.models.trained import EpochRecord, TrainingResult
 from sumcircuit.provenance import provenance
-from sumcircuit.training.adapters import (
-    HeadMask,
-    add_lora,
-    count_trainable,
-    equal_budget_rank,
-    head_masks,
-    masked_gradients,
-)
+from sumcircuit.training.adapters import count_trainable, masked_gradients
 from sumcircuit.training.checkpoint import (
     checkpoint_info,
     load_checkpoint,
@@ -59,24 +50,15 @@ from sumcircuit.training.checkpoint import (
 from sumcircuit.training.config import FinetuneConfig
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches, micro_batches
+from sumcircuit.training.outdir import prepare_out
 from sumcircuit.training.schedule import make_scheduler
+from sumcircuit.training.select import Adapted, select_adapters
 
 log = logging.getLogger(__name__)
 
 HEAD_MASKS = "head_masks.json"
 GENERATION_TOKENS = 48
 GENERATION_BATCH = 16  # per-epoch validation summaries generated together
-
-
-@dataclass
-class _Adapted:
-    """The model being trained and what was adapted."""
-
-    model: torch.nn.Module
-    masks: list[HeadMask] = field(default_factory=list)
-    modules: list[str] = field(default_factory=list)
-    rank: int | None = None
-    budget: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,91 +95,6 @@ def autocast(config: FinetuneConfig, device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def select_adapters(config: FinetuneConfig, loaded: LoadedModel) -> _Adapted:
-    """Wrap ``loaded.model`` for ``config``: LoRA on the chosen layers/heads, or all weights."""
-    model, arch = loaded.model, loaded.arch
-    if config.method == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return _Adapted(model=model)
-    layers, heads = config.layers, config.heads
-    if config.circuit is not None:
-        circuit = Circuit.load(config.circuit)
-        circuit.check(arch, loaded.identity)
-        if circuit.level == "head":
-            heads = circuit.heads
-        else:
-            layers = circuit.layers
-    if heads is not None:
-        layers = sorted({layer for layer, _ in heads})
-    for layer in layers or []:
-        arch.check_layer(layer)
-    modules = arch.lora_targets(
-        layers if layers is not None else list(range(arch.n_layers)), config.targets
-    )
-    masks = head_masks(model, arch, heads, config.targets) if heads is not None else []
-    rank, budget = config.rank, {}
-    if config.equal_budget:
-        rank, budget = equal_budget_rank(model, arch, modules, masks, config.rank, config.targets)
-        log.info(
-            "equal budget: rank %d -> %d (%d trainable vs standard %d)",
-            config.rank,
-            rank,
-            budget["targeted_params"],
-            budget["standard_params"],
-        )
-    alpha = config.alpha * rank / config.rank  # keep alpha/rank (the LoRA scale) fixed
-    peft_model = add_lora(
-        model,
-        arch,
-        modules,
-        rank=rank,
-        alpha=alpha,
-        dropout=config.lora_dropout,
-        seed=config.seed,
-        masks=masks,
-    )
-    return _Adapted(peft_model, masks, modules, rank, budget)
-
-
-def _prepare_out(config: FinetuneConfig, procs: Processes) -> tuple[Path, bool]:
-    """Check the output directory; returns ``(dir, done)``, ``done`` when this exact run
-    already finished there. Refuses a directory that holds a different run."""
-    if not config.out:
-        raise SumcircuitError("--out is required: the directory to write the run to")
-    out = Path(config.out)
-    digest = config.content_hash()
-    result_path, info = TrainingResult.path(out), checkpoint_info(out)
-    holds_run = result_path.exists() or info is not None
-    if holds_run:
-        saved_hash = (
-            TrainingResult.load(out).config_hash if result_path.exists() else info["config_hash"]
-        )
-        if saved_hash != digest and not config.overwrite:
-            raise SumcircuitError(
-                f"{out} holds a different run (config {saved_hash} vs {digest}); choose another "
-                "--out or pass --overwrite to replace it"
-            )
-        if saved_hash == digest and not config.overwrite:
-            if result_path.exists() and TrainingResult.load(out).complete:
-                return out, True
-            if not config.resume:
-                raise SumcircuitError(
-                    f"{out} holds an unfinished run of this config (step {info['step']}); pass "
-                    "--resume to continue it or --overwrite to start again"
-                )
-            return out, False
-        procs.barrier()
-        if procs.main:
-            shutil.rmtree(out)
-        procs.barrier()
-    elif out.exists() and any(out.iterdir()):
-        raise SumcircuitError(
-            f"{out} is not empty and holds no sumcircuit run; choose an empty or new --out"
-        )
-    return out, False
-
-
 def finetune(config: FinetuneConfig) -> TrainingResult:
     """Train ``config.model`` on the summaries of ``config.data``; write ``config.out``.
 
@@ -205,7 +102,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     and processes together). Returns the result also written to ``out/training.json``.
     """
     procs = Processes.from_env()
-    out, done = _prepare_out(config, procs)
+    out, done = prepare_out(config, procs)
     if done:
         log.info("%s already holds this finished run; nothing to do", out)
         return TrainingResult.load(out)
@@ -495,7 +392,7 @@ def _partial(result: TrainingResult, state: _Progress) -> TrainingResult:
     return result
 
 
-def _save_model(out: Path, adapted: _Adapted, tokenizer: Any) -> None:
+def _save_model(out: Path, adapted: Adapted, tokenizer: Any) -> None:
     """Full: a loadable model directory (safetensors + tokenizer). LoRA: the adapter, plus the
     head masks of a per-head adapter."""
     adapted.model.save_pretrained(out)
