@@ -26,6 +26,7 @@ from sumcircuit.analysis.patching import (
     run_record,
 )
 from sumcircuit.analysis.validate import recovered
+from sumcircuit.configs import check_at_least
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import atomic_path, read_json, write_json
 
@@ -46,9 +47,8 @@ class ScanConfig(PairConfig):
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.level not in LEVELS:
-            raise SumcircuitError(f"--level must be layer or head, got {self.level!r}")
+        super().__post_init__()  # level: checked against its Literal
+        check_at_least(self, ("min_delta",), 0)
 
 
 @dataclass
