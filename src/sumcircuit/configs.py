@@ -81,11 +81,12 @@ def choices_of(f: Field, hint: Any) -> tuple[Any, ...] | None:
     """The fixed set of values a field takes: its ``choices`` metadata or its ``Literal``."""
     if "choices" in f.metadata:
         return tuple(f.metadata["choices"])
-    literal = _strip_optional(hint)
+    literal = strip_optional(hint)
     return get_args(literal) if get_origin(literal) is Literal else None
 
 
-def _strip_optional(hint: Any) -> Any:
+def strip_optional(hint: Any) -> Any:
+    """``X | None`` -> ``X``; any other hint unchanged."""
     if get_origin(hint) in (Union, types.UnionType):
         options = [a for a in get_args(hint) if a is not type(None)]
         if len(options) == 1:
@@ -95,7 +96,7 @@ def _strip_optional(hint: Any) -> Any:
 
 def is_sequence(hint: Any) -> bool:
     """Whether ``hint`` (``X | None`` allowed) is a list or tuple type."""
-    return get_origin(_strip_optional(hint)) in (list, tuple)
+    return get_origin(strip_optional(hint)) in (list, tuple)
 
 
 def describe(hint: Any) -> str:
@@ -107,7 +108,7 @@ def describe(hint: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(map(str, args))
     if origin in (list, tuple) and (origin is list or (len(args) == 2 and args[1] is ...)):
-        inner = _strip_optional(args[0]) if args else Any
+        inner = strip_optional(args[0]) if args else Any
         if get_origin(inner) is tuple:
             return "a comma-separated list of pairs like 2.1,3.4"
         return f"a comma-separated list of {_plural(inner)}"

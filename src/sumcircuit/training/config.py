@@ -56,7 +56,9 @@ class FinetuneConfig(DictConfig):
     max_length: int = field(default=512, metadata=_help("tokens per example (document cut)"))
     batch_size: int = field(default=4, metadata=_help("examples per micro-batch per process"))
     grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
-    lr: float | None = field(default=None, metadata=_help("peak learning rate (default: 3e-5 full, 2e-4 lora)"))
+    lr: float | None = field(
+        default=None, metadata=_help("peak learning rate (default: 3e-5 full, 2e-4 lora)")
+    )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW decoupled weight decay"))
     warmup: float = field(default=0.06, metadata=_help("fraction of steps in linear warmup"))
     schedule: Literal["linear", "cosine"] = field(
