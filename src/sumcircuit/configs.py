@@ -187,21 +187,22 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
 def _coerce_sequence(value: Any, hint: Any, key: str) -> Any:
     origin, args = get_origin(hint), get_args(hint)
     variadic = origin is list or (len(args) == 2 and args[1] is ...)
+    given = value
     if isinstance(value, str):  # "2,3,5" for a list; "2.1" for a fixed-size tuple
         sep = "," if variadic else "."
         value = [part.strip() for part in value.split(sep) if part.strip()]
     if not isinstance(value, (list, tuple)):
-        raise _bad(key, hint, value)
+        raise _bad(key, hint, given)
     try:
         if variadic:
             inner = args[0] if args else Any
             items = [coerce(item, inner, key) for item in value]
         else:
             if len(value) != len(args):
-                raise _bad(key, hint, value)
+                raise _bad(key, hint, given)
             items = [coerce(item, inner, key) for item, inner in zip(value, args, strict=True)]
     except ConfigError:
-        raise _bad(key, hint, value) from None
+        raise _bad(key, hint, given) from None
     return tuple(items) if origin is tuple else items
 
 
