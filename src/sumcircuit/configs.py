@@ -1,20 +1,227 @@
-"""``DictConfig``: a stage's dataclass config to a plain dict (JSON, YAML) and back."""
+"""``DictConfig``: a stage's dataclass config to a plain dict (JSON, YAML) and back, with every
+value checked against its field's type.
+
+A field's annotation says what it accepts (``int``, ``float``, ``bool``, ``str``, ``X | None``,
+``Literal[...]``, ``list[int]``, ``tuple[str, ...]``, ``list[tuple[int, int]]``); its
+``metadata`` holds the ``help`` text of its CLI flag and, for a fixed set of strings, its
+``choices``. :func:`coerce` turns a value from YAML or the command line into that type (``"2"``
+to 2, ``"2,3"`` to ``[2, 3]``, ``"2.1"`` to ``(2, 1)``) or raises a :class:`ConfigError` naming
+the field, so a bad value fails when the config is built, not when its stage starts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any, Self
+import functools
+import types
+from dataclasses import MISSING, Field, asdict, fields
+from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
 
-from sumcircuit.errors import reject_unknown_keys
+from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
 
 
 class DictConfig:
-    """Mixin for dataclass configs; ``from_dict`` names unknown keys with the valid ones."""
+    """Mixin for dataclass configs: typed fields, ``to_dict``/``from_dict``.
+
+    ``__post_init__`` coerces every field to its annotation and checks its ``choices``; a
+    subclass that adds range checks calls ``super().__post_init__()`` first. Fields whose
+    metadata has ``"section": True`` (nested configs) are left to the subclass.
+    """
+
+    def __post_init__(self) -> None:
+        hints = field_types(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.metadata.get("section"):
+                continue
+            value = coerce(getattr(self, f.name), hints[f.name], f.name)
+            choices = f.metadata.get("choices")
+            if choices is not None and value is not None and value not in choices:
+                raise ConfigError(
+                    f.name, f"unknown {{key}} {value!r}; choose from {', '.join(choices)}"
+                )
+            setattr(self, f.name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        reject_unknown_keys(data, cls, f"the {cls.__name__}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any], section: str | None = None) -> Self:
+        """Build from a plain dict. With ``section``, errors name the key as ``section.key``."""
+        where = f"section {section!r}" if section else f"the {cls.__name__}"
+        reject_unknown_keys(data, cls, where)
+        if section is None:
+            return cls(**data)
+        try:
+            return cls(**data)
+        except ConfigError as err:
+            raise err.relabel(f"{section}.{err.field}") from None
+        except SumcircuitError as err:
+            raise SumcircuitError(f"in section {section!r}: {err}") from None
+
+
+# -- field types ------------------------------------------------------------------------------
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved annotation of each field of dataclass ``cls``."""
+    return get_type_hints(cls)
+
+
+def field_default(f: Field) -> Any:
+    """A field's default value (``MISSING`` when it has none)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def choices_of(f: Field, hint: Any) -> tuple[Any, ...] | None:
+    """The fixed set of values a field takes: its ``choices`` metadata or its ``Literal``."""
+    if "choices" in f.metadata:
+        return tuple(f.metadata["choices"])
+    literal = strip_optional(hint)
+    return get_args(literal) if get_origin(literal) is Literal else None
+
+
+def strip_optional(hint: Any) -> Any:
+    """``X | None`` -> ``X``; any other hint unchanged."""
+    if get_origin(hint) in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if len(options) == 1:
+            return options[0]
+    return hint
+
+
+def is_sequence(hint: Any) -> bool:
+    """Whether ``hint`` (``X | None`` allowed) is a list or tuple type."""
+    return get_origin(strip_optional(hint)) in (list, tuple)
+
+
+def describe(hint: Any) -> str:
+    """``hint`` in words, for error messages: ``list[int]`` -> 'a list of integers (e.g. 2,3)'."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return " or ".join(describe(a) for a in options)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (list, tuple) and (origin is list or (len(args) == 2 and args[1] is ...)):
+        inner = strip_optional(args[0]) if args else Any
+        if get_origin(inner) is tuple:
+            return "a comma-separated list of pairs like 2.1,3.4"
+        return f"a comma-separated list of {_plural(inner)}"
+    if origin is tuple:
+        return "a pair like 2.1" if len(args) == 2 else f"{len(args)} values joined by '.'"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _plural(hint: Any) -> str:
+    return {int: "integers (e.g. 2,3,5)", float: "numbers", str: "names (e.g. q,v)"}.get(
+        hint, "values"
+    )
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as type ``hint`` (strings from a command line or YAML are parsed), or raise
+    a :class:`ConfigError` naming ``key``."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            try:
+                return coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise _bad(key, hint, value)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(
+            key, f"unknown {{key}} {value!r}; choose from {', '.join(map(str, args))}"
+        )
+    if origin in (list, tuple):
+        return _coerce_sequence(value, hint, key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise _bad(key, hint, value)
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise _bad(key, hint, value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise _bad(key, hint, value)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _bad(key, hint, value)
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise _bad(key, hint, value)
+    return value
+
+
+def _coerce_sequence(value: Any, hint: Any, key: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    variadic = origin is list or (len(args) == 2 and args[1] is ...)
+    given = value
+    if isinstance(value, str):  # "2,3,5" for a list; "2.1" for a fixed-size tuple
+        sep = "," if variadic else "."
+        value = [part.strip() for part in value.split(sep) if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise _bad(key, hint, given)
+    try:
+        if variadic:
+            inner = args[0] if args else Any
+            items = [coerce(item, inner, key) for item in value]
+        else:
+            if len(value) != len(args):
+                raise _bad(key, hint, given)
+            items = [coerce(item, inner, key) for item, inner in zip(value, args, strict=True)]
+    except ConfigError:
+        raise _bad(key, hint, given) from None
+    return tuple(items) if origin is tuple else items
+
+
+def _bad(key: str, hint: Any, value: Any) -> ConfigError:
+    return ConfigError(key, f"{{key}} must be {describe(hint)}, got {value!r}")
+
+
+# -- value checks for __post_init__ ----------------------------------------------------------
+def check_at_least(config: object, names: tuple[str, ...], low: float) -> None:
+    """Raise naming the first of ``names`` whose value (if not None) is below ``low``."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < low:
+            raise ConfigError(name, f"{{key}} must be at least {low:g}, got {value}")
+
+
+def check_fraction(config: object, name: str, *, one: bool = False) -> None:
+    """Raise unless ``name`` lies in [0, 1) (``one``: [0, 1])."""
+    value = getattr(config, name)
+    if not (0.0 <= value <= 1.0 if one else 0.0 <= value < 1.0):
+        interval = "[0, 1]" if one else "[0, 1)"
+        raise ConfigError(name, f"{{key}} must lie in {interval}, got {value}")

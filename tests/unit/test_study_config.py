@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from sumcircuit.cli import main
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.study.config import build_config, parse_override
 
 
@@ -18,16 +21,16 @@ def test_precedence_flags_over_set_over_yaml_over_preset(tmp_path: Path) -> None
     )
     assert config.preset == "quick"
     assert config.max_length == 320  # flag beats YAML
-    assert config.lora["rank"] == 16  # --set beats YAML
-    assert config.lora["epochs"] == 2  # YAML beats preset
-    assert config.diff["limit"] == 32  # preset beats default (100)
-    assert config.lora["arms"] == ["standard", "targeted", "random"]
+    assert config.lora.rank == 16  # --set beats YAML
+    assert config.lora.epochs == 2  # YAML beats preset
+    assert config.diff.limit == 32  # preset beats the study default (100)
+    assert config.lora.arms == ["standard", "targeted", "random"]
 
 
 def test_paper_preset_runs_every_arm_with_three_seeds() -> None:
     config = build_config(preset="paper")
     assert config.seeds == [0, 1, 2]
-    assert set(config.lora["arms"]) == {
+    assert set(config.lora.arms) == {
         "standard",
         "targeted",
         "random",
@@ -66,3 +69,47 @@ def test_parse_override() -> None:
     assert parse_override("seeds=[1, 2]") == {"seeds": [1, 2]}
     with pytest.raises(SumcircuitError, match="section.key=value"):
         parse_override("lora.epochs")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"sets": ["lora.epochs=abc"]}, r"^lora\.epochs must be an integer, got 'abc'$"),
+        ({"sets": ["evaluate.num_beams=0"]}, r"^evaluate\.num_beams must be at least 1, got 0$"),
+        ({"sets": ["finetune.lora_dropout=1.5"]}, r"^finetune\.lora_dropout must lie in \[0, 1\)"),
+        ({"sets": ["diff.region=middle"]}, r"^unknown diff\.region 'middle'; choose from"),
+        ({"sets": ["validate.ablation=drop"]}, r"^unknown validate\.ablation 'drop'"),
+        ({"sets": ["locate.k=two"]}, r"^locate\.k must be an integer, got 'two'$"),
+        ({"overrides": {"seeds": "a,b"}}, r"^seeds must be a comma-separated list of integers"),
+        ({"sets": ["max_length=abc"]}, r"^max_length must be an integer, got 'abc'$"),
+    ],
+)
+def test_a_bad_value_in_any_section_fails_in_build_config_naming_section_key(kwargs, words):
+    with pytest.raises(SumcircuitError, match=words):
+        build_config(**kwargs)
+
+
+def test_values_from_the_command_line_are_typed_and_defaults_come_from_the_stage_configs():
+    config = build_config(overrides={"seeds": "0,2"}, sets=["lora.lr=1e-4", "lora.targets=q,v"])
+    assert config.seeds == [0, 2]
+    assert config.lora.lr == 1e-4 and config.lora.targets == ("q", "v")  # YAML reads 1e-4 as text
+    assert config.evaluate.max_new_tokens == EvaluateConfig().max_new_tokens
+    assert config.validate.batch_size == 8 and config.finetune.lr == 3e-5  # method full
+    assert config.diff.finetuned == "finetune"  # run-relative, set by the study
+
+
+def test_print_config_output_is_the_resolved_config_and_reads_back(tmp_path: Path) -> None:
+    config = build_config(preset="quick", sets=["lora.rank=4"])
+    data = config.to_dict()
+    assert data["lora"]["alpha"] == 8.0 and data["evaluate"]["num_beams"] == 1
+    assert "finetuned" not in data["diff"]  # managed by the study, not an option
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(data))
+    assert build_config(config_file=again) == config
+
+
+def test_print_config_refuses_a_bad_value(capsys) -> None:
+    assert main(["run", "--out", "x", "--print-config", "--set", "lora.epochs=abc"]) == 2
+    assert capsys.readouterr().err == "error: lora.epochs must be an integer, got 'abc'\n"
+    assert main(["run", "--out", "x", "--print-config", "--seeds", "a,b"]) == 2
+    assert "seeds must be" in capsys.readouterr().err

@@ -48,11 +48,11 @@ from sumcircuit.analysis.weights import (
     layer_weight_changes,
     parameter_weight_changes,
 )
-from sumcircuit.configs import DictConfig
+from sumcircuit.configs import DictConfig, check_at_least
 from sumcircuit.data.batching import iter_batches, prepare
 from sumcircuit.data.prompting import TEMPLATES, Batch
 from sumcircuit.distributed import Processes
-from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 from sumcircuit.io import write_json
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel
@@ -81,38 +81,31 @@ class DiffConfig(DictConfig):
     region: str = field(
         default="summary",
         metadata={
-            "help": "query positions analysed: summary (predict summary tokens), document, all"
+            "help": "query positions analysed: summary (predict summary tokens), document, all",
+            "choices": REGIONS,
         },
     )
     batch_size: int = field(default=4, metadata={"help": "documents per forward pass"})
     max_length: int = field(
         default=512, metadata={"help": "tokens per example (document truncated)"}
     )
-    template: str = field(default="plain", metadata={"help": "prompt template: plain or chat"})
+    template: str = field(
+        default="plain", metadata={"help": "prompt template", "choices": TEMPLATES}
+    )
     per_doc: bool = field(default=False, metadata={"help": "also write per_doc.parquet"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
+    dtype: str = field(
+        default="float32", metadata={"help": "model dtype", "choices": tuple(DTYPES)}
+    )
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # types and choices of every field
         if not self.finetuned:
-            raise SumcircuitError("diff needs a fine-tuned model: pass --finetuned MODEL")
-        if self.region not in REGIONS:
-            raise SumcircuitError(
-                f"unknown region {self.region!r}; choose from {', '.join(REGIONS)}"
-            )
-        if self.template not in TEMPLATES:
-            raise SumcircuitError(
-                f"unknown template {self.template!r}; choose from {', '.join(TEMPLATES)}"
-            )
-        if self.dtype not in DTYPES:
-            raise SumcircuitError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
-        for name in ("batch_size", "max_length", "n_boot"):
-            if getattr(self, name) < 1:
-                raise SumcircuitError(f"--{name.replace('_', '-')} must be positive")
-        if self.limit is not None and self.limit < 1:
-            raise SumcircuitError(f"--limit must be positive, got {self.limit}")
+            raise ConfigError("finetuned", "diff needs a fine-tuned model: pass {key} MODEL")
+        check_at_least(self, ("batch_size", "max_length", "n_boot", "limit"), 1)
+        check_at_least(self, ("seed",), 0)
 
 
 # measure -> (layers.csv column, heads.csv column); None where the level has no such measure

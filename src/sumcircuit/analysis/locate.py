@@ -30,7 +30,7 @@ treated as noise. Rules:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ import pandas as pd
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff import DiffResult
 from sumcircuit.analysis.scan import ScanResult
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.configs import DictConfig
+from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,15 @@ _ABSOLUTE = ("entropy", "actmag")  # scores ranked by their size, whatever their
 
 
 @dataclass
-class LocateConfig:
+class LocateConfig(DictConfig):
     """Which diff, which score, which rule."""
 
     diff: str = field(metadata={"help": "diff directory (heads.csv, layers.csv, diff.json)"})
-    level: str = field(default="layer", metadata={"help": "select layers or heads"})
-    score: str = field(default="kl", metadata={"help": "kl, js, entropy, weight, actmag or causal"})
-    rule: str = field(default="topk", metadata={"help": "topk, zscore or fdr"})
+    level: str = field(
+        default="layer", metadata={"help": "select layers or heads", "choices": LEVELS}
+    )
+    score: str = field(default="kl", metadata={"help": "ranking score", "choices": SCORES})
+    rule: str = field(default="topk", metadata={"help": "selection rule", "choices": RULES})
     k: int = field(default=3, metadata={"help": "components kept by topk"})
     z: float = field(default=1.0, metadata={"help": "zscore threshold: mean + z*std"})
     q: float = field(default=0.05, metadata={"help": "fdr threshold on the BH q-value"})
@@ -76,19 +79,15 @@ class LocateConfig:
         default=None, metadata={"help": "diff directory whose scores are subtracted as noise"}
     )
     scan: str | None = field(
-        default=None, metadata={"help": "scan directory (scan.csv) for causal"}
+        default=None, metadata={"help": "scan directory (of sumcircuit scan) for --score causal"}
     )
 
     def __post_init__(self) -> None:
-        for name, allowed in (("level", LEVELS), ("score", SCORES), ("rule", RULES)):
-            if getattr(self, name) not in allowed:
-                raise SumcircuitError(
-                    f"unknown --{name} {getattr(self, name)!r}; choose from {', '.join(allowed)}"
-                )
+        super().__post_init__()  # types and choices of every field
         if self.k < 1:
-            raise SumcircuitError(f"--k must be at least 1, got {self.k}")
+            raise ConfigError("k", f"{{key}} must be at least 1, got {self.k}")
         if not 0.0 < self.q < 1.0:
-            raise SumcircuitError(f"--q must lie strictly between 0 and 1, got {self.q}")
+            raise ConfigError("q", f"{{key}} must lie strictly between 0 and 1, got {self.q}")
         if self.score == "causal" and not self.scan:
             raise SumcircuitError("--score causal needs --scan DIR (the output of sumcircuit scan)")
         if self.score == "actmag" and self.level == "head":
@@ -102,16 +101,6 @@ class LocateConfig:
             )
         if self.rule == "fdr" and self.control_diff:
             raise SumcircuitError("--rule fdr cannot subtract a --control-diff; use topk or zscore")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LocateConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise SumcircuitError(f"unknown locate config keys {sorted(unknown)}")
-        return cls(**data)
 
 
 def component_scores(directory: str | Path, level: str, score: str) -> pd.Series:

@@ -37,10 +37,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.configs import DictConfig
+from sumcircuit.configs import DictConfig, check_at_least
 from sumcircuit.data.batching import Prepared, iter_batches, prepare
 from sumcircuit.data.prompting import Batch, Template
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel
@@ -376,23 +376,21 @@ class PairConfig(DictConfig):
     limit: int | None = field(default=None, metadata={"help": "first N documents of the split"})
     batch_size: int = field(default=8, metadata={"help": "documents per forward"})
     max_length: int = field(default=512, metadata={"help": "tokens per document+summary"})
-    template: Template = field(default="plain", metadata={"help": "prompt template: plain|chat"})
-    dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16"})
+    template: Template = field(default="plain", metadata={"help": "prompt template"})
+    dtype: str = field(
+        default="float32", metadata={"help": "model dtype", "choices": tuple(DTYPES)}
+    )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
     seed: int = field(default=0, metadata={"help": "seed of controls and bootstrap"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples for CIs"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # types and choices of every field
         if not self.finetuned:
-            raise SumcircuitError("--finetuned is required: the fine-tuned model to explain")
-        if self.limit is not None and self.limit <= 0:
-            raise SumcircuitError(f"--limit must be positive, got {self.limit}")
-        if self.batch_size <= 0:
-            raise SumcircuitError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.dtype not in DTYPES:
-            raise SumcircuitError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.n_boot < 100:
-            raise SumcircuitError(f"n_boot must be at least 100, got {self.n_boot}")
+            raise ConfigError("finetuned", "{key} is required: the fine-tuned model to explain")
+        check_at_least(self, ("limit", "batch_size", "max_length"), 1)
+        check_at_least(self, ("n_boot",), 100)
+        check_at_least(self, ("seed",), 0)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from sumcircuit.analysis.patching import (
     run_record,
 )
 from sumcircuit.analysis.validate import recovered
+from sumcircuit.configs import check_at_least
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import write_json
 from sumcircuit.results import StageResult, write_table
@@ -48,9 +49,8 @@ class ScanConfig(PairConfig):
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.level not in LEVELS:
-            raise SumcircuitError(f"--level must be layer or head, got {self.level!r}")
+        super().__post_init__()  # level: checked against its Literal
+        check_at_least(self, ("min_delta",), 0)
 
 
 @dataclass

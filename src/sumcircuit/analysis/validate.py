@@ -30,7 +30,6 @@ import pandas as pd
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.patching import (
-    ABLATIONS,
     Ablation,
     Components,
     Effects,
@@ -39,7 +38,8 @@ from sumcircuit.analysis.patching import (
     prepare_pair,
     run_record,
 )
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.configs import check_at_least
+from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.results import StageResult
 from sumcircuit.stats import bootstrap_ci, ratio_bootstrap_ci
@@ -58,7 +58,11 @@ class ValidateConfig(PairConfig):
         metadata={"help": "necessity: patch from base | mean (ft's dataset mean) | zero"},
     )
     mean_region: str = field(
-        default="all", metadata={"help": "tokens the mean ablation averages over"}
+        default="all",
+        metadata={
+            "help": "tokens the mean ablation averages over",
+            "choices": ("all", "document", "summary"),
+        },
     )
     min_delta: float = field(
         default=1e-6,
@@ -68,13 +72,8 @@ class ValidateConfig(PairConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.circuit:
-            raise SumcircuitError("--circuit is required: the circuit JSON written by locate")
-        if self.controls < 0:
-            raise SumcircuitError(f"--controls must be 0 or more, got {self.controls}")
-        if self.ablation not in ABLATIONS:
-            raise SumcircuitError(
-                f"--ablation must be one of {', '.join(ABLATIONS)}, got {self.ablation!r}"
-            )
+            raise ConfigError("circuit", "{key} is required: the circuit JSON written by locate")
+        check_at_least(self, ("controls", "min_delta"), 0)
 
 
 # -- pure computations -------------------------------------------------------------------------

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from sumcircuit.analysis.diff import REGIONS, DiffConfig, run_diff
+from sumcircuit.analysis.diff import DiffConfig, run_diff
+from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.distributed import Processes
+
+FLAGS = ConfigFlags(DiffConfig)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,41 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(and per_doc.parquet with --per-doc). Layers and heads are numbered from 0."
         ),
     )
-    parser.add_argument("--base", default="smollm2-135m", help="base model (its tokenizer is used)")
-    parser.add_argument("--finetuned", required=True, help="fine-tuned model: directory or name")
-    parser.add_argument("--data", default="xsum", help="dataset name, local file or hf:NAME")
-    parser.add_argument("--split", default="validation", help="split to analyse")
-    parser.add_argument("--limit", type=int, default=None, help="first N documents")
-    parser.add_argument("--region", choices=REGIONS, default="summary", help="query positions")
-    parser.add_argument("--batch-size", type=int, default=4, help="documents per forward pass")
-    parser.add_argument("--max-length", type=int, default=512, help="tokens per example")
-    parser.add_argument("--template", default="plain", help="prompt template: plain or chat")
-    parser.add_argument("--per-doc", action="store_true", help="also write per_doc.parquet")
-    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
-    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--device", default=None, help="cpu, cuda (default: auto)")
+    FLAGS.add_to(parser)
     parser.add_argument("--out", required=True, help="output directory")
     parser.set_defaults(func=cmd_diff)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    config = DiffConfig(
-        finetuned=args.finetuned,
-        base=args.base,
-        data=args.data,
-        split=args.split,
-        limit=args.limit,
-        region=args.region,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        template=args.template,
-        per_doc=args.per_doc,
-        dtype=args.dtype,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        device=args.device,
-    )
+    config = FLAGS.build(args)
     procs = Processes.from_env()  # under torchrun: join the group, shard the documents
     try:
         result = run_diff(config, processes=procs)

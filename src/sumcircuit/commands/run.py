@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace a different study in --out"
     )
     parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved config and exit"
+        "--print-config",
+        action="store_true",
+        help="print the resolved, checked config (every option of every section) and exit",
     )
     parser.set_defaults(func=_run)
 
@@ -55,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         "model": args.model,
         "data": args.data,
         "max_length": args.max_length,
-        "seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
+        "seeds": args.seeds,  # "0,1,2": checked with the rest of the config
     }
     config = build_config(
         preset=args.preset, config_file=args.config, overrides=overrides, sets=args.set

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from sumcircuit.commands.validate import add_pair_arguments, pair_kwargs
+from sumcircuit.analysis.scan import ScanConfig, scan
+from sumcircuit.cli_config import ConfigFlags
+
+FLAGS = ConfigFlags(ScanConfig, required=("finetuned",))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,16 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "on layer rows), OUT/scan.json and OUT/scan.png/.svg."
         ),
     )
-    add_pair_arguments(parser)
-    parser.add_argument("--level", default="layer", choices=("layer", "head"))
+    FLAGS.add_to(parser)
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(func=cmd_scan)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from sumcircuit.analysis.scan import ScanConfig, scan
     from sumcircuit.report.causal_plots import plot_scan
 
-    result = scan(ScanConfig(**pair_kwargs(args), level=args.level))
+    result = scan(FLAGS.build(args))
     csv = result.save(args.out)
     plots = plot_scan(args.out)
     frame = result.to_frame().sort_values("sufficiency", ascending=False)

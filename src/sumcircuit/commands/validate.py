@@ -5,40 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sumcircuit.analysis.patching import ABLATIONS, DTYPES, PairConfig
+from sumcircuit.analysis.validate import ValidateConfig, validate
+from sumcircuit.cli_config import ConfigFlags
 
-
-def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags every patching command shares (models, data, batching, seed)."""
-    defaults = PairConfig.__dataclass_fields__
-    parser.add_argument("--base", default=defaults["base"].default, help="base model")
-    parser.add_argument("--finetuned", required=True, help="fine-tuned model (dir or HF id)")
-    parser.add_argument("--data", default=defaults["data"].default, help="dataset")
-    parser.add_argument("--split", default=defaults["split"].default, help="split")
-    parser.add_argument("--limit", type=int, default=None, help="first N documents")
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"].default)
-    parser.add_argument("--max-length", type=int, default=defaults["max_length"].default)
-    parser.add_argument("--template", default="plain", choices=("plain", "chat"))
-    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES))
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of controls and bootstrap")
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
-
-
-def pair_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "base": args.base,
-        "finetuned": args.finetuned,
-        "data": args.data,
-        "split": args.split,
-        "limit": args.limit,
-        "batch_size": args.batch_size,
-        "max_length": args.max_length,
-        "template": args.template,
-        "dtype": args.dtype,
-        "device": args.device,
-        "seed": args.seed,
-    }
+FLAGS = ConfigFlags(ValidateConfig, required=("finetuned", "circuit"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,10 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the fraction of the change in summary log-likelihood, against random controls."
         ),
     )
-    add_pair_arguments(parser)
-    parser.add_argument("--circuit", required=True, help="circuit JSON written by locate")
-    parser.add_argument("--controls", type=int, default=20, help="random sets of the same size")
-    parser.add_argument("--ablation", default="patch", choices=ABLATIONS, help="necessity source")
+    FLAGS.add_to(parser)
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.set_defaults(func=cmd_validate)
 
 
@@ -64,14 +32,7 @@ def _fmt(measure: dict) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sumcircuit.analysis.validate import ValidateConfig, validate
-
-    config = ValidateConfig(
-        **pair_kwargs(args),
-        circuit=args.circuit,
-        controls=args.controls,
-        ablation=args.ablation,
-    )
+    config = FLAGS.build(args)
     result = validate(config)
     path = result.save(args.out)
     print(f"documents      {result.n_docs}")

@@ -19,9 +19,9 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 import torch
 
-from sumcircuit.configs import DictConfig
+from sumcircuit.configs import DictConfig, check_at_least
 from sumcircuit.data.batching import prepare
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
 from sumcircuit.io import sha256_file, write_json
@@ -78,22 +78,17 @@ class EvaluateConfig(DictConfig):
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
 
     def __post_init__(self) -> None:
-        positive = ("batch_size", "max_new_tokens", "num_beams", "max_length", "n_boot")
-        for name in positive:
-            if getattr(self, name) < 1:
-                flag = name.replace("_", "-")
-                raise SumcircuitError(f"--{flag} must be at least 1, got {getattr(self, name)}")
-        if self.limit is not None and self.limit < 1:
-            raise SumcircuitError(
-                f"--limit must be a positive number of examples, got {self.limit}"
-            )
+        super().__post_init__()  # types and choices of every field
+        check_at_least(
+            self, ("batch_size", "max_new_tokens", "num_beams", "max_length", "n_boot", "limit"), 1
+        )
+        check_at_least(self, ("seed",), 0)
         if self.max_new_tokens >= self.max_length:
-            raise SumcircuitError(
-                f"--max-new-tokens ({self.max_new_tokens}) must be below --max-length "
-                f"({self.max_length}) to leave room for the document"
+            raise ConfigError(
+                "max_new_tokens",
+                f"{{key}} ({self.max_new_tokens}) must be below --max-length "
+                f"({self.max_length}) to leave room for the document",
             )
-        if self.template not in ("plain", "chat"):
-            raise SumcircuitError(f"unknown template {self.template!r}; choose plain or chat")
 
     def generation(self) -> dict[str, Any]:
         """The settings that decide the generated text (recorded in the result)."""

@@ -2,51 +2,50 @@
 
 Precedence: CLI flags > ``--config`` YAML > ``--preset`` > defaults. Each stage section
 (``finetune``, ``diff``, ``locate``, ``validate``, ``lora``, ``evaluate``) takes the options of
-that stage; unknown keys are refused with the list of valid ones.
+that stage; unknown keys are refused with the list of valid ones. :func:`build_config` builds
+every section into its typed stage config (:class:`~sumcircuit.training.config.FinetuneConfig`,
+:class:`~sumcircuit.analysis.diff.DiffConfig`, ...), so a bad value in any section fails before
+the first stage starts, naming it as ``section.key``. An option a section does not set takes
+its stage config's dataclass default.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.analysis.diff import DiffConfig
+from sumcircuit.analysis.locate import LocateConfig
+from sumcircuit.analysis.validate import ValidateConfig
+from sumcircuit.configs import DictConfig, check_at_least
+from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
+from sumcircuit.evaluation.evaluate import EvaluateConfig
+from sumcircuit.training.config import FinetuneConfig
 
 ARMS = ("standard", "targeted", "random", "anti", "targeted-equal-budget", "heads")
 
-# Options of each section, with defaults. Stage configs validate the values themselves.
+# The study's own choices, where they differ from the stage configs' defaults: how many
+# documents each stage reads (a stage config's default, None, reads them all).
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "finetune": {"epochs": 1, "limit": 64, "lr": 3e-5, "batch_size": 4, "grad_accum": 1},
-    "diff": {"limit": 100, "region": "summary", "batch_size": 4, "split": "validation"},
-    "locate": {"level": "layer", "score": "kl", "rule": "topk", "k": 3, "z": 1.0, "q": 0.05},
-    "validate": {"limit": 50, "controls": 20, "ablation": "patch", "batch_size": 4},
-    "lora": {
-        "arms": ["standard", "targeted", "random"],
-        "epochs": 1,
-        "limit": 64,
-        "rank": 8,
-        "lr": 2e-4,
-        "batch_size": 4,
-        "targets": ["q", "k", "v", "o"],
-        "random_draws": 1,
-        "rouge_val_limit": 16,
-        "heads_per_layer": 3,
-    },
-    "evaluate": {"limit": 20, "max_new_tokens": 40, "batch_size": 16, "split": "test"},
+    "finetune": {"limit": 64},
+    "diff": {"limit": 100},
+    "validate": {"limit": 50},
+    "lora": {"limit": 64},
+    "evaluate": {"limit": 20},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # <= 10 minutes end to end on a 2-core CPU with the default model.
+    # <= 10 minutes end to end on a 2-core CPU with the default model (measured with these).
     "quick": {
         "max_length": 256,
         "seeds": [0],
         "finetune": {"limit": 64, "epochs": 1},
         "diff": {"limit": 32},
-        "validate": {"limit": 8, "controls": 20},
+        "validate": {"limit": 8, "controls": 20, "batch_size": 4},
         "lora": {
             "arms": ["standard", "targeted", "random"],
             "epochs": 1,
@@ -54,7 +53,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "random_draws": 1,
             "rouge_val_limit": 8,
         },
-        "evaluate": {"limit": 20, "batch_size": 20},
+        "evaluate": {"limit": 20, "batch_size": 20, "max_new_tokens": 40},
     },
     # The paper's scale as far as the data allows; meant for a GPU or a long CPU run.
     "paper": {
@@ -99,68 +98,145 @@ _MANAGED = {
     "progress",
     "max_steps",
 }
+# ... and in one section only: each LoRA arm trains once per top-level seed.
+_MANAGED_IN = {"lora": {"seed"}}
 LORA_STUDY_KEYS = ("arms", "random_draws", "heads_per_layer", "rouge_val_limit")
+
+
+@dataclass
+class LoraStudyConfig(FinetuneConfig):
+    """The ``lora`` section: the training options all LoRA arms share, and which arms run."""
+
+    arms: list[str] = field(
+        default_factory=lambda: ["standard", "targeted", "random"],
+        metadata={"help": f"LoRA arms to train, from {', '.join(ARMS)}"},
+    )
+    random_draws: int = field(
+        default=1, metadata={"help": "draws of the random-layers arm (a distribution from 3)"}
+    )
+    heads_per_layer: int = field(
+        default=3, metadata={"help": "heads arm on a layer circuit: top heads by KL per layer"}
+    )
+    rouge_val_limit: int = field(
+        default=16, metadata={"help": "validation docs scored with ROUGE-L after each epoch"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad or not self.arms:
+            raise ConfigError(
+                "arms", f"unknown LoRA arm(s) {bad} in {{key}}; valid: {', '.join(ARMS)}"
+            )
+        if "standard" not in self.arms:
+            raise ConfigError("arms", "{key} must include 'standard': every arm is compared to it")
+        check_at_least(self, ("random_draws", "heads_per_layer"), 1)
+        check_at_least(self, ("rouge_val_limit",), 0)
+
+    def arm(self, **managed: Any) -> FinetuneConfig:
+        """The fine-tuning config of one arm: these options plus what the arm adapts."""
+        data = {k: v for k, v in self.to_dict().items() if k not in LORA_STUDY_KEYS}
+        return FinetuneConfig.from_dict(
+            data | {"rouge_every_epoch": self.rouge_val_limit} | managed
+        )
+
+
+#: Each section's stage config.
+SECTIONS: dict[str, type[DictConfig]] = {
+    "finetune": FinetuneConfig,
+    "diff": DiffConfig,
+    "locate": LocateConfig,
+    "validate": ValidateConfig,
+    "lora": LoraStudyConfig,
+    "evaluate": EvaluateConfig,
+}
 
 
 def section_keys(section: str) -> set[str]:
     """The options a section accepts: its stage config's fields, less those the study manages."""
-    from sumcircuit.analysis.diff import DiffConfig
-    from sumcircuit.analysis.locate import LocateConfig
-    from sumcircuit.analysis.validate import ValidateConfig
-    from sumcircuit.evaluation.evaluate import EvaluateConfig
-    from sumcircuit.training.config import FinetuneConfig
+    names = {f.name for f in fields(SECTIONS[section])}  # type: ignore[arg-type]
+    return names - _MANAGED - _MANAGED_IN.get(section, set())
 
-    stage = {
-        "finetune": FinetuneConfig,
-        "lora": FinetuneConfig,
-        "diff": DiffConfig,
-        "locate": LocateConfig,
-        "validate": ValidateConfig,
-        "evaluate": EvaluateConfig,
-    }[section]
-    keys = {f.name for f in fields(stage)} - _MANAGED
-    return keys | set(LORA_STUDY_KEYS) if section == "lora" else keys
+
+def _section(help_text: str) -> Any:
+    return field(default_factory=dict, metadata={"help": help_text, "section": True})
 
 
 @dataclass
-class StudyConfig:
-    model: str = "smollm2-135m"
-    data: str = "xsum"
-    preset: str | None = None
-    max_length: int = 384
-    template: str = "plain"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    finetune: dict[str, Any] = field(default_factory=dict)
-    diff: dict[str, Any] = field(default_factory=dict)
-    locate: dict[str, Any] = field(default_factory=dict)
-    validate: dict[str, Any] = field(default_factory=dict)
-    lora: dict[str, Any] = field(default_factory=dict)
-    evaluate: dict[str, Any] = field(default_factory=dict)
+class StudyConfig(DictConfig):
+    """The whole study. Each section is its stage's typed config; the options the study manages
+    (models, data, lengths) come from the top level, and the paths of upstream outputs are
+    relative to the run directory (``finetune``, ``diff``, ``locate``)."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "base model"})
+    data: str = field(default="xsum", metadata={"help": "dataset name, local file or hf:NAME"})
+    preset: str | None = field(default=None, metadata={"help": "preset the values start from"})
+    max_length: int = field(default=384, metadata={"help": "tokens per example, every stage"})
+    template: Literal["plain", "chat"] = field(default="plain", metadata={"help": "prompt"})
+    seeds: list[int] = field(
+        default_factory=lambda: [0], metadata={"help": "seeds of the LoRA arms, e.g. 0,1,2"}
+    )
+    finetune: FinetuneConfig = _section("full fine-tuning of the base model")
+    diff: DiffConfig = _section("base vs fine-tuned differences")
+    locate: LocateConfig = _section("circuit selection")
+    validate: ValidateConfig = _section("causal validation of the circuit")
+    lora: LoraStudyConfig = _section("LoRA arms")
+    evaluate: EvaluateConfig = _section("ROUGE of every model")
 
     def __post_init__(self) -> None:
-        for section, defaults in SECTION_DEFAULTS.items():
-            given = getattr(self, section) or {}
-            if not isinstance(given, dict):
-                raise SumcircuitError(f"config section {section!r} must be a mapping of options")
-            reject_unknown_keys(given, section_keys(section), f"section {section!r}")
-            setattr(self, section, {**defaults, **given})
-        arms = self.lora["arms"]
-        bad = [a for a in arms if a not in ARMS]
-        if bad or not arms:
-            raise SumcircuitError(f"unknown LoRA arm(s) {bad}; valid: {', '.join(ARMS)}")
-        if "standard" not in arms:
-            raise SumcircuitError(
-                "the LoRA arms must include 'standard': every arm is compared to it"
-            )
+        try:  # the top-level values, named by their keys; the sections below
+            super().__post_init__()
+        except ConfigError as err:
+            raise err.relabel(err.field) from None
         if not self.seeds:
-            raise SumcircuitError("seeds must list at least one seed")
-        if self.max_length < 32:
-            raise SumcircuitError(
-                f"max_length={self.max_length} is too short for a document and summary"
+            raise ConfigError(
+                "seeds", "{key} must list at least one seed, e.g. 0 or 0,1,2", "seeds"
             )
+        if self.max_length < 32:
+            raise ConfigError(
+                "max_length",
+                f"{{key}}={self.max_length} is too short for a document and summary; use 128 or "
+                "more",
+                "max_length",
+            )
+        for name, cls in SECTIONS.items():
+            given = getattr(self, name)
+            if isinstance(given, DictConfig):  # rebuilt, so the top-level values apply
+                given = self.section_dict(name, given)
+            if given is None:
+                given = {}
+            if not isinstance(given, dict):
+                raise SumcircuitError(f"config section {name!r} must be a mapping of options")
+            reject_unknown_keys(given, section_keys(name), f"section {name!r}")
+            values = {**SECTION_DEFAULTS.get(name, {}), **given}
+            setattr(self, name, cls.from_dict(self._managed(name) | values, section=name))
+
+    def _managed(self, section: str) -> dict[str, Any]:
+        """What the study sets in a section: models, data, lengths, run-relative paths."""
+        common = {"data": self.data, "max_length": self.max_length, "template": self.template}
+        train = common | {"model": self.model, "seed": self.seeds[0], "out": section}
+        train |= {"resume": True, "overwrite": True}
+        pair = common | {"base": self.model, "finetuned": "finetune", "seed": self.seeds[0]}
+        return {
+            "finetune": train | {"method": "full"},
+            "diff": pair | {"per_doc": True},
+            "locate": {"diff": "diff"},
+            "validate": pair | {"circuit": "locate"},
+            "lora": train | {"method": "lora"},
+            "evaluate": common | {"model": self.model},
+        }[section]
+
+    @staticmethod
+    def section_dict(section: str, config: DictConfig) -> dict[str, Any]:
+        """The settable options of a section's config, resolved (as a YAML section)."""
+        keys = section_keys(section)
+        return {k: v for k, v in config.to_dict().items() if k in keys}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The resolved config as a YAML would give it: top level and each section's options."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECTIONS}
+        data["seeds"] = list(self.seeds)
+        return data | {name: self.section_dict(name, getattr(self, name)) for name in SECTIONS}
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.io import read_json, write_json
-from sumcircuit.study.config import LORA_STUDY_KEYS, StudyConfig
+from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.stages import StageRunner
+from sumcircuit.training.config import FinetuneConfig
 
 if TYPE_CHECKING:
     from sumcircuit.analysis.diff import DiffResult
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.json"
+C = TypeVar("C")
 # Relative expected cost of each kind of stage on the CPU (for the time estimate).
 _WEIGHTS = {
     "finetune": 3.0,
@@ -81,24 +85,27 @@ def _circuit_heads(circuit: Circuit, diff: DiffResult, per_layer: int) -> list[t
     return [(layer, h) for layer in circuit.layers for h in diff.top_heads(layer, per_layer, "kl")]
 
 
+def _in_run(config: C, run: Path, *names: str) -> C:
+    """``config`` with its run-relative paths ``names`` made paths in the run directory."""
+    return replace(config, **{name: str(run / getattr(config, name)) for name in names})
+
+
 def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) -> Path:
     """Run (or resume) every stage of the study into ``out``; return the report path."""
-    from sumcircuit.analysis.diff import DiffConfig, DiffResult, run_diff
-    from sumcircuit.analysis.locate import LocateConfig, locate
-    from sumcircuit.analysis.validate import ValidateConfig, validate
-    from sumcircuit.evaluation.evaluate import EvalResult, EvaluateConfig, evaluate
+    from sumcircuit.analysis.diff import DiffResult, run_diff
+    from sumcircuit.analysis.locate import locate
+    from sumcircuit.analysis.validate import validate
+    from sumcircuit.evaluation.evaluate import evaluate
     from sumcircuit.report.plots import plot_diff
     from sumcircuit.study.summary import write_summary
-    from sumcircuit.training.config import FinetuneConfig
     from sumcircuit.training.loop import finetune
 
     out = Path(out)
     check_run_dir(out, config, overwrite)
-    common = {"max_length": config.max_length, "template": config.template}
     seeds = config.seeds
     lora = config.lora
-    draws = lora["random_draws"]
-    arms = [(a, d) for a in lora["arms"] for d in (range(1, draws + 1) if a == "random" else [0])]
+    draws = lora.random_draws
+    arms = [(a, d) for a in lora.arms for d in (range(1, draws + 1) if a == "random" else [0])]
     arm_names = [f"{a}{d if a == 'random' and draws > 1 else ''}" for a, d in arms]
     eval_names = ["base", "full"] + [f"{n}-s{s}" for n in arm_names for s in seeds]
     planned = ["finetune", "diff", "locate", "validate"]
@@ -107,117 +114,72 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     weights = {name: _WEIGHTS[name.split("/")[0]] for name in planned}
     runner = StageRunner(out, planned, weights)
 
-    ft_dir = out / "finetune"
-    ft_options = {
-        "model": config.model,
-        "data": config.data,
-        "method": "full",
-        "seed": seeds[0],
-        **common,
-        **config.finetune,
-    }
-
+    # Each stage hashes its resolved config (every field, defaults filled in), whose paths are
+    # relative to the run directory; it runs with them made absolute.
     def do_finetune(folder: Path) -> None:
-        finetune(
-            FinetuneConfig.from_dict(
-                ft_options | {"out": str(folder), "resume": True, "overwrite": True}
-            )
-        )
+        finetune(replace(config.finetune, out=str(folder)))
 
-    runner.run("finetune", ft_options, do_finetune)
-
-    diff_options = {
-        "base": config.model,
-        "finetuned": str(ft_dir),
-        "data": config.data,
-        "per_doc": True,
-        **common,
-        **config.diff,
-    }
+    runner.run("finetune", config.finetune, do_finetune)
 
     def do_diff(folder: Path) -> None:
-        result = run_diff(DiffConfig.from_dict(diff_options))
+        result = run_diff(_in_run(config.diff, out, "finetuned"))
         result.save(folder)
         plot_diff(folder, folder / "plots")
 
-    runner.run("diff", diff_options, do_diff, after=("finetune",))
+    runner.run("diff", config.diff, do_diff, after=("finetune",))
     diff = DiffResult.load(out / "diff")
 
-    locate_options = dict(config.locate)
-
     def do_locate(folder: Path) -> None:
-        circuit = locate(LocateConfig.from_dict(locate_options | {"diff": str(out / "diff")}))
+        circuit = locate(_in_run(config.locate, out, "diff"))
         circuit.save(folder)
 
-    runner.run("locate", locate_options, do_locate, after=("diff",))
+    runner.run("locate", config.locate, do_locate, after=("diff",))
     circuit = Circuit.load(out / "locate")
 
-    validate_options = {
-        "base": config.model,
-        "finetuned": str(ft_dir),
-        "data": config.data,
-        "seed": seeds[0],
-        **common,
-        **config.validate,
-    }
-
     def do_validate(folder: Path) -> None:
-        result = validate(
-            ValidateConfig.from_dict(
-                validate_options | {"circuit": str(Circuit.path(out / "locate"))}
-            )
-        )
+        result = validate(_in_run(config.validate, out, "finetuned", "circuit"))
         result.save(folder)
 
-    runner.run("validate", validate_options, do_validate, after=("locate",))
+    runner.run("validate", config.validate, do_validate, after=("locate",))
 
     n_layers, ranked = diff.n_layers, diff.layers_ranked
-    train_keys = {k: v for k, v in lora.items() if k not in LORA_STUDY_KEYS}
-    lora_dirs: dict[str, Path] = {}
+    lora_stages: list[str] = []
     for (arm, draw), name in zip(arms, arm_names, strict=True):
         for seed in seeds:
-            options = {
-                "model": config.model,
-                "data": config.data,
-                "method": "lora",
-                "seed": seed,
-                "rouge_every_epoch": lora["rouge_val_limit"],
-                **common,
-                **train_keys,
-            }
-            if arm == "heads":
-                options["heads"] = [
-                    list(h) for h in _circuit_heads(circuit, diff, lora["heads_per_layer"])
-                ]
-            elif arm != "standard":
-                options["layers"] = _arm_layers(arm, circuit, ranked, n_layers, draw, seed)
-            options["equal_budget"] = arm == "targeted-equal-budget"
             stage = f"lora/{name}-s{seed}"
+            adapts: dict[str, Any] = {}
+            if arm == "heads":
+                adapts["heads"] = _circuit_heads(circuit, diff, lora.heads_per_layer)
+            elif arm != "standard":
+                adapts["layers"] = _arm_layers(arm, circuit, ranked, n_layers, draw, seed)
+            arm_config = lora.arm(
+                seed=seed, out=stage, equal_budget=arm == "targeted-equal-budget", **adapts
+            )
 
-            def do_lora(folder: Path, options: dict[str, Any] = options) -> None:
-                finetune(
-                    FinetuneConfig.from_dict(
-                        options | {"out": str(folder), "resume": True, "overwrite": True}
-                    )
-                )
+            def do_lora(folder: Path, arm_config: FinetuneConfig = arm_config) -> None:
+                finetune(replace(arm_config, out=str(folder)))
 
-            runner.run(stage, options, do_lora, after=("locate",) if arm != "standard" else ())
-            lora_dirs[f"{name}-s{seed}"] = out / stage
+            after = ("locate",) if arm != "standard" else ()
+            runner.run(stage, arm_config, do_lora, after=after)
+            lora_stages.append(stage)
 
-    eval_common = {"data": config.data, **common, **config.evaluate}
-    targets: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
-        "base": (config.model, None, ()),
-        "full": (str(ft_dir), None, ("finetune",)),
+    # What each evaluation scores: model, adapter, the stages it needs, which paths are stage
+    # outputs in the run directory.
+    targets: dict[str, tuple[str, str | None, tuple[str, ...], tuple[str, ...]]] = {
+        "base": (config.model, None, (), ()),
+        "full": ("finetune", None, ("finetune",), ("model",)),
     }
-    for key, folder in lora_dirs.items():
-        targets[key] = (config.model, str(folder), (f"lora/{key}",))
-    for key, (model, adapter, after) in targets.items():
-        options = eval_common | {"model": model, "adapter": adapter}
+    for stage in lora_stages:
+        targets[stage.removeprefix("lora/")] = (config.model, stage, (stage,), ("adapter",))
+    for key, (model, adapter, after, in_run) in targets.items():
+        eval_config = replace(config.evaluate, model=model, adapter=adapter)
 
-        def do_eval(folder: Path, options: dict[str, Any] = options) -> None:
-            evaluate(EvaluateConfig.from_dict(options | {"out": str(EvalResult.path(folder))}))
+        def do_eval(
+            folder: Path, eval_config: EvaluateConfig = eval_config, in_run: tuple = in_run
+        ) -> None:
+            evaluate(replace(_in_run(eval_config, out, *in_run), out=str(folder)))
 
-        runner.run(f"evaluate/{key}", options, do_eval, after=after)
+        runner.run(f"evaluate/{key}", eval_config, do_eval, after=after)
 
     summary_path = write_summary(out, config, arm_names=arm_names, runner=runner)
     log.info("summary: %s", summary_path)

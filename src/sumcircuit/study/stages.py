@@ -1,9 +1,10 @@
 """Resumable stages of a run directory.
 
 Each stage writes into ``RUN/<stage>/`` and, when it finishes, a marker ``stage.json`` with the
-content hash of everything it depends on (its own options and its upstream stages' hashes). A
-stage whose marker carries the same hash is skipped; a changed option re-runs that stage and
-everything downstream. A killed stage has no marker and runs again — stages that can resume
+content hash of everything it depends on (its own resolved config and its upstream stages'
+hashes). A stage whose marker carries the same hash is skipped; a changed option re-runs that
+stage and everything downstream. A stage config is hashed resolved — every field, defaults
+filled in — so a changed default re-runs the stages it affects, like a changed option. A killed stage has no marker and runs again — stages that can resume
 from their own checkpoints (training) do so.
 """
 
@@ -16,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sumcircuit.configs import DictConfig
 from sumcircuit.io import config_hash, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 MARKER = "stage.json"
+#: What a stage depends on: its config (hashed as ``to_dict()``, defaults filled in) or a dict.
+Options = DictConfig | dict[str, Any]
 
 
 def _clock(seconds: float) -> str:
@@ -45,23 +49,25 @@ class StageRunner:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def is_done(self, name: str, options: dict[str, Any], after: tuple[str, ...] = ()) -> bool:
+    def is_done(self, name: str, options: Options, after: tuple[str, ...] = ()) -> bool:
         marker = self.run_dir / name / MARKER
-        return marker.exists() and read_json(marker).get("hash") == self._hash(options, after)
+        return marker.exists() and read_json(marker).get("hash") == self.stage_hash(options, after)
 
-    def _hash(self, options: dict[str, Any], after: tuple[str, ...]) -> str:
-        return config_hash({"options": options, "after": {n: self.hashes[n] for n in after}})
+    def stage_hash(self, options: Options, after: tuple[str, ...] = ()) -> str:
+        """The hash a stage with ``options`` after stages ``after`` (already run) records."""
+        resolved = options.to_dict() if isinstance(options, DictConfig) else options
+        return config_hash({"options": resolved, "after": {n: self.hashes[n] for n in after}})
 
     def run(
         self,
         name: str,
-        options: dict[str, Any],
+        options: Options,
         fn: Callable[[Path], Any],
         *,
         after: tuple[str, ...] = (),
     ) -> None:
         """Run ``fn(folder)`` unless stage ``name`` finished before with the same inputs."""
-        digest = self._hash(options, after)
+        digest = self.stage_hash(options, after)
         self.hashes[name] = digest
         marker = self.run_dir / name / MARKER
         index = self.planned.index(name) + 1 if name in self.planned else 0

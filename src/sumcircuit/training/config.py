@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from sumcircuit.configs import DictConfig
-from sumcircuit.errors import SumcircuitError
+from sumcircuit.configs import DictConfig, check_at_least, check_fraction
+from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.io import config_hash
 
 Method = Literal["full", "lora"]
@@ -27,12 +27,12 @@ class FinetuneConfig(DictConfig):
     model: str = field(default="smollm2-135m", metadata=_help("preset, local dir or HF id"))
     data: str = field(default="xsum", metadata=_help("dataset name, file or hf:NAME"))
     out: str = field(default="", metadata=_help("output directory"))
-    method: Method = field(default="lora", metadata=_help("full | lora"))
+    method: Method = field(default="lora", metadata=_help("full fine-tuning or LoRA adapters"))
     layers: list[int] | None = field(
-        default=None, metadata=_help("LoRA on these layers only (default: all layers)")
+        default=None, metadata=_help("LoRA on these layers only, e.g. 2,3,5 (default: all layers)")
     )
     heads: list[tuple[int, int]] | None = field(
-        default=None, metadata=_help("LoRA restricted to these (layer, head) pairs")
+        default=None, metadata=_help("LoRA on these heads only, LAYER.HEAD pairs: 2.1,3.4")
     )
     circuit: str | None = field(
         default=None, metadata=_help("circuit JSON: adapt its layers (or heads, head-level)")
@@ -41,7 +41,7 @@ class FinetuneConfig(DictConfig):
     alpha: float | None = field(default=None, metadata=_help("LoRA alpha (default 2*rank)"))
     lora_dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input"))
     targets: tuple[str, ...] = field(
-        default=("q", "k", "v", "o"), metadata=_help("adapted projections ⊆ q,k,v,o,mlp")
+        default=("q", "k", "v", "o"), metadata=_help("adapted projections, from q,k,v,o,mlp")
     )
     equal_budget: bool = field(
         default=False,
@@ -52,7 +52,9 @@ class FinetuneConfig(DictConfig):
     max_length: int = field(default=512, metadata=_help("tokens per example (document cut)"))
     batch_size: int = field(default=4, metadata=_help("examples per micro-batch per process"))
     grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
-    lr: float | None = field(default=None, metadata=_help("peak learning rate (per method)"))
+    lr: float | None = field(
+        default=None, metadata=_help("peak learning rate (default: 3e-5 full, 2e-4 lora)")
+    )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW decoupled weight decay"))
     warmup: float = field(default=0.06, metadata=_help("fraction of steps in linear warmup"))
     schedule: Literal["linear", "cosine"] = field(
@@ -75,28 +77,29 @@ class FinetuneConfig(DictConfig):
         default=None, metadata=_help("stop after N optimizer steps (checkpointed; resumable)")
     )
     resume: bool = field(default=False, metadata=_help("continue from the last checkpoint"))
-    overwrite: bool = field(default=False, metadata=_help("replace a different run in out"))
+    overwrite: bool = field(default=False, metadata=_help("replace a different run in --out"))
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
 
     def __post_init__(self) -> None:
-        if self.method not in ("full", "lora"):
-            raise SumcircuitError(f"--method must be 'full' or 'lora', got {self.method!r}")
+        super().__post_init__()  # types and choices of every field
         self.targets = tuple(self.targets)
         unknown = set(self.targets) - set(TARGETS)
         if unknown or not self.targets:
-            raise SumcircuitError(
-                f"--targets {','.join(self.targets)} is invalid; choose from {','.join(TARGETS)}"
+            raise ConfigError(
+                "targets",
+                f"{{key}} {','.join(self.targets)} is invalid; choose from {','.join(TARGETS)}",
             )
         if self.rank <= 0:
-            raise SumcircuitError(f"--rank must be a positive integer, got {self.rank}")
+            raise ConfigError("rank", f"{{key}} must be a positive integer, got {self.rank}")
+        check_fraction(self, "lora_dropout")
         if self.alpha is None:
             self.alpha = 2.0 * self.rank
         if self.lr is None:
             self.lr = DEFAULT_LR[self.method]
         if self.layers is not None:
-            self.layers = sorted({int(layer) for layer in self.layers})
+            self.layers = sorted(set(self.layers))
         if self.heads is not None:
-            self.heads = sorted({(int(layer), int(head)) for layer, head in self.heads})
+            self.heads = sorted(set(self.heads))
         selectors = [s for s in (self.layers, self.heads, self.circuit) if s is not None]
         if len(selectors) > 1:
             raise SumcircuitError("give at most one of --layers, --heads and --circuit")
@@ -110,19 +113,15 @@ class FinetuneConfig(DictConfig):
             )
         if self.heads is not None and "mlp" in self.targets:
             raise SumcircuitError("the MLP has no heads; drop mlp from --targets with --heads")
-        for name in ("epochs", "max_length", "batch_size", "grad_accum"):
-            if getattr(self, name) <= 0:
-                raise SumcircuitError(f"--{name.replace('_', '-')} must be positive")
-        if not 0.0 <= self.warmup < 1.0:
-            raise SumcircuitError(f"--warmup is a fraction of steps in [0, 1), got {self.warmup}")
+        check_at_least(self, ("epochs", "max_length", "batch_size", "grad_accum"), 1)
+        check_at_least(self, ("limit", "max_steps"), 1)
+        check_fraction(self, "warmup")
         if self.lr <= 0:
-            raise SumcircuitError(f"--lr must be positive, got {self.lr}")
-        if self.schedule not in ("linear", "cosine"):
-            raise SumcircuitError(f"--schedule must be linear or cosine, got {self.schedule!r}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise SumcircuitError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.val_limit < 0 or self.rouge_every_epoch < 0 or self.checkpoint_every < 0:
-            raise SumcircuitError("--val-limit, --rouge-every-epoch, --checkpoint-every: >= 0")
+            raise ConfigError("lr", f"{{key}} must be positive, got {self.lr}")
+        if self.alpha <= 0:
+            raise ConfigError("alpha", f"{{key}} must be positive, got {self.alpha}")
+        check_at_least(self, ("weight_decay", "seed"), 0)
+        check_at_least(self, ("val_limit", "rouge_every_epoch", "checkpoint_every"), 0)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -130,13 +129,6 @@ class FinetuneConfig(DictConfig):
         if self.heads is not None:
             data["heads"] = [list(h) for h in self.heads]
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        data = dict(data)
-        if data.get("heads") is not None:
-            data["heads"] = [tuple(h) for h in data["heads"]]
-        return super().from_dict(data)
 
     def content_hash(self) -> str:
         """Hash of the fields that change what is trained (not where or how it is run)."""
