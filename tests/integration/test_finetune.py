@@ -37,6 +37,26 @@ def _adapter(directory):
     return load_file(str(directory / "adapter_model.safetensors"))
 
 
+def test_resume_with_overwrite_continues_the_same_run_and_replaces_another(
+    tiny, tmp_path, fast, caplog
+):
+    """What ``sumcircuit run`` passes (resume and overwrite): a killed arm resumes from its
+    checkpoint instead of starting over; a different run in the folder is replaced."""
+    kw = dict(fast, model=tiny["llama"], layers=[1, 2], epochs=2, lr=1e-2)
+    full = finetune(FinetuneConfig(out=str(tmp_path / "a"), **kw))
+    out = str(tmp_path / "b")
+    finetune(FinetuneConfig(out=out, max_steps=3, **kw))
+    with caplog.at_level("INFO", logger="sumcircuit"):
+        resumed = finetune(FinetuneConfig(out=out, resume=True, overwrite=True, **kw))
+    assert "at epoch 0, step 3" in caplog.text or "at epoch 1, step 3" in caplog.text
+    assert resumed.step_losses == pytest.approx(full.step_losses, abs=1e-6)
+    a, b = _adapter(tmp_path / "a"), _adapter(tmp_path / "b")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    other = finetune(FinetuneConfig(out=out, resume=True, overwrite=True, **dict(kw, rank=4)))
+    assert other.config["rank"] == 4 and len(other.step_losses) == len(full.step_losses)
+
+
 def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path, fast):
     kw = dict(fast, model=tiny["llama"], layers=[1, 2], epochs=2, lr=1e-2)
     full = finetune(FinetuneConfig(out=str(tmp_path / "a"), **kw))

@@ -49,7 +49,7 @@ from sumcircuit.analysis.weights import (
     parameter_weight_changes,
 )
 from sumcircuit.configs import DictConfig, check_at_least
-from sumcircuit.data.batching import iter_batches, prepare
+from sumcircuit.data.batching import iter_batches, prepare_for
 from sumcircuit.data.prompting import TEMPLATES, Batch
 from sumcircuit.distributed import Processes
 from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
@@ -433,14 +433,7 @@ def run_diff(
     else:
         check_pair(base, finetuned, stage="diff", allow_identical=True)
     arch = base.arch
-    prepared = prepare(
-        config.data,
-        config.split,
-        base.tokenizer,
-        limit=config.limit,
-        max_length=config.max_length,
-        template=config.template,
-    )
+    prepared = prepare_for(config, base.tokenizer)
     n = len(prepared)
     mine = procs.shard(n)
     acc = DiffAccumulator(n, arch.n_layers, arch.n_heads)

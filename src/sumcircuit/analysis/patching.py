@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.configs import DictConfig, check_at_least
-from sumcircuit.data.batching import Prepared, iter_batches, prepare
+from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
 from sumcircuit.data.prompting import Batch, Template
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.models.archs import Arch
@@ -406,14 +406,7 @@ def prepare_pair(config: PairConfig, *, stage: str = "patching") -> Pair:
     base, ft = load_pair(
         config.base, config.finetuned, dtype=config.dtype, device=config.device, stage=stage
     )
-    prepared = prepare(
-        config.data,
-        config.split,
-        base.tokenizer,
-        limit=config.limit,
-        max_length=config.max_length,
-        template=config.template,
-    )
+    prepared = prepare_for(config, base.tokenizer)
     return Pair(base=base, ft=ft, prepared=prepared)
 
 

@@ -70,6 +70,14 @@ def prepare(
     )
 
 
+def prepare_for(config: Any, tokenizer: PreTrainedTokenizerBase, **overrides: Any) -> Prepared:
+    """:func:`prepare` with a stage config's ``data``, ``split``, ``limit``, ``max_length`` and
+    ``template`` (those it has); keywords override them or add the other options."""
+    names = ("data", "split", "limit", "max_length", "template")
+    args = {name: getattr(config, name) for name in names if hasattr(config, name)} | overrides
+    return prepare(args.pop("data"), args.pop("split"), tokenizer, **args)
+
+
 def iter_batches(
     encoded: list[Encoded],
     batch_size: int,

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from sumcircuit.configs import DictConfig, check_at_least
-from sumcircuit.data.batching import prepare
+from sumcircuit.data.batching import prepare_for
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
@@ -238,13 +238,9 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     loaded = load_trained(config.model, config.adapter)
-    prepared = prepare(
-        config.data,
-        config.split,
+    prepared = prepare_for(
+        config,
         loaded.tokenizer,
-        limit=config.limit,
-        max_length=config.max_length,
-        template=config.template,
         with_summary=False,
         reserve=config.max_new_tokens,
         document_field=config.document_field,

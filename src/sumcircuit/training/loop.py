@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sumcircuit.data.batching import Prepared, iter_batches, prepare
+from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
 from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
 from sumcircuit.errors import SumcircuitError
@@ -109,23 +109,9 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     torch.manual_seed(config.seed)
     loaded = load_model(config.model, device=procs.device)
     tokenizer = loaded.tokenizer
-    train = prepare(
-        config.data,
-        "train",
-        tokenizer,
-        limit=config.limit,
-        max_length=config.max_length,
-        template=config.template,
-    )
+    train = prepare_for(config, tokenizer, split="train")
     val = (
-        prepare(
-            config.data,
-            "validation",
-            tokenizer,
-            limit=config.val_limit,
-            max_length=config.max_length,
-            template=config.template,
-        )
+        prepare_for(config, tokenizer, split="validation", limit=config.val_limit)
         if config.val_limit
         else None
     )
@@ -349,13 +335,11 @@ def _end_epoch(
 
 def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedModel) -> float:
     """ROUGE-L F1 of greedy summaries of the first ``rouge_every_epoch`` validation docs."""
-    prompts = prepare(
-        config.data,
-        "validation",
+    prompts = prepare_for(
+        config,
         loaded.tokenizer,
+        split="validation",
         limit=config.rouge_every_epoch,
-        max_length=config.max_length,
-        template=config.template,
         with_summary=False,
         reserve=GENERATION_TOKENS,
     )

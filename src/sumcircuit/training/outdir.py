@@ -40,7 +40,9 @@ def prepare_out(config: FinetuneConfig, procs: Processes) -> tuple[Path, bool]:
                 f"{out} holds a different run (config {saved_hash} vs {digest}); choose another "
                 "--out or pass --overwrite to replace it"
             )
-        if saved_hash == digest and not config.overwrite:
+        # The same run is kept unless --overwrite alone asks to start again: --resume with
+        # --overwrite (what the study passes) resumes it and replaces only a different run.
+        if saved_hash == digest and (config.resume or not config.overwrite):
             if result_path.exists() and TrainingResult.load(out).complete:
                 return out, True
             if not config.resume:
