@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.diff import DiffResult
+from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import ConfigError, SumcircuitError

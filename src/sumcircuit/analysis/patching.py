@@ -20,6 +20,10 @@ position of the sequence.
 The metric (:func:`summary_loglik`): m = mean over a document's summary tokens of
 ``log p(label)`` under teacher forcing, with logits computed only at the positions that predict a
 summary token (a forward-pre hook on the LM head keeps only those rows).
+
+The module is a little over 400 lines because sites, hooks, sources, the sweep and the config of
+the pair they run on are one idea that validate, scan and attribution all build on; split, each
+piece would import all the others.
 """
 
 from __future__ import annotations

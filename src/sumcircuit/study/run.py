@@ -25,7 +25,7 @@ from sumcircuit.study.stages import StageRunner
 from sumcircuit.training.config import FinetuneConfig
 
 if TYPE_CHECKING:
-    from sumcircuit.analysis.diff import DiffResult
+    from sumcircuit.analysis.diff_result import DiffResult
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.diff import DiffResult
+from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.validate import CausalResult
 from sumcircuit.evaluation.evaluate import EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
