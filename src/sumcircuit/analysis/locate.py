@@ -13,6 +13,8 @@ weight     relative weight change              relative weight change
 actmag     |ActMag relative change|            (not per head)
 causal     the scan's sufficiency of each      the scan's sufficiency of each head
            layer alone                         alone
+attribution  the attribution estimate of the   the estimate of each head's
+           same (``sumcircuit attribute``)     sufficiency
 =========  ==================================  =====================================
 
 With ``control_diff`` (a diff between two fine-tunes of different seeds, or a fine-tune on
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.scan import ScanResult
@@ -57,9 +60,11 @@ __all__ = [
 ]
 
 LEVELS = ("layer", "head")
-SCORES = ("kl", "js", "entropy", "weight", "actmag", "causal")
+SCORES = ("kl", "js", "entropy", "weight", "actmag", "causal", "attribution")
 RULES = ("topk", "zscore", "fdr")
 _ABSOLUTE = ("entropy", "actmag")  # scores ranked by their size, whatever their sign
+# scores read from a patching result instead of the diff: exact scan, attribution estimate
+_PATCHING = {"causal": ScanResult, "attribution": AttributionResult}
 
 
 @dataclass
@@ -81,6 +86,12 @@ class LocateConfig(DictConfig):
     scan: str | None = field(
         default=None, metadata={"help": "scan directory (of sumcircuit scan) for --score causal"}
     )
+    attribution: str | None = field(
+        default=None,
+        metadata={
+            "help": "attribution directory (of sumcircuit attribute) for --score attribution"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types and choices of every field
@@ -90,6 +101,10 @@ class LocateConfig(DictConfig):
             raise ConfigError("q", f"{{key}} must lie strictly between 0 and 1, got {self.q}")
         if self.score == "causal" and not self.scan:
             raise SumcircuitError("--score causal needs --scan DIR (the output of sumcircuit scan)")
+        if self.score == "attribution" and not self.attribution:
+            raise SumcircuitError(
+                "--score attribution needs --attribution DIR (the output of sumcircuit attribute)"
+            )
         if self.score == "actmag" and self.level == "head":
             raise SumcircuitError(
                 "actmag is a per-layer measure; use --level layer or another --score"
@@ -106,8 +121,8 @@ class LocateConfig(DictConfig):
 def component_scores(directory: str | Path, level: str, score: str) -> pd.Series:
     """Scores of every component of one diff (or, for ``causal``, scan) directory, indexed by
     layer (level layer) or (layer, head) (level head); see the module docstring for the table."""
-    if score == "causal":
-        return ScanResult.load(directory).scores(level)
+    if score in _PATCHING:
+        return _PATCHING[score].load(directory).scores(level)
     return _diff_scores(DiffResult.load(directory), level, score)
 
 
@@ -139,8 +154,9 @@ def select(scores: pd.Series, rule: str, *, k: int = 3, z: float = 1.0) -> list:
 def locate(config: LocateConfig) -> Circuit:
     """Apply ``config`` to a diff directory and return the circuit (see the module docstring)."""
     diff = DiffResult.load(config.diff)
-    if config.score == "causal":
-        scores = ScanResult.load(config.scan).scores(config.level)
+    if config.score in _PATCHING:
+        source = config.scan if config.score == "causal" else config.attribution
+        scores = _PATCHING[config.score].load(source).scores(config.level)
     else:
         scores = _diff_scores(diff, config.level, config.score)
     if config.control_diff:

@@ -1,0 +1,110 @@
+"""``sumcircuit attribute`` end to end on tiny models: the tables in scan's layout, per-document
+values that add up to them, ``locate --score attribution``, and torchrun sharding."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_diff_ddp import free_port, torchrun_env
+from test_diff_tiny import write_data
+
+from sumcircuit.analysis.attribute import AttributionResult
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.cli import main
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.models.tiny import PEAKED_STD, save_tiny
+
+N_DOCS, L, H = 10, 2, 4
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attribute")
+    base = save_tiny("llama", root / "base", seed=0, n_layers=L, init_std=PEAKED_STD)
+    ft = save_tiny("llama", root / "ft", seed=1, n_layers=L, init_std=PEAKED_STD)
+    data = write_data(root / "d.jsonl", N_DOCS)
+    args = ["--base", str(base), "--finetuned", str(ft), "--data", data, "--batch-size", "4"]
+    args += ["--n-boot", "200"]
+    assert main(["attribute", *args, "--out", str(root / "att")]) == 0
+    return root, args
+
+
+def test_tables_in_scan_layout_and_per_document_values(run) -> None:
+    root, _ = run
+    result = AttributionResult.load(root / "att")
+    assert result.method == "atp" and result.n_docs == N_DOCS
+    assert result.timing["passes"] == 2 * 3  # 3 batches, a forward+backward in each model
+    layers, heads, mlps = (result.frame(level) for level in ("layer", "head", "mlp"))
+    assert len(layers) == L and len(heads) == L * H and len(mlps) == L
+    assert list(pd.read_csv(root / "att" / "attribution_head.csv").columns[:5]) == [
+        "layer",
+        "head",
+        "sufficiency",
+        "sufficiency_lo",
+        "sufficiency_hi",
+    ]
+    assert (layers["sufficiency_lo"] <= layers["sufficiency"]).all()
+    assert (layers["sufficiency"] <= layers["sufficiency_hi"]).all()
+    per_doc = result.per_doc
+    assert len(per_doc) == N_DOCS * (L + L * H + L)
+    gain = per_doc.drop_duplicates("doc").eval("m_ft - m_base").sum()
+    summed = per_doc[per_doc["component"] == "layer"].groupby("layer")["sufficiency"].sum()
+    np.testing.assert_allclose(summed.to_numpy() / gain, layers["sufficiency"], rtol=1e-9)
+    # a layer is its heads plus its MLP
+    np.testing.assert_allclose(
+        heads.groupby("layer")["sufficiency"].sum().to_numpy() + mlps["sufficiency"],
+        layers["sufficiency"],
+        rtol=1e-9,
+    )
+    again = AttributionResult.from_dict(result.to_dict())
+    assert again.rows == result.rows and again.mlp_rows == result.mlp_rows
+
+
+def test_locate_ranks_by_attribution(run, capsys) -> None:
+    root, args = run
+    assert main(["diff", *args, "--out", str(root / "diff")]) == 0
+    out = root / "circuit"
+    argv = ["locate", "--diff", str(root / "diff"), "--score", "attribution", "--k", "1"]
+    assert main([*argv, "--attribution", str(root / "att"), "--out", str(out)]) == 0
+    best = AttributionResult.load(root / "att").scores("layer").idxmax()
+    assert Circuit.load(out).layers == [best]
+    capsys.readouterr()
+    assert main(argv + ["--out", str(root / "c2")]) == 2
+    assert "--score attribution needs --attribution DIR" in capsys.readouterr().err
+
+
+def test_damaged_result_is_one_sentence(run, tmp_path, capsys) -> None:
+    root, _ = run
+    shutil.copytree(root / "att", tmp_path / "att")
+    path = tmp_path / "att" / "attribution.json"
+    path.write_text(path.read_text()[:100])
+    with pytest.raises(SumcircuitError, match="attribution.json.*is damaged.*sumcircuit attribute"):
+        AttributionResult.load(tmp_path / "att")
+
+
+def test_torchrun_shards_documents_and_equals_one_process(run, tmp_path) -> None:
+    root, args = run
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1"]
+    launch += ["--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    launch += ["--master_port", str(free_port()), "-m", "sumcircuit.cli", "attribute"]
+    proc = subprocess.run(
+        [*launch, *args, "--out", str(tmp_path / "two")],
+        env=torchrun_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = AttributionResult.load(root / "att"), AttributionResult.load(tmp_path / "two")
+    assert two.timing["world_size"] == 2 and two.n_docs == N_DOCS
+    assert two.timing["passes"] == one.timing["passes"] + 2  # 2 shards of 5: 2+1 batches each
+    values = ["layer", "head", "sufficiency", "necessity"]
+    for level in ("layer", "head", "mlp"):
+        a, b = two.frame(level), one.frame(level)
+        pd.testing.assert_frame_equal(a[values], b[values], rtol=1e-4, atol=1e-6)
+        # CI bounds are order statistics of bootstrap resamples: float noise in the values can
+        # move a resample across the quantile, so they agree less tightly.
+        pd.testing.assert_frame_equal(a, b, rtol=1e-2, atol=1e-4)
