@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sumcircuit.analysis.faithfulness import FaithfulnessResult  # noqa: E402
 from sumcircuit.analysis.scan import ScanResult  # noqa: E402
 from sumcircuit.report.plots import save_figure  # noqa: E402
 
@@ -52,3 +53,35 @@ def _heatmap(scores: pd.Series) -> plt.Figure:
     ax.set_title("Sufficiency of each head alone")
     fig.colorbar(image, ax=ax, label="sufficiency")
     return fig
+
+
+def plot_faithfulness(directory: str | Path, *, stem: str = "faithfulness") -> list[Path]:
+    """Sufficiency and necessity curves of every locator saved in ``directory`` by
+    ``sumcircuit faithfulness``, the random sets' 5-95% band in grey; PNG and SVG."""
+    result = FaithfulnessResult.load(directory)
+    curves, band = result.to_frame(), result.random_frame()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for ax, measure in zip(axes, ("sufficiency", "necessity"), strict=True):
+        if not band.empty:
+            ax.fill_between(
+                band["fraction"],
+                band[f"{measure}_p05"],
+                band[f"{measure}_p95"],
+                color="0.85",
+                label="random sets (5-95%)",
+            )
+        for name, rows in curves.groupby("locator", sort=False):
+            area = result.areas[name]
+            label = f"{name} (CPR {area['cpr']:.2f}, CMD {area['cmd']:.2f})"
+            ax.plot(rows["fraction"], rows[measure], marker="o", markersize=3, label=label)
+        ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
+        ax.set_xlabel(f"fraction of {result.level}s in the circuit")
+        ax.set_ylabel(f"{measure} (fraction of Δm)")
+    axes[0].legend(fontsize=7)
+    scoring = result.documents["scoring"]
+    fig.suptitle(
+        f"Faithfulness of each locator's top-n {result.level}s, scored on "
+        f"{scoring['n_docs']} {scoring['split']} documents disjoint from selection"
+    )
+    fig.tight_layout()
+    return save_figure(fig, Path(directory), stem)

@@ -1,0 +1,350 @@
+"""Faithfulness curves: how much of the fine-tune's gain the top-n components of each locator
+carry, for growing n, against random sets of the same size (the MIB circuit benchmark's view).
+
+A *locator* ranks components by a score computed on the **selection** documents: the diff's
+``kl``, ``js``, ``entropy`` (|ΔH|), ``weight``, ``actmag``; an attribution result (named by its
+method, e.g. ``atp``, ``ig-weights``); an exact ``scan`` (``exact``). Each top-n set is patched on
+the **scoring** documents, which must be disjoint from the selection documents — selecting and
+scoring on the same documents is circular. By default scoring uses another split than the
+sources were computed on; on the same split the selection documents are left out.
+
+At each size n (layers: 1, 2, 3, 5, 8, 13, 21, ... and all; heads: 1, 2, 5, 10, 20, 50 and 100%
+of them): sufficiency f(n) = Σ_d (m_patch − m_base) / Σ_d (m_ft − m_base) (the base model with
+the set patched in from the fine-tuned model) and necessity g(n) = Σ_d (m_ft − m_patch) / Σ_d
+(m_ft − m_base) (the fine-tuned model with the set patched from the base), each with a bootstrap
+CI over documents, and the percentile of each among ``controls`` random sets of that size (the
+same random sets for every locator). Areas over x = n / N (with f(0) = 0): CPR = ∫ f dx (higher
+is better), CMD = ∫ |1 − f| dx (lower is better), and the same area of necessity.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+from sumcircuit.analysis.attribute import AttributionResult
+from sumcircuit.analysis.diff_result import DiffResult
+from sumcircuit.analysis.locate import component_scores
+from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
+from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.validate import percentile_rank, random_sets, recovered
+from sumcircuit.configs import check_at_least
+from sumcircuit.data.batching import Prepared
+from sumcircuit.data.sources import load_dataset
+from sumcircuit.errors import SumcircuitError
+from sumcircuit.io import write_json
+from sumcircuit.provenance import provenance
+from sumcircuit.results import StageResult, write_table
+
+DIFF_LOCATORS = ("kl", "js", "entropy", "weight", "actmag")
+HEAD_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+CURVE_COLUMNS = (
+    "locator",
+    "size",
+    "fraction",
+    "sufficiency",
+    "sufficiency_lo",
+    "sufficiency_hi",
+    "sufficiency_percentile",
+    "necessity",
+    "necessity_lo",
+    "necessity_hi",
+    "necessity_percentile",
+)
+
+
+@dataclass
+class FaithfulnessConfig(PairConfig):
+    split: str = field(
+        default="test",
+        metadata={"help": "split of the scoring documents (disjoint from the selection ones)"},
+    )
+    level: Literal["layer", "head"] = field(
+        default="layer", metadata={"help": "rank whole layers or single heads"}
+    )
+    diff: str | None = field(
+        default=None,
+        metadata={"help": "diff directory: the kl, js, entropy, weight, actmag locators"},
+    )
+    attribution: list[str] = field(
+        default_factory=list,
+        metadata={"help": "attribution directories, one locator each (named by its method)"},
+    )
+    scan: str | None = field(default=None, metadata={"help": "exact scan directory: locator exact"})
+    locators: list[str] = field(
+        default_factory=list,
+        metadata={"help": "locators to draw (default: every one the sources give)"},
+    )
+    sizes: list[int] = field(
+        default_factory=list, metadata={"help": "circuit sizes (default: the standard schedule)"}
+    )
+    controls: int = field(default=20, metadata={"help": "random sets per size"})
+    min_delta: float = field(
+        default=1e-6,
+        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self, ("controls",), 0)
+        check_at_least(self, ("min_delta",), 0)
+        if not (self.diff or self.attribution or self.scan):
+            raise SumcircuitError(
+                "faithfulness needs at least one source of rankings: --diff, --attribution or "
+                "--scan"
+            )
+
+
+def default_sizes(n: int, level: str) -> list[int]:
+    """Layers: 1, 2, 3, 5, 8, 13, ... below n, then n. Heads: 1..100% of n, at least 1."""
+    if level == "head":
+        return sorted({max(1, round(f * n)) for f in HEAD_FRACTIONS})
+    sizes, a, b = [], 1, 2
+    while a < n:
+        sizes.append(a)
+        a, b = b, a + b
+    return [*sizes, n]
+
+
+@dataclass
+class Ranking:
+    """A locator's components, best first, and what it was computed on."""
+
+    name: str
+    order: list[Any]
+    split: str | None
+    limit: int | None
+
+
+def rankings(config: FaithfulnessConfig) -> list[Ranking]:
+    """Every locator the sources give (restricted to ``config.locators`` when set)."""
+    found: list[Ranking] = []
+    if config.diff:
+        diff = DiffResult.load(config.diff)
+        data = diff.summary.get("provenance", {}).get("data", {})
+        for score in DIFF_LOCATORS:
+            if score == "actmag" and config.level == "head":
+                continue
+            found.append(_ranking(score, component_scores(config.diff, config.level, score), data))
+    for directory in config.attribution:
+        result = AttributionResult.load(directory)
+        scores = result.scores(config.level)
+        found.append(_ranking(result.method, scores, result.provenance.get("data", {})))
+    if config.scan:
+        result = ScanResult.load(config.scan)
+        found.append(
+            _ranking("exact", result.scores(config.level), result.provenance.get("data", {}))
+        )
+    if config.locators:
+        unknown = sorted(set(config.locators) - {r.name for r in found})
+        if unknown:
+            raise SumcircuitError(
+                f"no source gives the locator(s) {', '.join(unknown)}; available: "
+                f"{', '.join(r.name for r in found)}"
+            )
+        found = [r for r in found if r.name in config.locators]
+    return found
+
+
+def _ranking(name: str, scores: pd.Series, data: dict[str, Any]) -> Ranking:
+    values = scores.to_numpy(dtype=np.float64)
+    order = np.lexsort((np.arange(len(values)), -values))  # score desc, then index order
+    return Ranking(name, [scores.index[i] for i in order], data.get("split"), data.get("limit"))
+
+
+def scoring_documents(
+    prepared: Prepared, config: FaithfulnessConfig, found: list[Ranking]
+) -> tuple[Prepared, dict[str, Any]]:
+    """The scoring documents minus every selection document; what was excluded and why."""
+    excluded: set[str] = set()
+    for ranking in found:
+        if ranking.split == config.split:
+            dataset = load_dataset(config.data)
+            excluded |= {e.id for e in dataset.split(config.split)[: ranking.limit]}
+    keep = [i for i, doc in enumerate(prepared.ids) if doc not in excluded]
+    if not keep:
+        raise SumcircuitError(
+            f"every {config.split!r} document was used to select components; score on another "
+            "--split or raise --limit beyond the selection documents"
+        )
+    selection = sorted({(r.split, r.limit) for r in found}, key=str)
+    info = {
+        "selection": [{"split": s, "limit": n} for s, n in selection],
+        "scoring": {
+            "split": config.split,
+            "n_docs": len(keep),
+            "excluded": len(prepared) - len(keep),
+        },
+    }
+    subset = Prepared(
+        encoded=[prepared.encoded[i] for i in keep],
+        ids=[prepared.ids[i] for i in keep],
+        examples=[prepared.examples[i] for i in keep] if prepared.examples else [],
+        report=prepared.report,
+        data_identity=prepared.data_identity,
+    )
+    return subset, info
+
+
+@dataclass
+class FaithfulnessResult(StageResult):
+    """``curves``: one row per (locator, size) with :data:`CURVE_COLUMNS`; ``random``: per size
+    the random sets' sufficiency and necessity; ``areas``: per locator CPR, CMD and the necessity
+    area; ``documents``: which documents selected and which scored."""
+
+    FILE: ClassVar[str] = "faithfulness.json"
+    STAGE: ClassVar[str] = "faithfulness"
+    TABLE_FILE: ClassVar[str] = "faithfulness.csv"
+
+    level: str
+    n_components: int
+    curves: list[dict[str, Any]]
+    random: list[dict[str, Any]]
+    areas: dict[str, dict[str, float]]
+    documents: dict[str, Any]
+    timing: dict[str, float]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.curves, columns=list(CURVE_COLUMNS))
+
+    def random_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.random)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        write_table(directory / self.TABLE_FILE, self.to_frame())
+        write_json(directory / self.FILE, self.to_dict())
+        return directory / self.TABLE_FILE
+
+    def best(self) -> str:
+        """The locator with the highest CPR (ties: the lower CMD)."""
+        return max(self.areas, key=lambda k: (self.areas[k]["cpr"], -self.areas[k]["cmd"]))
+
+
+def _components(level: str, arch, keys: list[Any]) -> Components:
+    if level == "layer":
+        return Components.from_layers(arch, [int(k) for k in keys])
+    return Components.from_heads(arch, [(int(a), int(b)) for a, b in keys])
+
+
+def _area(fractions: list[float], values: list[float], at_zero: float) -> float:
+    """Trapezoid area over x in [0, max fraction], the curve starting at ``at_zero``."""
+    return float(np.trapezoid([at_zero, *values], [0.0, *fractions]))
+
+
+def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
+    """Curves of every locator on the scoring documents (see the module docstring)."""
+    start = time.perf_counter()
+    found = rankings(config)
+    pair = prepare_pair(config, stage="faithfulness")
+    arch = pair.base.arch
+    prepared, documents = scoring_documents(pair.prepared, config, found)
+    pool = (
+        list(range(arch.n_layers))
+        if config.level == "layer"
+        else [(layer, head) for layer in range(arch.n_layers) for head in range(arch.n_heads)]
+    )
+    n_total = len(pool)
+    sizes = sorted(set(config.sizes)) if config.sizes else default_sizes(n_total, config.level)
+    if sizes[0] < 1 or sizes[-1] > n_total:
+        raise SumcircuitError(f"--sizes must lie in 1..{n_total} for {config.level}s, got {sizes}")
+    # Every distinct set once: locators' top-n sets and the random sets of each size.
+    keys: list[tuple[Any, ...]] = []
+    index: dict[tuple[Any, ...], int] = {}
+
+    def slot(members: tuple[Any, ...]) -> int:
+        members = tuple(sorted(members))
+        if members not in index:
+            index[members] = len(keys)
+            keys.append(members)
+        return index[members]
+
+    top = {(r.name, n): slot(tuple(r.order[:n])) for r in found for n in sizes}
+    rand: dict[int, list[int]] = {}
+    for n in sizes:
+        count = min(config.controls, math.comb(n_total, n) - 1)
+        picks = random_sets(pool, n, count, (), seed=config.seed + n) if count > 0 else []
+        rand[n] = [slot(tuple(p)) for p in picks]
+    loaded = time.perf_counter()
+    effects = patch_effects(
+        pair.base,
+        pair.ft,
+        prepared,
+        [_components(config.level, arch, list(k)) for k in keys],
+        batch_size=config.batch_size,
+    )
+    swept = time.perf_counter()
+    den = effects.m_ft - effects.m_base
+    kw = dict(n_boot=config.n_boot, seed=config.seed, min_delta=config.min_delta)
+    suff = recovered(effects.m_suff - effects.m_base[:, None], den, **kw)
+    nec = recovered(effects.m_ft[:, None] - effects.m_nec, den, **kw)
+    curves, areas = [], {}
+    for ranking in found:
+        rows = []
+        for n in sizes:
+            j = top[(ranking.name, n)]
+            controls = rand[n]
+            s_pct = percentile_rank(suff[0][j], suff[0][controls]) if controls else np.nan
+            n_pct = percentile_rank(nec[0][j], nec[0][controls]) if controls else np.nan
+            rows.append(
+                dict(
+                    zip(
+                        CURVE_COLUMNS,
+                        (ranking.name, n, n / n_total, suff[0][j], suff[1][j], suff[2][j], s_pct)
+                        + (nec[0][j], nec[1][j], nec[2][j], n_pct),
+                        strict=True,
+                    )
+                )
+            )
+        rows = [
+            {k: (float(v) if isinstance(v, np.floating) else v) for k, v in r.items()} for r in rows
+        ]
+        fractions = [r["fraction"] for r in rows]
+        areas[ranking.name] = {  # the empty circuit: f = g = 0, |1 − f| = 1
+            "cpr": _area(fractions, [r["sufficiency"] for r in rows], 0.0),
+            "cmd": _area(fractions, [abs(1.0 - r["sufficiency"]) for r in rows], 1.0),
+            "necessity_area": _area(fractions, [r["necessity"] for r in rows], 0.0),
+        }
+        curves += rows
+    random_rows = [
+        {
+            "size": n,
+            "fraction": n / n_total,
+            "n_sets": len(rand[n]),
+            "sufficiency_mean": float(np.mean(suff[0][rand[n]])) if rand[n] else np.nan,
+            "sufficiency_p05": float(np.percentile(suff[0][rand[n]], 5)) if rand[n] else np.nan,
+            "sufficiency_p95": float(np.percentile(suff[0][rand[n]], 95)) if rand[n] else np.nan,
+            "necessity_mean": float(np.mean(nec[0][rand[n]])) if rand[n] else np.nan,
+            "necessity_p05": float(np.percentile(nec[0][rand[n]], 5)) if rand[n] else np.nan,
+            "necessity_p95": float(np.percentile(nec[0][rand[n]], 95)) if rand[n] else np.nan,
+        }
+        for n in sizes
+    ]
+    return FaithfulnessResult(
+        level=config.level,
+        n_components=n_total,
+        curves=curves,
+        random=random_rows,
+        areas=areas,
+        documents=documents,
+        timing={
+            "load_s": loaded - start,
+            "patching_s": swept - loaded,
+            "total_s": time.perf_counter() - start,
+            "sets": len(keys),
+            "forwards": effects.n_forwards,
+        },
+        provenance=provenance(
+            config,
+            models={"base": pair.base.identity, "finetuned": pair.ft.identity},
+            data=prepared.data_identity,
+            seed=config.seed,
+        ),
+    )
