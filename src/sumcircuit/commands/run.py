@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.study.config import PRESETS
 
 
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--set > --config YAML > --preset > defaults."
         ),
     )
-    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--out", help="run directory (required unless --print-config)")
     parser.add_argument(
         "--config", help="study YAML (sections: finetune, diff, locate, validate, lora, evaluate)"
     )
@@ -65,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    if not args.out:
+        raise SumcircuitError("--out is required: the run directory to write the study to")
     report = run_study(config, args.out, overwrite=args.overwrite)
     print(f"summary: {report.parent / 'summary.json'}")
     print(f"report:  {report}")
