@@ -24,7 +24,7 @@ from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.io import read_json, write_json
 from sumcircuit.study.config import StudyConfig
-from sumcircuit.study.external import check_external
+from sumcircuit.study.external import EXTERNAL_FILE, check_external
 from sumcircuit.study.stages import StageRunner
 from sumcircuit.training.config import FinetuneConfig
 
@@ -125,6 +125,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     # Each stage hashes its resolved config (every field, defaults filled in), whose paths are
     # relative to the run directory; it runs with them made absolute.
     def do_finetune(folder: Path) -> None:
+        (folder / EXTERNAL_FILE).unlink(missing_ok=True)  # an earlier run's external record
         finetune(replace(config.finetune, out=str(folder)))
 
     if external is None:
