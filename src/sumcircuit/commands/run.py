@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preset", choices=sorted(PRESETS), help="quick (<=10 min on a 2-core CPU) or paper"
     )
     parser.add_argument("--model", help="base model: preset, local directory or Hugging Face id")
+    parser.add_argument(
+        "--finetuned",
+        metavar="PATH_OR_ID",
+        help="analyse this existing fine-tune of --model (directory or Hugging Face id) instead "
+        "of fine-tuning: the finetune stage is skipped; checked against --model first",
+    )
     parser.add_argument("--data", help="dataset name, local file or hf:NAME")
     parser.add_argument(
         "--max-length", type=int, help="tokens per example (documents are truncated)"
@@ -56,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = {
         "model": args.model,
+        "finetuned": args.finetuned,
         "data": args.data,
         "max_length": args.max_length,
         "seeds": args.seeds,  # "0,1,2": checked with the rest of the config

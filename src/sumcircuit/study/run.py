@@ -2,6 +2,9 @@
 
     finetune (full) ─► diff ─► locate ─► validate ─► LoRA arms ─► evaluate ─► summary + report
 
+With ``finetuned`` set (``--finetuned``), an existing fine-tune is checked against the base
+before any stage and the finetune stage only records it (path and weights checksum).
+
 Each box is a stage of :class:`~sumcircuit.study.stages.StageRunner` in its own folder of the run
 directory; a finished stage with unchanged inputs is skipped, so a killed run resumes where it
 stopped (a LoRA arm killed mid-training resumes from its own checkpoint).
@@ -21,6 +24,7 @@ from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.io import read_json, write_json
 from sumcircuit.study.config import StudyConfig
+from sumcircuit.study.external import EXTERNAL_FILE, check_external
 from sumcircuit.study.stages import StageRunner
 from sumcircuit.training.config import FinetuneConfig
 
@@ -101,6 +105,8 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     from sumcircuit.training.loop import finetune
 
     out = Path(out)
+    # An external fine-tune is checked against the base before anything is written.
+    external = check_external(config.model, config.finetuned) if config.finetuned else None
     check_run_dir(out, config, overwrite)
     seeds = config.seeds
     lora = config.lora
@@ -112,17 +118,25 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     planned += [f"lora/{n}-s{s}" for n in arm_names for s in seeds]
     planned += [f"evaluate/{n}" for n in eval_names]
     weights = {name: _WEIGHTS[name.split("/")[0]] for name in planned}
+    if external is not None:  # nothing to time: left out of the estimate
+        del weights["finetune"]
     runner = StageRunner(out, planned, weights)
 
     # Each stage hashes its resolved config (every field, defaults filled in), whose paths are
     # relative to the run directory; it runs with them made absolute.
     def do_finetune(folder: Path) -> None:
+        (folder / EXTERNAL_FILE).unlink(missing_ok=True)  # an earlier run's external record
         finetune(replace(config.finetune, out=str(folder)))
 
-    runner.run("finetune", config.finetune, do_finetune)
+    if external is None:
+        runner.run("finetune", config.finetune, do_finetune)
+    else:  # recorded, not trained: its hash covers the model's checksum
+        runner.run("finetune", external.to_dict(), external.save)
+    # The fine-tuned model: the finetune stage's folder (run-relative), or the external one.
+    ft_in_run: tuple[str, ...] = ("finetuned",) if external is None else ()
 
     def do_diff(folder: Path) -> None:
-        result = run_diff(_in_run(config.diff, out, "finetuned"))
+        result = run_diff(_in_run(config.diff, out, *ft_in_run))
         result.save(folder)
         plot_diff(folder, folder / "plots")
 
@@ -137,7 +151,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     circuit = Circuit.load(out / "locate")
 
     def do_validate(folder: Path) -> None:
-        result = validate(_in_run(config.validate, out, "finetuned", "circuit"))
+        result = validate(_in_run(config.validate, out, *ft_in_run, "circuit"))
         result.save(folder)
 
     runner.run("validate", config.validate, do_validate, after=("locate",))
@@ -167,7 +181,12 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     # outputs in the run directory.
     targets: dict[str, tuple[str, str | None, tuple[str, ...], tuple[str, ...]]] = {
         "base": (config.model, None, (), ()),
-        "full": ("finetune", None, ("finetune",), ("model",)),
+        "full": (
+            config.diff.finetuned,
+            None,
+            ("finetune",),
+            ("model",) if external is None else (),
+        ),
     }
     for stage in lora_stages:
         targets[stage.removeprefix("lora/")] = (config.model, stage, (stage,), ("adapter",))

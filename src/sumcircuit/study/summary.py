@@ -24,6 +24,7 @@ from sumcircuit.report.lora_plots import learning_curves, rouge_bars
 from sumcircuit.stats import paired_bootstrap_diff
 from sumcircuit.study import claims
 from sumcircuit.study.config import StudyConfig
+from sumcircuit.study.external import ExternalFinetune
 from sumcircuit.study.stages import StageRunner
 
 N_EXAMPLES = 3  # example summaries shown in the report
@@ -61,6 +62,26 @@ def _final_val_rouge(histories: list[list[dict[str, Any]]]) -> float | None:
     return sum(finals) / len(finals) if finals else None
 
 
+def _full_training(folder: Path) -> dict[str, Any]:
+    """The full fine-tune's training columns; an external fine-tune has none, only its identity."""
+    if ExternalFinetune.exists(folder):
+        external = ExternalFinetune.load(folder)
+        return {
+            "trainable_params": None,
+            "epochs": None,
+            "epochs_to_target": None,
+            "wall_s": None,
+            "external": {"path": external.path, "sha256": external.identity.get("sha256")},
+        }
+    training = TrainingResult.load(folder).to_dict()
+    return {
+        "trainable_params": training["trainable_params"],
+        "epochs": len(training["epochs"]),
+        "epochs_to_target": None,
+        "wall_s": training["wall_s"],
+    }
+
+
 def _row(frame: pd.DataFrame, seed: int) -> dict[str, Any]:
     agg = aggregate(frame.reset_index(), seed=seed)
     row = {m: agg[m]["f"] for m in METRICS}
@@ -84,19 +105,13 @@ def write_summary(
         trainings[name] = [
             TrainingResult.load(run / "lora" / f"{name}-s{s}").to_dict() for s in seeds
         ]
-    full_training = TrainingResult.load(run / "finetune").to_dict()
+    full_row = _full_training(run / "finetune")
 
     target = _final_val_rouge([t["epochs"] for t in trainings["standard"]])
     lora: dict[str, Any] = {
         "base": _row(frames["base"], seed0)
         | {"trainable_params": 0, "epochs": 0, "epochs_to_target": None, "wall_s": 0.0},
-        "full": _row(frames["full"], seed0)
-        | {
-            "trainable_params": full_training["trainable_params"],
-            "epochs": len(full_training["epochs"]),
-            "epochs_to_target": None,
-            "wall_s": full_training["wall_s"],
-        },
+        "full": _row(frames["full"], seed0) | full_row,
     }
     for name, runs in trainings.items():
         lora[name] = _row(frames[name], seed0) | {
@@ -149,6 +164,7 @@ def write_summary(
     examples = _examples(run, ["full", *arm_names], seeds[0])
     summary = {
         "model": config.model,
+        "finetuned": lora["full"].get("external"),  # None: fine-tuned by the study
         "dataset": config.data,
         "preset": config.preset,
         "n_docs_analysed": diff["n_docs"],
