@@ -89,15 +89,20 @@ def config_hash(obj: Any) -> str:
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """An ``OSError`` with ``ENOSPC``/``EDQUOT``, or the ``RuntimeError`` torch and safetensors
-    raise for one (``[enforce fail at inline_container.cc...]``, ``No space left on device``)."""
+    """An ``OSError`` with ``ENOSPC``/``EDQUOT``, or what torch (``RuntimeError: [enforce fail
+    at inline_container.cc...]``) and safetensors (``SafetensorError: ... os error 28``) raise
+    for one."""
     if isinstance(err, OSError):
         return err.errno in (errno.ENOSPC, errno.EDQUOT)
     text = str(err).lower()
-    return isinstance(err, RuntimeError) and (
-        "no space left" in text
-        or "disk quota" in text
-        or "enforce fail at inline_container" in text
+    return any(
+        sign in text
+        for sign in (
+            "no space left",
+            "disk quota",
+            "os error 28",
+            "enforce fail at inline_container",
+        )
     )
 
 
@@ -112,7 +117,7 @@ def disk_full(path: str | Path, keeps: str = "") -> Iterator[None]:
         if not keeps:
             raise
         raise DiskFullError(err.path, keeps) from err.__cause__
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001 - torch and safetensors have their own error types
         if not is_disk_full(err):
             raise
         raise DiskFullError(path, keeps) from err

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from safetensors import SafetensorError
 
 import sumcircuit.models.loader as loader
 import sumcircuit.models.pair as pair
@@ -69,6 +70,14 @@ def test_disk_full_is_one_sentence_keeping_the_old_file(tmp_path: Path) -> None:
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
     with pytest.raises(SumcircuitError, match="step 3"), disk_full(path, "step 3 is kept"):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64")
+    with (
+        pytest.raises(SumcircuitError, match="writing x.safetensors; "),
+        disk_full("x.safetensors"),
+    ):
+        raise SafetensorError(
+            "Error while serializing: IoError(Os { code: 28, kind: StorageFull })"
+            " No space left on device (os error 28)"
+        )
     with pytest.raises(OSError, match="denied"), disk_full(path):
         raise OSError(errno.EACCES, "Permission denied")  # other errors pass through
 
