@@ -7,6 +7,15 @@ class SumcircuitError(Exception):
     """A user-facing error. The CLI prints its message alone, without a traceback."""
 
 
+class DiskFullError(SumcircuitError):
+    """The disk ran full while writing ``path``; ``keeps`` says what survived."""
+
+    def __init__(self, path: object, keeps: str = "") -> None:
+        self.path, self.keeps = path, keeps
+        kept = keeps or "the previous version of the file is kept"
+        super().__init__(f"no space left on device writing {path}; free space and rerun — {kept}")
+
+
 class ConfigError(SumcircuitError):
     """A bad value of one config field. ``{key}`` in ``message`` stands for the name the user
     gave it: ``--max-new-tokens`` by default (a flag), ``evaluate.max_new_tokens`` in a study."""

@@ -1,20 +1,26 @@
-"""Atomic file writes, checksums and the cache directory.
+"""Atomic file writes, checksums, output checks and the cache directory.
 
 Every file sumcircuit writes goes through these helpers so that an interrupted run never leaves
 a half-written result behind: data is written to a temporary file in the same folder and then
-renamed over the target (an atomic operation on POSIX file systems).
+renamed over the target (an atomic operation on POSIX file systems). A write that runs out of
+disk space is one :class:`SumcircuitError` sentence (:func:`disk_full`), the old file intact.
+:func:`check_writable_dir` checks an output directory before any work starts.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sumcircuit.errors import DiskFullError, SumcircuitError
 
 
 def cache_dir(*parts: str) -> Path:
@@ -34,7 +40,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
     os.close(fd)
     try:
-        yield Path(tmp)
+        with disk_full(path):
+            yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -79,3 +86,96 @@ def config_hash(obj: Any) -> str:
     """Short content hash of a JSON-serialisable config (stable across runs and machines)."""
     text = json.dumps(obj, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """An ``OSError`` with ``ENOSPC``/``EDQUOT``, or what torch (``RuntimeError: [enforce fail
+    at inline_container.cc...]``) and safetensors (``SafetensorError: ... os error 28``) raise
+    for one."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(err).lower()
+    return any(
+        sign in text
+        for sign in (
+            "no space left",
+            "disk quota",
+            "os error 28",
+            "enforce fail at inline_container",
+        )
+    )
+
+
+@contextmanager
+def disk_full(path: str | Path, keeps: str = "") -> Iterator[None]:
+    """Turn running out of disk space inside the block into one :class:`DiskFullError`
+    sentence naming the file being written (``path``, or the inner block's) and what survives:
+    ``keeps``, e.g. "the last checkpoint (step 40) is kept", replaces an inner block's."""
+    try:
+        yield
+    except DiskFullError as err:
+        if not keeps:
+            raise
+        raise DiskFullError(err.path, keeps) from err.__cause__
+    except Exception as err:  # noqa: BLE001 - torch and safetensors have their own error types
+        if not is_disk_full(err):
+            raise
+        raise DiskFullError(path, keeps) from err
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_writable_dir(path: str | Path, flag: str = "--out", need_bytes: int = 0) -> Path:
+    """Check before any work starts that ``path`` can take a command's output: create it (and
+    its parents) if missing, refuse a file, create and remove a temporary file in it, and
+    compare its disk's free space with ``need_bytes`` (an estimate). Returns the path; any
+    problem is one :class:`SumcircuitError` naming ``flag``, the path and the fix."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SumcircuitError(
+            f"{flag} {str(path)!r} is a file, not a directory; give a directory (it is created "
+            "if missing)"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SumcircuitError(
+            f"{flag} {str(path)!r} cannot be created ({err.strerror or err}); choose a writable "
+            "directory"
+        ) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sumcircuit-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise SumcircuitError(
+            f"{flag} {str(path)!r} is not writable ({err.strerror or err}); choose a writable "
+            "directory"
+        ) from None
+    if need_bytes:
+        free = shutil.disk_usage(path).free
+        if free < need_bytes:
+            raise SumcircuitError(
+                f"{flag} {str(path)!r} has {_gib(free)} free but this needs about "
+                f"{_gib(need_bytes)}; free space or choose another {flag}"
+            )
+    return path
+
+
+def check_writable_file(path: str | Path, flag: str = "--out", need_bytes: int = 0) -> Path:
+    """:func:`check_writable_dir` for an output file: refuses a directory, checks its folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise SumcircuitError(
+            f"{flag} {str(path)!r} is a directory; give the path of the file to write"
+        )
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise SumcircuitError(
+            f"{flag} {str(path)!r} cannot be written: {str(blocker)!r} is a file, not a "
+            "directory; choose another path"
+        )
+    check_writable_dir(path.parent, flag, need_bytes)
+    return path

@@ -7,6 +7,7 @@ import argparse
 from sumcircuit.analysis.diff import DiffConfig, run_diff
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.distributed import Processes
+from sumcircuit.io import check_writable_dir
 
 FLAGS = ConfigFlags(DiffConfig)
 
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     config = FLAGS.build(args)
+    check_writable_dir(args.out)  # before the models load, not after the diff
     procs = Processes.from_env()  # under torchrun: join the group, shard the documents
     try:
         result = run_diff(config, processes=procs)

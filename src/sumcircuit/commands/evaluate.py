@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from sumcircuit.cli_config import ConfigFlags
-from sumcircuit.evaluation.evaluate import EvaluateConfig, evaluate, predictions_path
+from sumcircuit.evaluation.evaluate import EvalResult, EvaluateConfig, evaluate, predictions_path
 from sumcircuit.evaluation.rouge import METRICS
+from sumcircuit.io import check_writable_file
 
 FLAGS = ConfigFlags(EvaluateConfig, required=("out",))
 
@@ -26,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = FLAGS.build(args)
+    check_writable_file(EvalResult.path(config.out))
     result = evaluate(config)
     model = args.model + (f" + adapter {args.adapter}" if args.adapter else "")
     print(f"{model} on {args.data}/{args.split}: n={result.n}, {result.wall_s:.1f} s")

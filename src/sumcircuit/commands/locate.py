@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.locate import LocateConfig, locate
 from sumcircuit.cli_config import ConfigFlags
+from sumcircuit.io import check_writable_file
 
 FLAGS = ConfigFlags(LocateConfig)
 
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_locate(args: argparse.Namespace) -> int:
     config = FLAGS.build(args)
+    check_writable_file(Circuit.path(args.out))
     circuit = locate(config)
     circuit.save(args.out)
     picked = circuit.layers if circuit.level == "layer" else [list(h) for h in circuit.heads]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sumcircuit.analysis.scan import ScanConfig, scan
 from sumcircuit.cli_config import ConfigFlags
+from sumcircuit.io import check_writable_dir
 
 FLAGS = ConfigFlags(ScanConfig, required=("finetuned",))
 
@@ -28,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_scan(args: argparse.Namespace) -> int:
     from sumcircuit.report.causal_plots import plot_scan
 
-    result = scan(FLAGS.build(args))
+    config = FLAGS.build(args)
+    check_writable_dir(args.out)
+    result = scan(config)
     csv = result.save(args.out)
     plots = plot_scan(args.out)
     frame = result.to_frame().sort_values("sufficiency", ascending=False)

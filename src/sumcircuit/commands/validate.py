@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sumcircuit.analysis.validate import ValidateConfig, validate
 from sumcircuit.cli_config import ConfigFlags
+from sumcircuit.io import check_writable_dir
 
 FLAGS = ConfigFlags(ValidateConfig, required=("finetuned", "circuit"))
 
@@ -33,6 +34,7 @@ def _fmt(measure: dict) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = FLAGS.build(args)
+    check_writable_dir(args.out)
     result = validate(config)
     path = result.save(args.out)
     print(f"documents      {result.n_docs}")

@@ -9,7 +9,9 @@ checksum is recomputed on ``fetch`` and recorded in every output's provenance.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -196,3 +198,30 @@ def _from_pretrained(
 def _directory_checksum(path: Path | str) -> str | None:
     weights = Path(path) / _WEIGHTS
     return sha256_file(weights) if weights.exists() else None
+
+
+#: Parameters assumed for a model whose size is not known before loading it (a preset not yet
+#: fetched, a Hugging Face id): gemma3-270m, the larger preset, rounded up.
+ASSUMED_PARAMS = 300_000_000
+
+
+def _safetensors_params(path: Path) -> int:
+    """Number of parameters in a safetensors file, from its header alone (no tensor is read)."""
+    with open(path, "rb") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+    return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+
+
+def weight_bytes(name: str) -> int:
+    """Bytes of ``name``'s weights at float32 (as sumcircuit loads and saves them): counted from
+    the safetensors headers of a local directory or a fetched preset, else
+    :data:`ASSUMED_PARAMS`. A cheap estimate for disk-space checks; never raises."""
+    try:
+        source = resolve(name)
+        folder = cache_dir("models", name) if isinstance(source, Preset) else source
+        files = sorted(Path(folder).glob("*.safetensors")) if isinstance(folder, Path) else []
+        params = sum(_safetensors_params(f) for f in files)
+    except (SumcircuitError, OSError, ValueError, KeyError, TypeError):
+        params = 0
+    return 4 * (params or ASSUMED_PARAMS)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvaluateConfig
-from sumcircuit.io import read_json, write_json
+from sumcircuit.io import check_writable_dir, read_json, write_json
 from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.external import EXTERNAL_FILE, check_external
 from sumcircuit.study.stages import StageRunner
@@ -94,6 +94,16 @@ def _in_run(config: C, run: Path, *names: str) -> C:
     return replace(config, **{name: str(run / getattr(config, name)) for name in names})
 
 
+def disk_needed(config: StudyConfig) -> int:
+    """Peak bytes the study writes, estimated before any model loads: the full fine-tune (its
+    model copy and checkpoint, see :func:`~sumcircuit.training.loop.disk_needed`) and one LoRA
+    arm training at a time (finished arms keep only their small adapter); tables are small."""
+    from sumcircuit.training.loop import disk_needed as training_needs
+
+    full = 0 if config.finetuned else training_needs(config.finetune)  # external: nothing written
+    return full + training_needs(config.lora.arm())
+
+
 def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) -> Path:
     """Run (or resume) every stage of the study into ``out``; return the report path."""
     from sumcircuit.analysis.diff import DiffResult, run_diff
@@ -107,6 +117,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     out = Path(out)
     # An external fine-tune is checked against the base before anything is written.
     external = check_external(config.model, config.finetuned) if config.finetuned else None
+    check_writable_dir(out, need_bytes=disk_needed(config))
     check_run_dir(out, config, overwrite)
     seeds = config.seeds
     lora = config.lora

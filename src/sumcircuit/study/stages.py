@@ -4,13 +4,24 @@ Each stage writes into ``RUN/<stage>/`` and, when it finishes, a marker ``stage.
 content hash of everything it depends on (its own resolved config and its upstream stages'
 hashes). A stage whose marker carries the same hash is skipped; a changed option re-runs that
 stage and everything downstream. A stage config is hashed resolved — every field, defaults
-filled in — so a changed default re-runs the stages it affects, like a changed option. A killed stage has no marker and runs again — stages that can resume
-from their own checkpoints (training) do so.
+filled in — so a changed default re-runs the stages it affects, like a changed option. A killed
+stage has no marker and runs again — stages that can resume from their own checkpoints
+(training) do so.
+
+A stage's outputs are verified before they are trusted: the marker also records the relative
+path, size and sha256 of every file the stage folder holds when it finishes (see
+:func:`file_manifest`), and a finished stage is skipped only while they all still match. A file
+that is missing, truncated or changed makes the runner log one line saying which and why, clear
+the stage folder and run the stage again. The hash a downstream stage depends on covers its
+upstream stages' recorded files too, so a stage whose outputs changed when it was redone re-runs
+everything after it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,18 +29,64 @@ from pathlib import Path
 from typing import Any
 
 from sumcircuit.configs import DictConfig
-from sumcircuit.io import config_hash, read_json, write_json
+from sumcircuit.io import config_hash, read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
 MARKER = "stage.json"
 #: What a stage depends on: its config (hashed as ``to_dict()``, defaults filled in) or a dict.
 Options = DictConfig | dict[str, Any]
+#: Files up to this size are hashed whole. Bigger ones (full-model weights, optimizer
+#: checkpoints) are hashed by their size and the sha256 of their first and last :data:`EDGE`
+#: bytes, so checking a finished training stage takes milliseconds instead of re-reading
+#: gigabytes on every rerun. That sees truncation, a rewritten safetensors header and a changed
+#: tail, not a same-size change in the middle of a weight file.
+WHOLE_HASH_LIMIT = 50 << 20
+EDGE = 1 << 20
 
 
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes:02d}:{secs:02d}"
+
+
+def file_digest(path: Path, size: int | None = None) -> dict[str, Any]:
+    """``{"size", "sha256"}`` of a file (the whole file up to :data:`WHOLE_HASH_LIMIT`), or
+    ``{"size", "sha256_ends"}`` (its first and last :data:`EDGE` bytes) of a bigger one."""
+    size = path.stat().st_size if size is None else size
+    if size <= WHOLE_HASH_LIMIT:
+        return {"size": size, "sha256": sha256_file(path)}
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        digest.update(fh.read(EDGE))
+        fh.seek(size - EDGE)
+        digest.update(fh.read(EDGE))
+    return {"size": size, "sha256_ends": digest.hexdigest()}
+
+
+def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """Relative path (POSIX) -> :func:`file_digest` of every file under ``folder`` except the
+    stage marker."""
+    return {
+        path.relative_to(folder).as_posix(): file_digest(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.relative_to(folder).as_posix() != MARKER
+    }
+
+
+def manifest_problem(folder: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
+    """Why the files in ``folder`` no longer match ``recorded`` (the first difference), or
+    None when every recorded file is there unchanged."""
+    for name, want in sorted(recorded.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != want.get("size"):
+            return f"{name} changed since it was written (size {want.get('size')} -> {size} bytes)"
+        if file_digest(path, size) != want:
+            return f"{name} changed since it was written (same size, different sha256)"
+    return None
 
 
 @dataclass
@@ -50,8 +107,34 @@ class StageRunner:
         return path
 
     def is_done(self, name: str, options: Options, after: tuple[str, ...] = ()) -> bool:
-        marker = self.run_dir / name / MARKER
-        return marker.exists() and read_json(marker).get("hash") == self.stage_hash(options, after)
+        """Whether stage ``name`` finished with these inputs and its files are unchanged."""
+        marker = self._marker(name)
+        return (
+            marker is not None
+            and marker.get("hash") == self.stage_hash(options, after)
+            and self._problem(name, marker) is None
+        )
+
+    def _marker(self, name: str) -> dict[str, Any] | None:
+        """The stage's marker, or None when it has none (or one that is not a JSON object)."""
+        path = self.run_dir / name / MARKER
+        if not path.is_file():
+            return None
+        try:
+            marker = read_json(path)
+        except (OSError, ValueError):  # a damaged marker: the stage is not known to be done
+            return None
+        return marker if isinstance(marker, dict) else None
+
+    def _problem(self, name: str, marker: dict[str, Any]) -> str | None:
+        files = marker.get("files")
+        if not isinstance(files, dict):
+            return "its marker records no file hashes (written by an older sumcircuit)"
+        return manifest_problem(self.run_dir / name, files)
+
+    def _done_hash(self, digest: str, files: dict[str, Any]) -> str:
+        """What downstream stages depend on: the inputs' hash and the files the stage wrote."""
+        return config_hash({"inputs": digest, "files": files})
 
     def stage_hash(self, options: Options, after: tuple[str, ...] = ()) -> str:
         """The hash a stage with ``options`` after stages ``after`` (already run) records."""
@@ -68,15 +151,20 @@ class StageRunner:
     ) -> None:
         """Run ``fn(folder)`` unless stage ``name`` finished before with the same inputs."""
         digest = self.stage_hash(options, after)
-        self.hashes[name] = digest
-        marker = self.run_dir / name / MARKER
+        marker_path = self.run_dir / name / MARKER
         index = self.planned.index(name) + 1 if name in self.planned else 0
         label = f"[{index}/{len(self.planned)}] {name}"
-        if marker.exists() and read_json(marker).get("hash") == digest:
-            log.info("%s: done before with the same inputs — skipped", label)
-            self.skipped.append(name)
-            return
-        marker.unlink(missing_ok=True)
+        marker = self._marker(name)
+        if marker is not None and marker.get("hash") == digest:
+            problem = self._problem(name, marker)
+            if problem is None:
+                log.info("%s: done before with the same inputs — skipped", label)
+                self.hashes[name] = self._done_hash(digest, marker["files"])
+                self.skipped.append(name)
+                return
+            log.warning("stage %s: %s; running it again", name, problem)
+            shutil.rmtree(self.run_dir / name)  # its outputs cannot be trusted: start it afresh
+        marker_path.unlink(missing_ok=True)
         log.info(
             "%s: running (elapsed %s%s)",
             label,
@@ -84,10 +172,15 @@ class StageRunner:
             self._eta(name),
         )
         t0 = time.monotonic()
-        fn(self.folder(name))
+        folder = self.folder(name)
+        fn(folder)
         wall = time.monotonic() - t0
         self.timings[name] = wall
-        write_json(marker, {"hash": digest, "wall_s": wall, "finished": time.time()})
+        files = file_manifest(folder)
+        self.hashes[name] = self._done_hash(digest, files)
+        write_json(
+            marker_path, {"hash": digest, "files": files, "wall_s": wall, "finished": time.time()}
+        )
         log.info("%s: finished in %s", label, _clock(wall))
 
     def _eta(self, name: str) -> str:

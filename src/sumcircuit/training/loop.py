@@ -29,13 +29,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
 from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
-from sumcircuit.io import write_json
-from sumcircuit.models.loader import LoadedModel, load_model
+from sumcircuit.io import check_writable_dir, disk_full, write_json
+from sumcircuit.models.loader import LoadedModel, load_model, weight_bytes
 from sumcircuit.models.trained import EpochRecord, TrainingResult
 from sumcircuit.provenance import provenance
 from sumcircuit.training.adapters import count_trainable, masked_gradients
@@ -102,6 +103,10 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     and processes together). Returns the result also written to ``out/training.json``.
     """
     procs = Processes.from_env()
+    if config.out:  # before any model loads: a bad --out or circuit stops here, not after an epoch
+        check_writable_dir(config.out, "--out", need_bytes=disk_needed(config))
+    if config.circuit:
+        Circuit.load(config.circuit)
     out, done = prepare_out(config, procs)
     if done:
         log.info("%s already holds this finished run; nothing to do", out)
@@ -136,8 +141,15 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
         set_rng_states(saved["rng"])
         state = _Progress(**saved["progress"])
         log.info("resuming %s at epoch %d, step %d", out, state.epoch, state.step)
+    saved_step = state.step or None  # the step of the last good checkpoint
+
+    def kept() -> str:
+        if saved_step is None:
+            return "no checkpoint of this run was written yet"
+        return f"the last checkpoint (step {saved_step}) is kept; --resume continues from it"
 
     def checkpoint() -> None:
+        nonlocal saved_step
         if procs.main:
             blob = {
                 "trainable": {n: p.detach().cpu() for n, p in trainable.items()},
@@ -146,7 +158,11 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                 "rng": rng_states(),
                 "progress": vars(state),
             }
-            save_checkpoint(out, blob, {"config_hash": config.content_hash(), "step": state.step})
+            with disk_full(out, kept()):
+                save_checkpoint(
+                    out, blob, {"config_hash": config.content_hash(), "step": state.step}
+                )
+            saved_step = state.step
         procs.barrier()
 
     result = TrainingResult(
@@ -238,11 +254,21 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     result.step_losses = list(state.step_losses)
     result.wall_s = state.wall_s
     if procs.main:
-        _save_model(out, adapted, tokenizer)
-        result.save(out)
+        with disk_full(out, kept()):
+            _save_model(out, adapted, tokenizer)
+            result.save(out)
         remove_checkpoint(out)
     procs.barrier()
     return result
+
+
+def disk_needed(config: FinetuneConfig) -> int:
+    """Bytes a run writes at its peak, estimated before the model loads. Full fine-tuning: the
+    model copy (float32) and, until it is written, a checkpoint of every weight with its two
+    Adam moments — four times the weights. LoRA: adapters and their checkpoint are a few
+    percent of the weights; a tenth is a safe margin."""
+    weights = weight_bytes(config.model)
+    return 4 * weights if config.method == "full" else weights // 10
 
 
 def train_step(
