@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from test_diff_tiny import WORDS
 
+from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.faithfulness import FaithfulnessResult, default_sizes
 from sumcircuit.cli import main
 from sumcircuit.models.tiny import PEAKED_STD, save_tiny
@@ -85,3 +86,20 @@ def test_refusals_are_one_sentence(sources, capsys) -> None:
     argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--locators", "atp"]
     assert main([*argv, "--out", f"{root}/j"]) == 2
     assert "no source gives the locator(s) atp" in capsys.readouterr().err
+
+
+def test_locate_takes_the_most_faithful_locator(sources) -> None:
+    root, pair = sources
+    argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--attribution", f"{root}/att"]
+    if not (root / "f" / "faithfulness.json").exists():
+        assert main([*argv, "--controls", "5", "--out", f"{root}/f"]) == 0
+    result = FaithfulnessResult.load(root / "f")
+    best = result.best()
+    assert result.areas[best]["cpr"] == max(a["cpr"] for a in result.areas.values())
+    out = root / "faithful-circuit"
+    argv = ["locate", "--diff", f"{root}/diff", "--score", "faithful", "--k", "2"]
+    assert main([*argv, "--faithfulness", f"{root}/f", "--out", str(out)]) == 0
+    circuit = Circuit.load(out)
+    rows = result.to_frame().query("locator == @best and size == 2")
+    assert circuit.score == result.sources[best]["score"]
+    assert len(circuit.layers) == 2 and len(rows) == 1

@@ -22,14 +22,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.diff_result import DiffResult
+from sumcircuit.analysis.faithfulness_result import CURVE_COLUMNS, FaithfulnessResult
 from sumcircuit.analysis.locate import component_scores
 from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
 from sumcircuit.analysis.scan import ScanResult
@@ -38,25 +38,10 @@ from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.data.sources import load_dataset
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import write_json
 from sumcircuit.provenance import provenance
-from sumcircuit.results import StageResult, write_table
 
 DIFF_LOCATORS = ("kl", "js", "entropy", "weight", "actmag")
 HEAD_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-CURVE_COLUMNS = (
-    "locator",
-    "size",
-    "fraction",
-    "sufficiency",
-    "sufficiency_lo",
-    "sufficiency_hi",
-    "sufficiency_percentile",
-    "necessity",
-    "necessity_lo",
-    "necessity_hi",
-    "necessity_percentile",
-)
 
 
 @dataclass
@@ -120,6 +105,7 @@ class Ranking:
     order: list[Any]
     split: str | None
     limit: int | None
+    source: dict[str, str] = field(default_factory=dict)  # locate's score and directory
 
 
 def rankings(config: FaithfulnessConfig) -> list[Ranking]:
@@ -131,11 +117,13 @@ def rankings(config: FaithfulnessConfig) -> list[Ranking]:
         for score in DIFF_LOCATORS:
             if score == "actmag" and config.level == "head":
                 continue
-            found.append(_ranking(score, component_scores(config.diff, config.level, score), data))
+            scores = component_scores(config.diff, config.level, score)
+            found.append(_ranking(score, scores, data, score, config.diff))
     for directory in config.attribution:
         result = AttributionResult.load(directory)
         scores = result.scores(config.level)
-        found.append(_ranking(result.method, scores, result.provenance.get("data", {})))
+        data = result.provenance.get("data", {})
+        found.append(_ranking(result.method, scores, data, "attribution", directory))
     if config.scan:
         result = ScanResult.load(config.scan)
         found.append(
@@ -152,10 +140,15 @@ def rankings(config: FaithfulnessConfig) -> list[Ranking]:
     return found
 
 
-def _ranking(name: str, scores: pd.Series, data: dict[str, Any]) -> Ranking:
+def _ranking(
+    name: str, scores: pd.Series, data: dict[str, Any], score: str, directory: str
+) -> Ranking:
     values = scores.to_numpy(dtype=np.float64)
     order = np.lexsort((np.arange(len(values)), -values))  # score desc, then index order
-    return Ranking(name, [scores.index[i] for i in order], data.get("split"), data.get("limit"))
+    source = {"score": score, "directory": str(directory)}
+    return Ranking(
+        name, [scores.index[i] for i in order], data.get("split"), data.get("limit"), source
+    )
 
 
 def scoring_documents(
@@ -190,42 +183,6 @@ def scoring_documents(
         data_identity=prepared.data_identity,
     )
     return subset, info
-
-
-@dataclass
-class FaithfulnessResult(StageResult):
-    """``curves``: one row per (locator, size) with :data:`CURVE_COLUMNS`; ``random``: per size
-    the random sets' sufficiency and necessity; ``areas``: per locator CPR, CMD and the necessity
-    area; ``documents``: which documents selected and which scored."""
-
-    FILE: ClassVar[str] = "faithfulness.json"
-    STAGE: ClassVar[str] = "faithfulness"
-    TABLE_FILE: ClassVar[str] = "faithfulness.csv"
-
-    level: str
-    n_components: int
-    curves: list[dict[str, Any]]
-    random: list[dict[str, Any]]
-    areas: dict[str, dict[str, float]]
-    documents: dict[str, Any]
-    timing: dict[str, float]
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.curves, columns=list(CURVE_COLUMNS))
-
-    def random_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.random)
-
-    def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        write_table(directory / self.TABLE_FILE, self.to_frame())
-        write_json(directory / self.FILE, self.to_dict())
-        return directory / self.TABLE_FILE
-
-    def best(self) -> str:
-        """The locator with the highest CPR (ties: the lower CMD)."""
-        return max(self.areas, key=lambda k: (self.areas[k]["cpr"], -self.areas[k]["cmd"]))
 
 
 def _components(level: str, arch, keys: list[Any]) -> Components:
@@ -334,6 +291,7 @@ def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
         random=random_rows,
         areas=areas,
         documents=documents,
+        sources={r.name: r.source for r in found},
         timing={
             "load_s": loaded - start,
             "patching_s": swept - loaded,

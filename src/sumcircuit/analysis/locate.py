@@ -15,6 +15,9 @@ causal     the scan's sufficiency of each      the scan's sufficiency of each he
            layer alone                         alone
 attribution  the attribution estimate of the   the estimate of each head's
            same (``sumcircuit attribute``)     sufficiency
+faithful   the most faithful locator of a      (same)
+           ``sumcircuit faithfulness`` result
+           (highest CPR), read as that score
 =========  ==================================  =====================================
 
 With ``control_diff`` (a diff between two fine-tunes of different seeds, or a fine-tune on
@@ -32,7 +35,7 @@ treated as noise. Rules:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ import pandas as pd
 from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
+from sumcircuit.analysis.faithfulness_result import FaithfulnessResult
 from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import ConfigError, SumcircuitError
@@ -60,7 +64,7 @@ __all__ = [
 ]
 
 LEVELS = ("layer", "head")
-SCORES = ("kl", "js", "entropy", "weight", "actmag", "causal", "attribution")
+SCORES = ("kl", "js", "entropy", "weight", "actmag", "causal", "attribution", "faithful")
 RULES = ("topk", "zscore", "fdr")
 _ABSOLUTE = ("entropy", "actmag")  # scores ranked by their size, whatever their sign
 # scores read from a patching result instead of the diff: exact scan, attribution estimate
@@ -92,6 +96,13 @@ class LocateConfig(DictConfig):
             "help": "attribution directory (of sumcircuit attribute) for --score attribution"
         },
     )
+    faithfulness: str | None = field(
+        default=None,
+        metadata={
+            "help": "faithfulness directory for --score faithful: rank by its most faithful "
+            "locator (highest CPR)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types and choices of every field
@@ -101,6 +112,10 @@ class LocateConfig(DictConfig):
             raise ConfigError("q", f"{{key}} must lie strictly between 0 and 1, got {self.q}")
         if self.score == "causal" and not self.scan:
             raise SumcircuitError("--score causal needs --scan DIR (the output of sumcircuit scan)")
+        if self.score == "faithful" and not self.faithfulness:
+            raise SumcircuitError(
+                "--score faithful needs --faithfulness DIR (the output of sumcircuit faithfulness)"
+            )
         if self.score == "attribution" and not self.attribution:
             raise SumcircuitError(
                 "--score attribution needs --attribution DIR (the output of sumcircuit attribute)"
@@ -151,8 +166,26 @@ def select(scores: pd.Series, rule: str, *, k: int = 3, z: float = 1.0) -> list:
     return [scores.index[i] for i in chosen]
 
 
+def most_faithful(config: LocateConfig) -> LocateConfig:
+    """``config`` with ``--score faithful`` replaced by the most faithful locator's own score and
+    source (the faithfulness result records how each locator's ranking is read)."""
+    result = FaithfulnessResult.load(config.faithfulness)
+    if result.level != config.level:
+        raise SumcircuitError(
+            f"the faithfulness curves in {config.faithfulness!r} rank {result.level}s, not "
+            f"{config.level}s; use --level {result.level}"
+        )
+    best = result.best()
+    source = result.sources[best]
+    log.info("most faithful locator: %s (CPR %.3f)", best, result.areas[best]["cpr"])
+    key = {"causal": "scan", "attribution": "attribution"}.get(source["score"])
+    return replace(config, score=source["score"], **({key: source["directory"]} if key else {}))
+
+
 def locate(config: LocateConfig) -> Circuit:
     """Apply ``config`` to a diff directory and return the circuit (see the module docstring)."""
+    if config.score == "faithful":
+        return locate(most_faithful(config))
     diff = DiffResult.load(config.diff)
     if config.score in _PATCHING:
         source = config.scan if config.score == "causal" else config.attribution

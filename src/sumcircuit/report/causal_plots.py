@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sumcircuit.analysis.faithfulness import FaithfulnessResult  # noqa: E402
+from sumcircuit.analysis.faithfulness_result import FaithfulnessResult  # noqa: E402
 from sumcircuit.analysis.scan import ScanResult  # noqa: E402
 from sumcircuit.report.plots import save_figure  # noqa: E402
 

@@ -1,0 +1,76 @@
+"""The faithfulness stage's result: curves per locator, random bands, areas, and which
+documents selected and which scored (``faithfulness.json``; ``faithfulness.csv`` for people).
+
+Apart from :mod:`sumcircuit.analysis.faithfulness` so that ``locate --score faithful`` can read it
+without importing the patching sweep that writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from sumcircuit.io import write_json
+from sumcircuit.results import StageResult, write_table
+
+CURVE_COLUMNS = (
+    "locator",
+    "size",
+    "fraction",
+    "sufficiency",
+    "sufficiency_lo",
+    "sufficiency_hi",
+    "sufficiency_percentile",
+    "necessity",
+    "necessity_lo",
+    "necessity_hi",
+    "necessity_percentile",
+)
+
+
+@dataclass
+class FaithfulnessResult(StageResult):
+    """``curves``: one row per (locator, size) with :data:`CURVE_COLUMNS`; ``random``: per size
+    the random sets' sufficiency and necessity; ``areas``: per locator CPR, CMD and the necessity
+    area; ``documents``: which documents selected and which scored; ``sources``: how ``locate``
+    reads each locator's ranking."""
+
+    FILE: ClassVar[str] = "faithfulness.json"
+    STAGE: ClassVar[str] = "faithfulness"
+    TABLE_FILE: ClassVar[str] = "faithfulness.csv"
+
+    level: str
+    n_components: int
+    curves: list[dict[str, Any]]
+    random: list[dict[str, Any]]
+    areas: dict[str, dict[str, float]]
+    documents: dict[str, Any]
+    sources: dict[str, dict[str, str]]  # locator -> locate's score and the directory it reads
+    timing: dict[str, float]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.curves, columns=list(CURVE_COLUMNS))
+
+    def random_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.random)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        write_table(directory / self.TABLE_FILE, self.to_frame())
+        write_json(directory / self.FILE, self.to_dict())
+        return directory / self.TABLE_FILE
+
+    def best(self) -> str:
+        """The locator with the highest CPR (ties: the lower CMD)."""
+        return max(self.areas, key=lambda k: (self.areas[k]["cpr"], -self.areas[k]["cmd"]))
+
+    def at_size(self, locator: str, size: int) -> dict[str, Any]:
+        """The curve row of ``locator`` at circuit size ``size``."""
+        for row in self.curves:
+            if row["locator"] == locator and row["size"] == size:
+                return row
+        raise KeyError((locator, size))
