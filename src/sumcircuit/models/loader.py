@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import cache_dir, read_json, sha256_file, write_json
+from sumcircuit.io import cache_dir, read_json, sha256_file, share_files, write_json
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.registry import PRESETS, Preset, known_names, resolve
 
@@ -89,6 +89,7 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=target.parent))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    share_files(staging)
     weights = staging / _WEIGHTS
     record = {
         "name": name,
