@@ -163,8 +163,10 @@ def locate(config: LocateConfig) -> Circuit:
             "significant); lower --z, raise --q, or use --rule topk"
         )
     if len(chosen) >= len(scores):
-        fix = f"choose --k below {len(scores)}" if config.rule == "topk" else (
-            "raise --z" if config.rule == "zscore" else "lower --q"
+        fix = (
+            f"choose --k below {len(scores)}"
+            if config.rule == "topk"
+            else ("raise --z" if config.rule == "zscore" else "lower --q")
         )
         raise SumcircuitError(
             f"rule {config.rule} selected every one of the {len(scores)} {config.level}s, so the "

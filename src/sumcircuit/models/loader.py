@@ -197,12 +197,7 @@ def _from_pretrained(
     hub_id = isinstance(path, str) and not Path(path).exists()
     offline = hub_id and not hub_reachable()
     if offline:  # only the local Hugging Face cache can serve it: no retries against the hub
-        if not _in_hub_cache(str(path)):
-            raise SumcircuitError(
-                f"unknown model {path!r}: it is no preset, no local directory, and the Hugging "
-                "Face hub is unreachable (or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) with no "
-                f"cached copy; known presets: {known_names()}"
-            )
+        check_available(str(path))
         kwargs["local_files_only"] = True
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -218,6 +213,19 @@ def _from_pretrained(
                 "local model directory, or a Hugging Face id that exists"
             ) from err
         raise
+
+
+def check_available(name: str) -> None:
+    """Fail in seconds, naming the presets, unless ``name`` is a preset, a model directory, a
+    Hugging Face id in the local cache, or any id while the hub is reachable (which then says
+    whether it exists)."""
+    source = resolve(name)
+    if isinstance(source, str) and not hub_reachable() and not _in_hub_cache(source):
+        raise SumcircuitError(
+            f"unknown model {name!r}: it is no preset, no local directory, and the Hugging Face "
+            "hub is unreachable (or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) with no cached "
+            f"copy; known presets: {known_names()}"
+        )
 
 
 def _in_hub_cache(repo_id: str) -> bool:

@@ -96,11 +96,13 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     from sumcircuit.analysis.locate import locate
     from sumcircuit.analysis.validate import validate
     from sumcircuit.evaluation.evaluate import evaluate
+    from sumcircuit.models.loader import check_available
     from sumcircuit.report.plots import plot_diff
     from sumcircuit.study.summary import write_summary
     from sumcircuit.training.loop import finetune
 
     out = Path(out)
+    check_available(config.finetune.model)  # an unknown model fails before --out is touched
     check_run_dir(out, config, overwrite)
     seeds = config.seeds
     lora = config.lora

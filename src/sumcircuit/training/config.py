@@ -22,9 +22,7 @@ def _distinct(items: list, name: str) -> list:
     twice = [x for x in items if x in seen or seen.add(x)]
     if twice:
         shown = ".".join(map(str, twice[0])) if isinstance(twice[0], tuple) else twice[0]
-        raise ConfigError(
-            name, f"{{key}} names {shown} more than once; give each {name[:-1]} once"
-        )
+        raise ConfigError(name, f"{{key}} names {shown} more than once; give each {name[:-1]} once")
     if not items:
         raise ConfigError(name, f"{{key}} is empty; name at least one {name[:-1]}")
     return sorted(items)

@@ -389,7 +389,9 @@ def _check_weights(params: list[torch.nn.Parameter], out: Path, step: int) -> No
         biggest = float(torch.stack([p.detach().abs().amax().float() for p in params]).amax())
     if not math.isfinite(biggest) or biggest > WEIGHT_LIMIT:
         _stop_diverged(
-            out, step, f"the trained weights exploded (largest |w| {biggest:.3g} > {WEIGHT_LIMIT:g})"
+            out,
+            step,
+            f"the trained weights exploded (largest |w| {biggest:.3g} > {WEIGHT_LIMIT:g})",
         )
 
 
@@ -414,9 +416,7 @@ def _record_times(result: TrainingResult, state: _Progress, session_start: float
     result.val_loss_start = state.val_start
 
 
-def _partial(
-    result: TrainingResult, state: _Progress, session_start: float
-) -> TrainingResult:
+def _partial(result: TrainingResult, state: _Progress, session_start: float) -> TrainingResult:
     result.epochs = [EpochRecord(**e) for e in state.epochs]
     result.step_losses = list(state.step_losses)
     _record_times(result, state, session_start)
