@@ -48,6 +48,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def share_files(directory: str | Path) -> None:
+    """Give the files directly in ``directory`` the mode ``atomic_path`` gives (0644): libraries
+    such as safetensors' ``save_pretrained`` write weights 0600."""
+    for path in Path(directory).iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o644)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

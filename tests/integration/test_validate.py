@@ -129,9 +129,8 @@ def test_all_layers_recover_everything_and_the_empty_circuit_nothing(setup, tmp_
     assert full.necessity["value"] == pytest.approx(1.0, abs=1e-5)
     assert full.random_percentile is None
     empty = write_circuit(setup, "empty", layers=[])
-    assert run_validate(setup, empty, tmp_path / "none", "--controls", "0") == 0
-    none = CausalResult.load(tmp_path / "none")
-    assert none.sufficiency["value"] == 0.0 and none.necessity["value"] == 0.0
+    assert run_validate(setup, empty, tmp_path / "none", "--controls", "0") == 2
+    assert not (tmp_path / "none").exists()  # refused: an empty circuit explains nothing
 
 
 def test_head_circuit_with_zero_ablation(setup, tmp_path) -> None:

@@ -122,8 +122,14 @@ def test_flat_scores_select_nothing_under_zscore_and_say_so(tmp_path):
     flat = LAYERS.assign(kl_mean=0.0)
     diff = write_diff(tmp_path / "diff", layers=flat)
     assert select(component_scores(diff, "layer", "kl"), "zscore", z=1.0) == []
-    with pytest.raises(SumcircuitError, match="selected no layer"):
+    with pytest.raises(SumcircuitError, match="every kl score .* is 0"):
         locate(LocateConfig(diff=diff, rule="zscore"))
+    with pytest.raises(SumcircuitError, match="selected no layer"):  # flat, but not zero
+        locate(
+            LocateConfig(
+                diff=write_diff(tmp_path / "d2", layers=LAYERS.assign(kl_mean=0.5)), rule="zscore"
+            )
+        )
 
 
 def test_scan_with_missing_columns_is_rejected(tmp_path):

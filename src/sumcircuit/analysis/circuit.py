@@ -7,7 +7,9 @@ path of the JSON file itself. Layers and heads are numbered from 0.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
@@ -15,6 +17,8 @@ import pandas as pd
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.results import StageResult
+
+log = logging.getLogger(__name__)
 
 Level = Literal["layer", "head"]
 
@@ -48,8 +52,26 @@ class Circuit(StageResult):
             return [(layer, None) for layer in self.layers]
         return [(layer, head) for layer, head in self.heads]
 
+    def check_not_empty(self, source: str | Path) -> None:
+        """Raise naming ``source`` (the circuit's file) when the circuit has no component."""
+        if not self.components():
+            raise SumcircuitError(
+                f"the circuit {str(source)!r} is empty (no {self.level}s): there is nothing to "
+                "patch or adapt; locate a circuit with at least one component"
+            )
+
     def check(self, arch: Arch, identity: dict[str, Any] | None = None) -> None:
-        """Raise a clear error if the circuit does not fit ``arch`` (or was made for another model)."""
+        """Raise a clear error if the circuit does not fit ``arch`` (or was made for another
+        model); warn loudly when it is the whole model."""
+        every = arch.n_layers if self.level == "layer" else arch.n_layers * arch.n_heads
+        if len(self.components()) >= every:
+            log.warning(
+                "the circuit holds every one of the model's %d %ss: it is the whole model, not a "
+                "circuit (sufficiency and necessity are 1 by construction, and no random control "
+                "of its size exists)",
+                every,
+                self.level,
+            )
         for layer in self.layers:
             arch.check_layer(layer)
         for layer, head in self.heads:

@@ -200,6 +200,7 @@ def locate(config: LocateConfig) -> Circuit:
                 f"{config.diff!r}; both must come from models of the same architecture"
             )
         scores = scores - control
+    _check_scores(scores, config)
     if config.rule == "fdr":
         heads = diff.significant_heads(config.q)
         chosen = heads if config.level == "head" else sorted({layer for layer, _ in heads})
@@ -209,6 +210,16 @@ def locate(config: LocateConfig) -> Circuit:
         raise SumcircuitError(
             f"rule {config.rule} selected no {config.level} (scores are flat or nothing is "
             "significant); lower --z, raise --q, or use --rule topk"
+        )
+    if len(chosen) >= len(scores):
+        fix = (
+            f"choose --k below {len(scores)}"
+            if config.rule == "topk"
+            else ("raise --z" if config.rule == "zscore" else "lower --q")
+        )
+        raise SumcircuitError(
+            f"rule {config.rule} selected every one of the {len(scores)} {config.level}s, so the "
+            f"circuit would be the whole model and nothing could be compared with it; {fix}"
         )
     ranking = scores.sort_values(ascending=False, kind="stable")
     ranked = [
@@ -243,6 +254,24 @@ def locate(config: LocateConfig) -> Circuit:
             config, models={"base": base, "finetuned": models.get("finetuned", {})}
         ),
     )
+
+
+def _check_scores(scores: pd.Series, config: LocateConfig) -> None:
+    """Refuse scores that cannot rank anything: all zero (nothing changed), or, for topk, all
+    equal (the pick would be the tie-break order alone)."""
+    values = scores.to_numpy(dtype=np.float64)
+    source = config.scan if config.score == "causal" else config.diff
+    if len(values) and np.all(values == 0.0):
+        raise SumcircuitError(
+            f"every {config.score} score in {source!r} is 0: the fine-tuned model does not differ "
+            "from the base by this score (was the diff run on a model against itself?); diff a "
+            "real fine-tune or choose another --score"
+        )
+    if config.rule == "topk" and len(values) > 1 and np.all(values == values[0]):
+        raise SumcircuitError(
+            f"every {config.score} score in {source!r} equals {values[0]:.3g}, so topk would pick "
+            f"{config.level}s by index alone; choose another --score"
+        )
 
 
 def _norm(key: Any) -> Any:

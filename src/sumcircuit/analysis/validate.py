@@ -266,10 +266,9 @@ def validate(config: ValidateConfig) -> CausalResult:
     """Load the pair, patch the circuit and K random controls, and score them (see module doc)."""
     start = time.perf_counter()
     circuit = Circuit.load(config.circuit)
+    circuit.check_not_empty(config.circuit)
     pair = prepare_pair(config, stage="validate")
     circuit.check(pair.base.arch, pair.base.identity)
-    if not circuit.components():
-        log.warning("the circuit is empty: sufficiency and necessity are 0 by construction")
     sets = [
         Components.from_circuit(circuit, pair.base.arch),
         *control_sets(circuit, pair.base.arch, config.controls, seed=config.seed),

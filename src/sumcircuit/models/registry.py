@@ -147,10 +147,16 @@ def resolve(name: str) -> Preset | Path | str:
         return PRESETS[name]
     path = Path(name).expanduser()
     if path.is_dir():
+        if (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+            raise SumcircuitError(
+                f"directory {name!r} holds a LoRA adapter, not a whole model: give it where an "
+                "adapter is taken (evaluate --adapter), or fine-tune with --method full for a "
+                "model that diff, validate and scan can compare"
+            )
         if not (path / "config.json").exists():
             raise SumcircuitError(
-                f"directory {name!r} holds no config.json; point --model at a saved model "
-                "directory (save_pretrained) or use a preset name"
+                f"directory {name!r} holds no config.json, so it is no saved model; give a "
+                f"model directory (save_pretrained) or a preset ({', '.join(PRESETS)})"
             )
         return path
     if path.suffix or name.startswith((".", "/", "~")):

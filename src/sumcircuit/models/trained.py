@@ -17,11 +17,12 @@ from peft import PeftModel
 
 from sumcircuit.errors import SumcircuitError, reject_unknown_keys
 from sumcircuit.models.loader import LoadedModel, load_model
-from sumcircuit.results import StageResult
+from sumcircuit.results import StageResult, reading
 
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _IDENTITY_KEYS = ("sha256", "model_type", "layers", "heads", "hidden")
 
 
@@ -54,6 +55,13 @@ class TrainingResult(StageResult):
     budget: dict[str, Any] = field(default_factory=dict)  # equal-budget counts, when used
     step_losses: list[float] = field(default_factory=list)  # per optimizer step, global mean
     complete: bool = True  # False when stopped by max_steps (a checkpoint is kept)
+    precision_used: str = ""  # what ran: bf16 or fp32 (config.precision may say "auto")
+    # wall_s: training time of every process that trained this run, each up to the last
+    # checkpoint it left (time lost after a kill is not counted); process_wall_s: the last
+    # process's share, which resumed at step resumed_at_step (0: not resumed).
+    process_wall_s: float | None = None
+    resumed_at_step: int = 0
+    val_loss_start: float | None = None  # validation loss before the first step
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
@@ -107,7 +115,8 @@ def load_trained(
             f"not on {model_name_or_dir!r} (different {', '.join(mismatch)}); load it with its "
             "own base model"
         )
-    model = PeftModel.from_pretrained(loaded.model, str(adapter_dir))
+    with reading(adapter_dir / ADAPTER_WEIGHTS, TrainingResult.fix(adapter_dir)):
+        model = PeftModel.from_pretrained(loaded.model, str(adapter_dir))
     model.eval()
     loaded.identity = dict(loaded.identity, adapter=str(adapter_dir))
     return LoadedModel(

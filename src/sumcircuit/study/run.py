@@ -110,11 +110,13 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     from sumcircuit.analysis.locate import locate
     from sumcircuit.analysis.validate import validate
     from sumcircuit.evaluation.evaluate import evaluate
+    from sumcircuit.models.loader import check_available
     from sumcircuit.report.plots import plot_diff
     from sumcircuit.study.summary import write_summary
     from sumcircuit.training.loop import finetune
 
     out = Path(out)
+    check_available(config.finetune.model)  # an unknown model fails before --out is touched
     # An external fine-tune is checked against the base before anything is written.
     external = check_external(config.model, config.finetuned) if config.finetuned else None
     check_writable_dir(out, need_bytes=disk_needed(config))

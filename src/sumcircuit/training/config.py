@@ -16,6 +16,18 @@ DEFAULT_LR = {"full": 3e-5, "lora": 2e-4}
 _EXECUTION_FIELDS = ("out", "resume", "overwrite", "checkpoint_every", "max_steps", "progress")
 
 
+def _distinct(items: list, name: str) -> list:
+    """``items`` sorted; a repeated item is an error naming it (no silent de-duplication)."""
+    seen: set = set()
+    twice = [x for x in items if x in seen or seen.add(x)]
+    if twice:
+        shown = ".".join(map(str, twice[0])) if isinstance(twice[0], tuple) else twice[0]
+        raise ConfigError(name, f"{{key}} names {shown} more than once; give each {name[:-1]} once")
+    if not items:
+        raise ConfigError(name, f"{{key}} is empty; name at least one {name[:-1]}")
+    return sorted(items)
+
+
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
@@ -97,9 +109,9 @@ class FinetuneConfig(DictConfig):
         if self.lr is None:
             self.lr = DEFAULT_LR[self.method]
         if self.layers is not None:
-            self.layers = sorted(set(self.layers))
+            self.layers = _distinct(self.layers, "layers")
         if self.heads is not None:
-            self.heads = sorted(set(self.heads))
+            self.heads = _distinct(self.heads, "heads")
         selectors = [s for s in (self.layers, self.heads, self.circuit) if s is not None]
         if len(selectors) > 1:
             raise SumcircuitError("give at most one of --layers, --heads and --circuit")

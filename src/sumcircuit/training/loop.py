@@ -35,7 +35,7 @@ from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
-from sumcircuit.io import check_writable_dir, disk_full, write_json
+from sumcircuit.io import check_writable_dir, disk_full, share_files, write_json
 from sumcircuit.models.loader import LoadedModel, load_model, weight_bytes
 from sumcircuit.models.trained import EpochRecord, TrainingResult
 from sumcircuit.provenance import provenance
@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 HEAD_MASKS = "head_masks.json"
 GENERATION_TOKENS = 48
 GENERATION_BATCH = 16  # per-epoch validation summaries generated together
+# Divergence: a run stops (keeping its last checkpoint) when a trainable weight's magnitude
+# passes WEIGHT_LIMIT (real models' weights stay well below 100) or an epoch's validation loss
+# exceeds VAL_RISE times the validation loss measured before the first step.
+WEIGHT_LIMIT = 1e4
+VAL_RISE = 2.0
 
 
 @dataclass
@@ -75,6 +80,7 @@ class _Progress:
     train_s: float = 0.0
     epoch_s: float = 0.0
     wall_s: float = 0.0
+    val_start: float | None = None  # validation loss before the first step
     epochs: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
 
@@ -165,6 +171,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
             saved_step = state.step
         procs.barrier()
 
+    precision = resolved_precision(config.precision, procs.device)
     result = TrainingResult(
         trainable_params=count_trainable(model, adapted.masks),
         total_params=sum(p.numel() for p in model.parameters()),
@@ -181,11 +188,13 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
         adapted_modules=adapted.modules,
         rank=adapted.rank,
         budget=adapted.budget,
+        precision_used=precision,
+        resumed_at_step=state.step,
     )
     log.info(
         "%s (%s): %d trainable of %d parameters, %d examples, %d steps",
         config.method,
-        resolved_precision(config.precision, procs.device),
+        precision,
         result.trainable_params,
         result.total_params,
         len(train),
@@ -201,6 +210,10 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     session_start = time.perf_counter()
     wall_at_start = state.wall_s
     pad_id = tokenizer.pad_token_id
+    if val is not None and state.val_start is None:  # the reference a diverging run is told by
+        model.eval()
+        state.val_start = validation_loss(model, val, config.batch_size, procs, pad_id, config)
+        model.train()
     with masked_gradients(model, adapted.masks) if adapted.masks else nullcontext():
         model.train()
         while state.epoch < config.epochs:
@@ -212,8 +225,9 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                     model, params, train, batch, config, procs, pad_id
                 )
                 if not math.isfinite(loss):
-                    _stop_on_nan(out, state.step)
+                    _stop_diverged(out, state.step, "the training loss became NaN/inf")
                 optimizer.step()
+                _check_weights(params, out, state.step)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
@@ -236,10 +250,10 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                     checkpoint()
                 if stopping and not last_of_epoch:
                     bar.close()
-                    return _partial(result, state)
-            state.epochs.append(
-                _end_epoch(model, val, config, procs, state, pad_id, epoch_start, loaded)
-            )
+                    return _partial(result, state, session_start)
+            record = _end_epoch(model, val, config, procs, state, pad_id, epoch_start, loaded)
+            _check_val_loss(record["val_loss"], state, out)  # before its checkpoint is written
+            state.epochs.append(record)
             state.epoch += 1
             state.batch, state.n_summary, state.n_tokens = 0, 0, 0
             state.ce_sum, state.train_s, state.epoch_s = 0.0, 0.0, 0.0
@@ -247,12 +261,12 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
             checkpoint()
             if config.max_steps is not None and state.step >= config.max_steps:
                 bar.close()
-                return _partial(result, state)
+                return _partial(result, state, session_start)
     bar.close()
     model.eval()
     result.epochs = [EpochRecord(**e) for e in state.epochs]
     result.step_losses = list(state.step_losses)
-    result.wall_s = state.wall_s
+    _record_times(result, state, session_start)
     if procs.main:
         with disk_full(out, kept()):
             _save_model(out, adapted, tokenizer)
@@ -382,7 +396,9 @@ def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedMod
     return float(scores["rougeL"]["f"])
 
 
-def _stop_on_nan(out: Path, step: int) -> None:
+def _stop_diverged(out: Path, step: int, what: str) -> None:
+    """Stop a diverging run with one sentence: what went wrong, at which step, and the advice
+    (a lower --lr; resume from the last good checkpoint, which is kept, if there is one)."""
     kept = checkpoint_info(out)
     where = (
         f"the last good checkpoint (step {kept['step']}) is kept in {out}; resume from it with a "
@@ -390,13 +406,46 @@ def _stop_on_nan(out: Path, step: int) -> None:
         if kept
         else "no checkpoint had been written yet; rerun with a lower --lr"
     )
-    raise SumcircuitError(f"the training loss became NaN/inf at step {step + 1}; stopped: {where}")
+    raise SumcircuitError(f"{what} at step {step + 1}; stopped: {where}")
 
 
-def _partial(result: TrainingResult, state: _Progress) -> TrainingResult:
+def _check_weights(params: list[torch.nn.Parameter], out: Path, step: int) -> None:
+    """Stop when a trainable weight is NaN/inf or its magnitude passes ``WEIGHT_LIMIT``."""
+    with torch.no_grad():
+        biggest = float(torch.stack([p.detach().abs().amax().float() for p in params]).amax())
+    if not math.isfinite(biggest) or biggest > WEIGHT_LIMIT:
+        _stop_diverged(
+            out,
+            step,
+            f"the trained weights exploded (largest |w| {biggest:.3g} > {WEIGHT_LIMIT:g})",
+        )
+
+
+def _check_val_loss(val_loss: float | None, state: _Progress, out: Path) -> None:
+    """Stop when an epoch's validation loss is NaN/inf or over ``VAL_RISE`` times its start."""
+    if val_loss is None or state.val_start is None:
+        return
+    if not math.isfinite(val_loss) or val_loss > VAL_RISE * state.val_start:
+        _stop_diverged(
+            out,
+            state.step - 1,
+            f"the validation loss rose to {val_loss:.4g}, over {VAL_RISE:g}x its start "
+            f"({state.val_start:.4g}), by the end of epoch {state.epoch}",
+        )
+
+
+def _record_times(result: TrainingResult, state: _Progress, session_start: float) -> None:
+    """``wall_s``: training time of every process that trained this run (up to the checkpoint
+    each one left); ``process_wall_s``: this process's share; ``val_loss_start``."""
+    result.wall_s = state.wall_s
+    result.process_wall_s = time.perf_counter() - session_start
+    result.val_loss_start = state.val_start
+
+
+def _partial(result: TrainingResult, state: _Progress, session_start: float) -> TrainingResult:
     result.epochs = [EpochRecord(**e) for e in state.epochs]
     result.step_losses = list(state.step_losses)
-    result.wall_s = state.wall_s
+    _record_times(result, state, session_start)
     result.complete = False
     log.info("stopped at step %d (max_steps); resume with --resume", state.step)
     return result
@@ -410,3 +459,4 @@ def _save_model(out: Path, adapted: Adapted, tokenizer: Any) -> None:
         write_json(out / HEAD_MASKS, [m.to_dict() for m in adapted.masks])
     if adapted.rank is None:  # full fine-tuning: a directory that load_model(out) loads
         tokenizer.save_pretrained(out)
+    share_files(out)  # weights as readable as every other result file

@@ -43,6 +43,7 @@ def select_adapters(config: FinetuneConfig, loaded: LoadedModel) -> Adapted:
     layers, heads = config.layers, config.heads
     if config.circuit is not None:
         circuit = Circuit.load(config.circuit)
+        circuit.check_not_empty(config.circuit)
         circuit.check(arch, loaded.identity)
         if circuit.level == "head":
             heads = circuit.heads
