@@ -9,6 +9,7 @@ disk space is one :class:`SumcircuitError` sentence (:func:`disk_full`), the old
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -136,16 +137,28 @@ def _gib(n: int) -> str:
 
 
 def check_writable_dir(path: str | Path, flag: str = "--out", need_bytes: int = 0) -> Path:
-    """Check before any work starts that ``path`` can take a command's output: create it (and
-    its parents) if missing, refuse a file, create and remove a temporary file in it, and
-    compare its disk's free space with ``need_bytes`` (an estimate). Returns the path; any
-    problem is one :class:`SumcircuitError` naming ``flag``, the path and the fix."""
+    """Check before any work starts that ``path`` can take a command's output: refuse a file,
+    create and remove a temporary file in it (creating it and its parents for the test, and
+    removing what was created, so that a command refused later has written nothing), and compare
+    its disk's free space with ``need_bytes`` (an estimate). Returns the path; any problem is one
+    :class:`SumcircuitError` naming ``flag``, the path and the fix."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SumcircuitError(
             f"{flag} {str(path)!r} is a file, not a directory; give a directory (it is created "
             "if missing)"
         )
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        _probe(path, flag, need_bytes)
+    finally:
+        for folder in created:  # deepest first; each is empty again
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return path
+
+
+def _probe(path: Path, flag: str, need_bytes: int) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -169,7 +182,6 @@ def check_writable_dir(path: str | Path, flag: str = "--out", need_bytes: int = 
                 f"{flag} {str(path)!r} has {_gib(free)} free but this needs about "
                 f"{_gib(need_bytes)}; free space or choose another {flag}"
             )
-    return path
 
 
 def check_writable_file(path: str | Path, flag: str = "--out", need_bytes: int = 0) -> Path:

@@ -41,7 +41,10 @@ def _one_line(capsys: pytest.CaptureFixture) -> str:
 
 def test_check_writable_dir(tmp_path: Path) -> None:
     made = check_writable_dir(tmp_path / "a" / "b")
-    assert made.is_dir() and not list(made.iterdir())  # its write test leaves nothing behind
+    assert not (tmp_path / "a").exists()  # the write test leaves nothing behind, not even the dir
+    kept = check_writable_dir(tmp_path)
+    assert kept == tmp_path and not list(tmp_path.iterdir())
+    del made
     file = tmp_path / "file"
     file.write_text("x")
     with pytest.raises(SumcircuitError, match="is a file, not a directory"):
