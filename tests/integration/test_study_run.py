@@ -30,7 +30,8 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _args(model: Path, data: Path, out: Path) -> list[str]:
     sets = [
         "finetune.limit=8", "finetune.lr=0.01", "finetune.batch_size=4",
-        "diff.limit=4", "diff.n_boot=200", "locate.k=2",
+        "diff.limit=4", "diff.n_boot=200", "locate.k=2", "attribute.n_boot=200",
+    "faithfulness.split=test", "faithfulness.controls=3", "faithfulness.n_boot=200",
         "validate.limit=4", "validate.controls=3", "validate.n_boot=200",
         "lora.limit=8", "lora.epochs=2", "lora.rouge_val_limit=2", "lora.batch_size=4", "lora.val_limit=2",
         "evaluate.limit=3", "evaluate.max_new_tokens=6", "evaluate.n_boot=200",
@@ -70,7 +71,8 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     finished = {
         p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("stage.json")
     }
-    assert {"finetune", "diff", "locate", "validate", "lora/standard-s0"} <= set(finished)
+    assert {"finetune", "diff", "attribute", "faithfulness", "locate", "validate"} <= set(finished)
+    assert "lora/standard-s0" in finished
 
     monkeypatch.setattr(loop, "finetune", real_finetune)
     assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 0
@@ -89,8 +91,15 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert summary["lora"]["random"]["layers"] != summary["circuit"]["layers"]
     assert [c["holds"] in (True, False, None) for c in summary["paper_claims"]] == [True] * 3
     assert set(summary["causal"]) >= {"sufficiency", "necessity", "random_percentile"}
+    faith = summary["faithfulness"]
+    assert {"kl", "weight", "atp"} <= set(faith["areas"])  # diff locators and the attribution
+    best = faith["most_faithful"]
+    assert faith["areas"][best]["cpr"] == max(a["cpr"] for a in faith["areas"].values())
+    assert summary["circuit"]["score"] in (best, "attribution")  # the circuit is the faithful one
+    assert faith["documents"]["scoring"]["split"] == "test"
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3 and "LoRA" in html
+    assert html.count("data:image/png;base64,") >= 4 and "LoRA" in html
+    assert "Which locator is faithful" in html and "(chosen)" in html
 
 
 def test_run_refuses_a_directory_holding_another_study(

@@ -23,7 +23,7 @@ def test_precedence_flags_over_set_over_yaml_over_preset(tmp_path: Path) -> None
     assert config.max_length == 320  # flag beats YAML
     assert config.lora.rank == 16  # --set beats YAML
     assert config.lora.epochs == 2  # YAML beats preset
-    assert config.diff.limit == 32  # preset beats the study default (100)
+    assert config.diff.limit == 32  # preset beats the study default (64)
     assert config.lora.arms == ["standard", "targeted", "random"]
 
 
@@ -33,6 +33,7 @@ def test_paper_preset_runs_every_arm_with_three_seeds() -> None:
     assert set(config.lora.arms) == {
         "standard",
         "targeted",
+        "targeted-kl",
         "random",
         "anti",
         "targeted-equal-budget",

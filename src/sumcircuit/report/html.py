@@ -143,6 +143,51 @@ def _causal(summary: dict[str, Any]) -> str:
     )
 
 
+def _faithfulness(summary: dict[str, Any]) -> str:
+    faith = summary.get("faithfulness") or {}
+    if not faith:
+        return '<p class="muted">not run</p>'
+    k = faith.get("circuit_size")
+    at_k = faith.get("at_circuit_size", {})
+    rows = []
+    for name, area in sorted(faith["areas"].items(), key=lambda kv: -kv[1]["cpr"]):
+        point = at_k.get(name, {})
+        rows.append(
+            [
+                _e(name) + (" (chosen)" if name == faith.get("most_faithful") else ""),
+                _num(area["cpr"]),
+                _num(area["cmd"]),
+                _num(point.get("sufficiency")),
+                _ci([point.get("sufficiency_lo"), point.get("sufficiency_hi")]),
+                _num(point.get("sufficiency_percentile"), 1),
+                _num(point.get("necessity")),
+                _num(point.get("necessity_percentile"), 1),
+            ]
+        )
+    docs = faith.get("documents", {})
+    scoring = docs.get("scoring", {})
+    text = (
+        f"<p>Each locator ranks {_e(faith.get('level'))}s on the selection documents "
+        f"({_e(docs.get('selection'))}); its top-n are patched on {_num(scoring.get('n_docs'))} "
+        f"other {_e(scoring.get('split'))} documents. CPR: area under the sufficiency curve "
+        "(higher is better); CMD: area under |1 − sufficiency| (lower is better). The circuit "
+        "comes from the most faithful locator.</p>"
+    )
+    return text + _table(
+        [
+            "locator",
+            "CPR",
+            "CMD",
+            f"sufficiency at {k}",
+            "95% CI",
+            "percentile vs random",
+            f"necessity at {k}",
+            "percentile vs random",
+        ],
+        rows,
+    )
+
+
 def _examples(summary: dict[str, Any]) -> str:
     parts = []
     for ex in summary.get("examples", []):
@@ -181,6 +226,7 @@ def build_report(run_dir: str | Path) -> Path:
 <h2>Circuit</h2>
 <p>Rule {_e(circuit.get("rule"))} on score {_e(circuit.get("score"))}: layers {_e(circuit.get("layers"))};
 heads {_e(circuit.get("heads"))}. Layers and heads are numbered from 0.</p>
+<h2>Which locator is faithful</h2>{_faithfulness(summary)}{figs("faithfulness")}
 <h2>Causal validation</h2>{_causal(summary)}{figs("causal")}
 <h2>LoRA: targeted vs standard</h2>{_lora(summary)}{figs("lora")}
 <h2>Example summaries</h2>{_examples(summary)}

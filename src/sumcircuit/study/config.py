@@ -1,7 +1,8 @@
 """The study config: one YAML for the whole pipeline, with presets, CLI overrides and checks.
 
 Precedence: CLI flags > ``--config`` YAML > ``--preset`` > defaults. Each stage section
-(``finetune``, ``diff``, ``locate``, ``validate``, ``lora``, ``evaluate``) takes the options of
+(``finetune``, ``diff``, ``attribute``, ``faithfulness``, ``locate``, ``validate``, ``lora``,
+``evaluate``) takes the options of
 that stage; unknown keys are refused with the list of valid ones. :func:`build_config` builds
 every section into its typed stage config (:class:`~sumcircuit.training.config.FinetuneConfig`,
 :class:`~sumcircuit.analysis.diff.DiffConfig`, ...), so a bad value in any section fails before
@@ -18,7 +19,9 @@ from typing import Any, Literal
 
 import yaml
 
+from sumcircuit.analysis.attribute import AttributeConfig
 from sumcircuit.analysis.diff import DiffConfig
+from sumcircuit.analysis.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.locate import LocateConfig
 from sumcircuit.analysis.validate import ValidateConfig
 from sumcircuit.configs import DictConfig, check_at_least
@@ -26,13 +29,18 @@ from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.training.config import FinetuneConfig
 
-ARMS = ("standard", "targeted", "random", "anti", "targeted-equal-budget", "heads")
+ARMS = ("standard", "targeted", "targeted-kl", "random", "anti", "targeted-equal-budget", "heads")
 
 # The study's own choices, where they differ from the stage configs' defaults: how many
 # documents each stage reads (a stage config's default, None, reads them all).
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "finetune": {"limit": 64},
-    "diff": {"limit": 100},
+    # Selection documents (diff and attribution: the same ones) and the faithfulness scoring
+    # documents are disjoint parts of the validation split: the first 64 select, the rest score.
+    "diff": {"limit": 64},
+    "faithfulness": {"split": "validation"},
+    # The targeted arm's circuit comes from the most faithful locator; targeted-kl keeps KL.
+    "locate": {"score": "faithful"},
     "validate": {"limit": 50},
     "lora": {"limit": 64},
     "evaluate": {"limit": 20},
@@ -45,6 +53,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": [0],
         "finetune": {"limit": 64, "epochs": 1},
         "diff": {"limit": 32},
+        "attribute": {"batch_size": 4},
+        "faithfulness": {"limit": 40, "sizes": [1, 3, 8], "controls": 20},
         "validate": {"limit": 8, "controls": 20, "batch_size": 4},
         "lora": {
             "arms": ["standard", "targeted", "random"],
@@ -60,7 +70,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_length": 512,
         "seeds": [0, 1, 2],
         "finetune": {"limit": None, "epochs": 3},
-        "diff": {"limit": None},
+        "diff": {"limit": 64},
+        "faithfulness": {"limit": None, "controls": 20},
         "validate": {"limit": 100, "controls": 20},
         "lora": {
             "arms": list(ARMS),
@@ -84,7 +95,6 @@ _MANAGED = {
     "adapter",
     "circuit",
     "diff",
-    "method",
     "layers",
     "heads",
     "equal_budget",
@@ -95,11 +105,18 @@ _MANAGED = {
     "rouge_every_epoch",
     "control_diff",
     "scan",
+    "attribution",
+    "faithfulness",
     "progress",
     "max_steps",
 }
-# ... and in one section only: each LoRA arm trains once per top-level seed.
-_MANAGED_IN = {"lora": {"seed"}}
+# ... and in one section only: each LoRA arm trains once per top-level seed; the attribution
+# reads the diff's documents (both select components, on the same documents).
+_MANAGED_IN = {
+    "finetune": {"method"},
+    "lora": {"seed", "method"},
+    "attribute": {"split", "limit"},
+}
 LORA_STUDY_KEYS = ("arms", "random_draws", "heads_per_layer", "rouge_val_limit")
 
 
@@ -145,6 +162,8 @@ class LoraStudyConfig(FinetuneConfig):
 SECTIONS: dict[str, type[DictConfig]] = {
     "finetune": FinetuneConfig,
     "diff": DiffConfig,
+    "attribute": AttributeConfig,
+    "faithfulness": FaithfulnessConfig,
     "locate": LocateConfig,
     "validate": ValidateConfig,
     "lora": LoraStudyConfig,
@@ -186,6 +205,8 @@ class StudyConfig(DictConfig):
     )
     finetune: FinetuneConfig = _section("full fine-tuning of the base model")
     diff: DiffConfig = _section("base vs fine-tuned differences")
+    attribute: AttributeConfig = _section("attribution patching of every component")
+    faithfulness: FaithfulnessConfig = _section("faithfulness curves of every locator")
     locate: LocateConfig = _section("circuit selection")
     validate: ValidateConfig = _section("causal validation of the circuit")
     lora: LoraStudyConfig = _section("LoRA arms")
@@ -232,11 +253,19 @@ class StudyConfig(DictConfig):
         return {
             "finetune": train | {"method": "full"},
             "diff": pair | {"per_doc": True},
-            "locate": {"diff": "diff"},
+            "attribute": pair | self._diff_documents(section),
+            "faithfulness": pair | {"diff": "diff", "attribution": ["attribute"]},
+            "locate": {"diff": "diff", "attribution": "attribute", "faithfulness": "faithfulness"},
             "validate": pair | {"circuit": "locate"},
             "lora": train | {"method": "lora"},
             "evaluate": common | {"model": self.model},
         }[section]
+
+    def _diff_documents(self, section: str) -> dict[str, Any]:
+        """The diff's split and limit (built before the attribute section that reads them)."""
+        if section != "attribute":
+            return {}
+        return {"split": self.diff.split, "limit": self.diff.limit}
 
     @staticmethod
     def section_dict(section: str, config: DictConfig) -> dict[str, Any]:

@@ -1,6 +1,11 @@
 """``sumcircuit run``: the whole study in one resumable command.
 
-    finetune (full) ─► diff ─► locate ─► validate ─► LoRA arms ─► evaluate ─► summary + report
+    finetune (full) ─► diff ─► attribute ─► faithfulness ─► locate ─► validate ─► LoRA arms
+        ─► evaluate ─► summary + report
+
+``locate`` takes the locator whose circuits were the most faithful on held-out validation
+documents (``locate.score: faithful``); with the ``targeted-kl`` arm, a ``locate-kl`` stage keeps
+the paper's KL choice beside it.
 
 With ``finetuned`` set (``--finetuned``), an existing fine-tune is checked against the base
 before any stage and the finetune stage only records it (path and weights checksum).
@@ -16,6 +21,7 @@ import logging
 import random
 import shutil
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +45,8 @@ C = TypeVar("C")
 _WEIGHTS = {
     "finetune": 3.0,
     "diff": 1.0,
+    "attribute": 0.5,
+    "faithfulness": 1.0,
     "locate": 0.05,
     "validate": 2.0,
     "lora": 2.0,
@@ -69,11 +77,19 @@ def check_run_dir(out: Path, config: StudyConfig, overwrite: bool) -> None:
 
 
 def _arm_layers(
-    arm: str, circuit: Circuit, ranked: list[int], n_layers: int, draw: int, seed: int
+    arm: str,
+    circuit: Circuit,
+    kl_circuit: Circuit,
+    ranked: list[int],
+    n_layers: int,
+    draw: int,
+    seed: int,
 ) -> list[int]:
     k = len(circuit.layers)
     if arm in ("targeted", "targeted-equal-budget", "heads"):
         return circuit.layers
+    if arm == "targeted-kl":
+        return kl_circuit.layers
     if arm == "anti":
         return sorted(ranked[-k:])
     if arm == "random":
@@ -106,11 +122,14 @@ def disk_needed(config: StudyConfig) -> int:
 
 def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) -> Path:
     """Run (or resume) every stage of the study into ``out``; return the report path."""
+    from sumcircuit.analysis.attribute import run_attribute
     from sumcircuit.analysis.diff import DiffResult, run_diff
+    from sumcircuit.analysis.faithfulness import faithfulness
     from sumcircuit.analysis.locate import locate
     from sumcircuit.analysis.validate import validate
     from sumcircuit.evaluation.evaluate import evaluate
     from sumcircuit.models.loader import check_available
+    from sumcircuit.report.causal_plots import plot_faithfulness
     from sumcircuit.report.plots import plot_diff
     from sumcircuit.study.summary import write_summary
     from sumcircuit.training.loop import finetune
@@ -127,7 +146,9 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     arms = [(a, d) for a in lora.arms for d in (range(1, draws + 1) if a == "random" else [0])]
     arm_names = [f"{a}{d if a == 'random' and draws > 1 else ''}" for a, d in arms]
     eval_names = ["base", "full"] + [f"{n}-s{s}" for n in arm_names for s in seeds]
-    planned = ["finetune", "diff", "locate", "validate"]
+    with_kl = "targeted-kl" in lora.arms
+    planned = ["finetune", "diff", "attribute", "faithfulness", "locate"]
+    planned += ["locate-kl"] * with_kl + ["validate"]
     planned += [f"lora/{n}-s{s}" for n in arm_names for s in seeds]
     planned += [f"evaluate/{n}" for n in eval_names]
     weights = {name: _WEIGHTS[name.split("/")[0]] for name in planned}
@@ -156,12 +177,35 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     runner.run("diff", config.diff, do_diff, after=("finetune",))
     diff = DiffResult.load(out / "diff")
 
-    def do_locate(folder: Path) -> None:
-        circuit = locate(_in_run(config.locate, out, "diff"))
+    def do_attribute(folder: Path) -> None:
+        run_attribute(_in_run(config.attribute, out, *ft_in_run)).save(folder)
+
+    runner.run("attribute", config.attribute, do_attribute, after=("finetune",))
+
+    def do_faithfulness(folder: Path) -> None:
+        faith = replace(
+            _in_run(config.faithfulness, out, *ft_in_run, "diff"),
+            attribution=[str(out / a) for a in config.faithfulness.attribution],
+        )
+        faithfulness(faith).save(folder)
+        plot_faithfulness(folder)
+
+    runner.run("faithfulness", config.faithfulness, do_faithfulness, after=("diff", "attribute"))
+    sources = ("diff", "attribute", "faithfulness")
+
+    def do_locate(folder: Path, locate_config: Any = config.locate) -> None:
+        circuit = locate(_in_run(locate_config, out, "diff", "attribution", "faithfulness"))
         circuit.save(folder)
 
-    runner.run("locate", config.locate, do_locate, after=("diff",))
+    runner.run("locate", config.locate, do_locate, after=sources)
     circuit = Circuit.load(out / "locate")
+    kl_circuit = circuit
+    if with_kl:  # the paper's choice, beside the faithful one
+        kl_config = replace(config.locate, score="kl")
+        runner.run(
+            "locate-kl", kl_config, partial(do_locate, locate_config=kl_config), after=sources
+        )
+        kl_circuit = Circuit.load(out / "locate-kl")
 
     def do_validate(folder: Path) -> None:
         result = validate(_in_run(config.validate, out, *ft_in_run, "circuit"))
@@ -178,7 +222,9 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
             if arm == "heads":
                 adapts["heads"] = _circuit_heads(circuit, diff, lora.heads_per_layer)
             elif arm != "standard":
-                adapts["layers"] = _arm_layers(arm, circuit, ranked, n_layers, draw, seed)
+                adapts["layers"] = _arm_layers(
+                    arm, circuit, kl_circuit, ranked, n_layers, draw, seed
+                )
             arm_config = lora.arm(
                 seed=seed, out=stage, equal_budget=arm == "targeted-equal-budget", **adapts
             )
@@ -186,7 +232,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
             def do_lora(folder: Path, arm_config: FinetuneConfig = arm_config) -> None:
                 finetune(replace(arm_config, out=str(folder)))
 
-            after = ("locate",) if arm != "standard" else ()
+            after = {"standard": (), "targeted-kl": ("locate-kl",)}.get(arm, ("locate",))
             runner.run(stage, arm_config, do_lora, after=after)
             lora_stages.append(stage)
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
+from sumcircuit.analysis.faithfulness_result import FaithfulnessResult
 from sumcircuit.analysis.validate import CausalResult
 from sumcircuit.evaluation.evaluate import EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
@@ -160,6 +161,7 @@ def write_summary(
         "ablation": causal.ablation,
     }
 
+    faith = FaithfulnessResult.load(run / "faithfulness")
     figures = _figures(run, trainings, lora, arm_names)
     examples = _examples(run, ["full", *arm_names], seeds[0])
     summary = {
@@ -181,6 +183,7 @@ def write_summary(
             "score": circuit.score,
         },
         "causal": causal_summary,
+        "faithfulness": _faithfulness(faith, len(circuit.layers)),
         "lora": lora,
         "lora_vs_standard": versus,
         "paper_claims": [
@@ -201,6 +204,36 @@ def write_summary(
     return path
 
 
+def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
+    """Areas per locator, the most faithful one, and each locator's point at the circuit's size
+    (with its percentile among random sets of that size), and which documents scored."""
+    at_k = {}
+    for name in result.areas:
+        try:
+            row = result.at_size(name, k)
+        except KeyError:  # k is not among the curve's sizes
+            continue
+        at_k[name] = {
+            key: row[key]
+            for key in (
+                "sufficiency",
+                "sufficiency_lo",
+                "sufficiency_hi",
+                "sufficiency_percentile",
+                "necessity",
+                "necessity_percentile",
+            )
+        }
+    return {
+        "level": result.level,
+        "areas": result.areas,
+        "most_faithful": result.best(),
+        "circuit_size": k,
+        "at_circuit_size": at_k,
+        "documents": result.documents,
+    }
+
+
 def _figures(
     run: Path, trainings: dict[str, list[dict[str, Any]]], lora: dict[str, Any], arms: list[str]
 ) -> dict[str, list[tuple[str, str]]]:
@@ -211,10 +244,15 @@ def _figures(
     bars = rouge_bars({k: lora[k] for k in ["base", "full", *arms]}, plots / "rouge_bars")
     diff_pngs = sorted((run / "diff" / "plots").glob("*.png"))
     causal_pngs = sorted((run / "validate").glob("*.png"))
+    faith_pngs = sorted((run / "faithfulness").glob("*.png"))
     rel = lambda p: str(p.relative_to(run))  # noqa: E731
     return {
         "diff": [(rel(p), p.stem.replace("_", " ")) for p in diff_pngs],
         "causal": [(rel(p), p.stem.replace("_", " ")) for p in causal_pngs],
+        "faithfulness": [
+            (rel(p), "faithfulness curves: each locator's top-n layers, random sets as a band")
+            for p in faith_pngs
+        ],
         "lora": [
             (rel(bars), "test ROUGE-L by arm, 95% CI"),
             (rel(curves), "learning curves (first seed)"),
