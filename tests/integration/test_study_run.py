@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import sumcircuit.training.loop as loop
 from sumcircuit.cli import main
@@ -51,21 +55,30 @@ def _args(model: Path, data: Path, out: Path) -> list[str]:
 
 
 def test_run_writes_summary_and_report_then_resumes_after_a_kill(
-    tiny_dirs, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_dirs, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
+    """Killed mid-way through a LoRA arm, after its first checkpoint: the rerun skips every
+    finished stage, resumes the arm from its checkpoint and ends with the weights of an
+    uninterrupted run."""
     out = tmp_path / "run"
     real_finetune = loop.finetune
     calls = {"lora": 0}
 
+    killed: dict[str, Any] = {}
+
     def killed_in_second_lora_arm(config):
         if config.method == "lora":
             calls["lora"] += 1
-            if calls["lora"] == 2:
-                raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-training
+            if calls["lora"] == 2:  # one step and its checkpoint, then Ctrl-C mid-training
+                killed["config"] = config
+                real_finetune(replace(config, max_steps=1, checkpoint_every=1))
+                raise KeyboardInterrupt
         return real_finetune(config)
 
     monkeypatch.setattr(loop, "finetune", killed_in_second_lora_arm)
     assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 130
+    arm_dir = Path(killed["config"].out)
+    assert (arm_dir / "checkpoint.json").exists() and not (arm_dir / "stage.json").exists()
     assert (out / "lora" / "standard-s0" / "stage.json").exists()
     assert not (out / "summary.json").exists()
     finished = {
@@ -75,7 +88,18 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert "lora/standard-s0" in finished
 
     monkeypatch.setattr(loop, "finetune", real_finetune)
-    assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 0
+    with caplog.at_level("INFO", logger="sumcircuit"):
+        assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 0
+    assert f"resuming {arm_dir} at epoch 0, step 1" in caplog.text
+    # the resumed arm ends with the weights of the same arm trained without interruption
+    fresh = real_finetune(replace(killed["config"], out=str(tmp_path / "fresh")))
+    assert fresh.complete
+    resumed, uninterrupted = (
+        load_file(str(d / "adapter_model.safetensors")) for d in (arm_dir, tmp_path / "fresh")
+    )
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], atol=1e-6, rtol=0)
     for stage, mtime in finished.items():  # finished stages were not redone
         assert (out / stage / "stage.json").stat().st_mtime_ns == mtime, stage
 

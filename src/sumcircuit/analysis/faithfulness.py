@@ -70,6 +70,10 @@ class FaithfulnessConfig(PairConfig):
         default_factory=list, metadata={"help": "circuit sizes (default: the standard schedule)"}
     )
     controls: int = field(default=20, metadata={"help": "random sets per size"})
+    control_sizes: list[int] = field(
+        default_factory=list,
+        metadata={"help": "sizes that get random sets (default: every size; fewer is cheaper)"},
+    )
     min_delta: float = field(
         default=1e-6,
         metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
@@ -226,7 +230,8 @@ def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
     top = {(r.name, n): slot(tuple(r.order[:n])) for r in found for n in sizes}
     rand: dict[int, list[int]] = {}
     for n in sizes:
-        count = min(config.controls, math.comb(n_total, n) - 1)
+        wanted = not config.control_sizes or n in config.control_sizes
+        count = min(config.controls, math.comb(n_total, n) - 1) if wanted else 0
         picks = random_sets(pool, n, count, (), seed=config.seed + n) if count > 0 else []
         rand[n] = [slot(tuple(p)) for p in picks]
     loaded = time.perf_counter()

@@ -54,7 +54,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune": {"limit": 64, "epochs": 1},
         "diff": {"limit": 32},
         "attribute": {"batch_size": 4},
-        "faithfulness": {"limit": 40, "sizes": [1, 3, 8], "controls": 20},
+        # 4 scoring documents; random sets only at the circuit's size (k = 3): a forward of
+        # 4 documents takes ~1.5 s here, and every set costs two (sufficiency, necessity).
+        "faithfulness": {"limit": 36, "sizes": [1, 3, 8], "control_sizes": [3], "batch_size": 4},
         "validate": {"limit": 8, "controls": 20, "batch_size": 4},
         "lora": {
             "arms": ["standard", "targeted", "random"],
