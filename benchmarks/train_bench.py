@@ -21,9 +21,10 @@ from sumcircuit.data.prompting import IGNORE_INDEX, collate
 from sumcircuit.distributed import Processes
 from sumcircuit.models.loader import load_model
 from sumcircuit.training.config import FinetuneConfig
-from sumcircuit.training.loop import autocast, train_step
+from sumcircuit.training.loop import train_step
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches
+from sumcircuit.training.precision import autocast
 from sumcircuit.training.select import select_adapters
 
 MODEL = "smollm2-135m"

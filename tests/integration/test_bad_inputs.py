@@ -306,10 +306,10 @@ def test_a_finished_run_records_what_ran_and_shares_its_weights(env):
 def test_a_rising_validation_loss_stops_and_keeps_the_last_good_checkpoint(
     env, tmp_path, capsys, monkeypatch
 ):
-    import sumcircuit.training.loop as loop
+    from sumcircuit.training import divergence
     from sumcircuit.training.checkpoint import checkpoint_info
 
-    monkeypatch.setattr(loop, "VAL_RISE", 0.5)  # any validation loss now counts as "risen"
+    monkeypatch.setattr(divergence, "VAL_RISE", 0.5)  # any validation loss now counts as "risen"
     out = tmp_path / "run"
     argv = f"finetune --model {env['llama']} --data {env['data']} {TRAIN} --checkpoint-every 1"
     assert main([*argv.split(), "--out", str(out)]) == 2

@@ -33,7 +33,6 @@ from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
 from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
-from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.io import check_writable_dir, disk_full, share_files, write_json
 from sumcircuit.models.loader import LoadedModel, load_model, weight_bytes
@@ -49,9 +48,11 @@ from sumcircuit.training.checkpoint import (
     set_rng_states,
 )
 from sumcircuit.training.config import FinetuneConfig
+from sumcircuit.training.divergence import check_val_loss, check_weights, stop_diverged
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches, micro_batches
 from sumcircuit.training.outdir import prepare_out
+from sumcircuit.training.precision import autocast, resolved_precision
 from sumcircuit.training.schedule import make_scheduler
 from sumcircuit.training.select import Adapted, select_adapters
 
@@ -60,11 +61,6 @@ log = logging.getLogger(__name__)
 HEAD_MASKS = "head_masks.json"
 GENERATION_TOKENS = 48
 GENERATION_BATCH = 16  # per-epoch validation summaries generated together
-# Divergence: a run stops (keeping its last checkpoint) when a trainable weight's magnitude
-# passes WEIGHT_LIMIT (real models' weights stay well below 100) or an epoch's validation loss
-# exceeds VAL_RISE times the validation loss measured before the first step.
-WEIGHT_LIMIT = 1e4
-VAL_RISE = 2.0
 
 
 @dataclass
@@ -83,23 +79,6 @@ class _Progress:
     val_start: float | None = None  # validation loss before the first step
     epochs: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
-
-
-def resolved_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` where bf16 matmuls are fast (CUDA with bf16, CPU with oneDNN bf16),
-    else ``fp32``; ``bf16``/``fp32`` are kept."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-
-
-def autocast(config: FinetuneConfig, device: torch.device) -> Any:
-    """bf16 autocast of matmuls when the resolved precision is bf16, or nothing."""
-    if resolved_precision(config.precision, device) == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def finetune(config: FinetuneConfig) -> TrainingResult:
@@ -225,9 +204,9 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                     model, params, train, batch, config, procs, pad_id
                 )
                 if not math.isfinite(loss):
-                    _stop_diverged(out, state.step, "the training loss became NaN/inf")
+                    stop_diverged(out, state.step, "the training loss became NaN/inf")
                 optimizer.step()
-                _check_weights(params, out, state.step)
+                check_weights(params, out, state.step)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
@@ -252,7 +231,9 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                     bar.close()
                     return _partial(result, state, session_start)
             record = _end_epoch(model, val, config, procs, state, pad_id, epoch_start, loaded)
-            _check_val_loss(record["val_loss"], state, out)  # before its checkpoint is written
+            check_val_loss(  # before its checkpoint is written
+                record["val_loss"], state.val_start, out, step=state.step, epoch=state.epoch
+            )
             state.epochs.append(record)
             state.epoch += 1
             state.batch, state.n_summary, state.n_tokens = 0, 0, 0
@@ -394,44 +375,6 @@ def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedMod
         progress=False,
     )
     return float(scores["rougeL"]["f"])
-
-
-def _stop_diverged(out: Path, step: int, what: str) -> None:
-    """Stop a diverging run with one sentence: what went wrong, at which step, and the advice
-    (a lower --lr; resume from the last good checkpoint, which is kept, if there is one)."""
-    kept = checkpoint_info(out)
-    where = (
-        f"the last good checkpoint (step {kept['step']}) is kept in {out}; resume from it with a "
-        "lower --lr"
-        if kept
-        else "no checkpoint had been written yet; rerun with a lower --lr"
-    )
-    raise SumcircuitError(f"{what} at step {step + 1}; stopped: {where}")
-
-
-def _check_weights(params: list[torch.nn.Parameter], out: Path, step: int) -> None:
-    """Stop when a trainable weight is NaN/inf or its magnitude passes ``WEIGHT_LIMIT``."""
-    with torch.no_grad():
-        biggest = float(torch.stack([p.detach().abs().amax().float() for p in params]).amax())
-    if not math.isfinite(biggest) or biggest > WEIGHT_LIMIT:
-        _stop_diverged(
-            out,
-            step,
-            f"the trained weights exploded (largest |w| {biggest:.3g} > {WEIGHT_LIMIT:g})",
-        )
-
-
-def _check_val_loss(val_loss: float | None, state: _Progress, out: Path) -> None:
-    """Stop when an epoch's validation loss is NaN/inf or over ``VAL_RISE`` times its start."""
-    if val_loss is None or state.val_start is None:
-        return
-    if not math.isfinite(val_loss) or val_loss > VAL_RISE * state.val_start:
-        _stop_diverged(
-            out,
-            state.step - 1,
-            f"the validation loss rose to {val_loss:.4g}, over {VAL_RISE:g}x its start "
-            f"({state.val_start:.4g}), by the end of epoch {state.epoch}",
-        )
 
 
 def _record_times(result: TrainingResult, state: _Progress, session_start: float) -> None:
