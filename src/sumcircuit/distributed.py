@@ -15,8 +15,9 @@ statistics the analysis keeps in CPU memory are reduced through gloo.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -101,6 +102,13 @@ class Processes:
         if self.world > 1:
             for p in params:
                 dist.broadcast(p.data, src=0)
+
+    def on_main(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` on the main process only, then wait for it: for checks that touch files
+        (a write test on --out), which several processes would race."""
+        if self.main:
+            fn(*args, **kwargs)
+        self.barrier()
 
     def barrier(self) -> None:
         if self.world > 1:

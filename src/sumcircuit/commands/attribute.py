@@ -8,6 +8,7 @@ from pathlib import Path
 from sumcircuit.analysis.attribute import AttributeConfig, run_attribute
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.distributed import Processes
+from sumcircuit.io import check_writable_dir
 
 FLAGS = ConfigFlags(AttributeConfig, required=("finetuned",))
 
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_attribute(args: argparse.Namespace) -> int:
     config = FLAGS.build(args)
     procs = Processes.from_env()
+    procs.on_main(check_writable_dir, args.out)  # before the models load
     try:
         result = run_attribute(config, processes=procs)
     finally:

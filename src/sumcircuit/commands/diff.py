@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     config = FLAGS.build(args)
-    check_writable_dir(args.out)  # before the models load, not after the diff
     procs = Processes.from_env()  # under torchrun: join the group, shard the documents
+    procs.on_main(check_writable_dir, args.out)  # before the models load, not after the diff
     try:
         result = run_diff(config, processes=procs)
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sumcircuit.analysis.faithfulness import FaithfulnessConfig, faithfulness
 from sumcircuit.cli_config import ConfigFlags
+from sumcircuit.io import check_writable_dir
 
 FLAGS = ConfigFlags(FaithfulnessConfig, required=("finetuned",))
 
@@ -32,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_faithfulness(args: argparse.Namespace) -> int:
     from sumcircuit.report.causal_plots import plot_faithfulness
 
-    result = faithfulness(FLAGS.build(args))
+    config = FLAGS.build(args)
+    check_writable_dir(args.out)  # before the models load, not after the sweep
+    result = faithfulness(config)
     csv = result.save(args.out)
     plots = plot_faithfulness(args.out)
     scoring = result.documents["scoring"]

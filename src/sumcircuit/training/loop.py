@@ -88,8 +88,10 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     and processes together). Returns the result also written to ``out/training.json``.
     """
     procs = Processes.from_env()
-    if config.out:  # before any model loads: a bad --out or circuit stops here, not after an epoch
-        check_writable_dir(config.out, "--out", need_bytes=disk_needed(config))
+    # Before any model loads: a bad --out or circuit stops here, not after an epoch. One process
+    # checks --out: its write test makes and removes the folder, which would race another's.
+    if config.out:
+        procs.on_main(check_writable_dir, config.out, "--out", need_bytes=disk_needed(config))
     if config.circuit:
         Circuit.load(config.circuit)
     out, done = prepare_out(config, procs)
