@@ -76,7 +76,7 @@ def test_locate_ranks_by_attribution(run, capsys) -> None:
     assert "--score attribution needs --attribution DIR" in capsys.readouterr().err
 
 
-def test_damaged_result_is_one_sentence(run, tmp_path, capsys) -> None:
+def test_damaged_result_is_one_sentence(run, tmp_path) -> None:
     root, _ = run
     shutil.copytree(root / "att", tmp_path / "att")
     path = tmp_path / "att" / "attribution.json"

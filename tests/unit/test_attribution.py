@@ -54,10 +54,11 @@ def _exact_singles(base, ft, prepared):
 # GPT-2 runs wholly in float64: agreement to 1e-3 of the largest effect (measured ~1e-4, the
 # second-order term). Llama's and Gemma3's RMSNorm compute in float32 by design (transformers),
 # which puts a float32 noise floor under the effects: a larger perturbation, a wider tolerance
-# (measured ~1e-3 for llama, ~8e-3 for gemma3 at scale 1e-4).
+# (measured ~1e-3 for llama, ~8e-3 for gemma3 at scale 1e-4; the tolerances leave 4-5x for
+# another CPU's rounding, while a wrong gradient path is off by 10-100%).
 @pytest.mark.parametrize(
     ("arch_name", "scale", "tolerance"),
-    [("gpt2", 1e-5, 1e-3), ("llama", 1e-4, 3e-3), ("gemma3", 1e-4, 2e-2)],
+    [("gpt2", 1e-5, 1e-3), ("llama", 1e-4, 5e-3), ("gemma3", 1e-4, 3e-2)],
 )
 def test_atp_equals_exact_patching_in_the_linear_regime(
     arch_name, scale, tolerance, gpt2_tok

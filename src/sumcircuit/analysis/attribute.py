@@ -135,7 +135,7 @@ def _gathered(part: Attribution, mine: list[int], n: int, procs: Processes) -> A
         full = torch.zeros((n, *local.shape[1:]), dtype=torch.float64)
         full[mine] = torch.from_numpy(np.nan_to_num(local, nan=0.0))
         arrays[name] = procs.sum_(full).numpy()
-    if np.isnan(part.heads_nec).all():  # the IG methods estimate no necessity
+    if part.method != "atp":  # the IG methods estimate no necessity
         arrays["heads_nec"][:] = np.nan
         arrays["mlps_nec"][:] = np.nan
     passes = procs.sum_(torch.tensor([part.n_passes], dtype=torch.float64))
@@ -143,7 +143,11 @@ def _gathered(part: Attribution, mine: list[int], n: int, procs: Processes) -> A
 
 
 def _rows(
-    keys: list[tuple[int, int]], suff: np.ndarray, nec: np.ndarray, den: np.ndarray, config
+    keys: list[tuple[int, int]],
+    suff: np.ndarray,
+    nec: np.ndarray,
+    den: np.ndarray,
+    config: AttributeConfig,
 ) -> list[dict[str, Any]]:
     """Normalised values with bootstrap CIs; suff/nec: (n_docs, len(keys))."""
     kw = dict(n_boot=config.n_boot, seed=config.seed, min_delta=config.min_delta)

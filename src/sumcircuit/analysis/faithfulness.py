@@ -160,10 +160,11 @@ def scoring_documents(
 ) -> tuple[Prepared, dict[str, Any]]:
     """The scoring documents minus every selection document; what was excluded and why."""
     excluded: set[str] = set()
-    for ranking in found:
-        if ranking.split == config.split:
-            dataset = load_dataset(config.data)
-            excluded |= {e.id for e in dataset.split(config.split)[: ranking.limit]}
+    limits = [r.limit for r in found if r.split == config.split]
+    if limits:  # the selection documents were the first `limit` of the same split
+        on_split = load_dataset(config.data).split(config.split)
+        none_means_all = [len(on_split) if n is None else n for n in limits]
+        excluded = {e.id for e in on_split[: max(none_means_all)]}
     keep = [i for i, doc in enumerate(prepared.ids) if doc not in excluded]
     if not keep:
         raise SumcircuitError(
