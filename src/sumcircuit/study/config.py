@@ -41,7 +41,9 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "faithfulness": {"split": "validation"},
     # The targeted arm's circuit comes from the most faithful locator; targeted-kl keeps KL.
     "locate": {"score": "faithful"},
-    "validate": {"limit": 50},
+    # Causal validation of the chosen circuit on test documents: the circuit was chosen on
+    # validation documents (selection and faithfulness scoring), so this check is independent.
+    "validate": {"limit": 50, "split": "test"},
     "lora": {"limit": 64},
     "evaluate": {"limit": 20},
 }
