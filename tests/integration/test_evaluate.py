@@ -1,4 +1,5 @@
-"""``sumcircuit evaluate`` and ``sumcircuit compare`` end to end on a tiny saved model."""
+"""``sumcircuit evaluate`` and ``sumcircuit compare`` end to end on a tiny saved model (ROUGE and
+the reference log-likelihood)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sumcircuit.cli import main
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvalResult, EvaluateConfig, read_predictions
 from sumcircuit.evaluation.rouge import METRICS
 
@@ -64,13 +66,66 @@ def test_evaluate_writes_result_json_and_predictions(results, data_file) -> None
     lines = path.with_suffix(".predictions.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert [r["id"] for r in rows] == [f"test{i}" for i in range(N_TEST)]  # input order
-    assert set(rows[0]) == {"id", "document", "reference", "prediction", *METRICS}
+    assert set(rows[0]) == {"id", "document", "reference", "prediction", *METRICS, "loglik"}
     assert rows[2]["reference"] == "The council voted on day 2."
     mean = sum(r["rougeL"] for r in rows) / N_TEST
     assert data["rougeL"]["f"] == pytest.approx(mean)
+    logliks = [r["loglik"] for r in rows]
+    assert all(x < 0 for x in logliks)
+    assert data["loglik"]["mean"] == pytest.approx(sum(logliks) / N_TEST)
+    lo, hi = data["loglik"]["ci95"]
+    assert lo <= data["loglik"]["mean"] <= hi and data["loglik"]["n_tokens"] > N_TEST
 
     loaded = EvalResult.load(path)
-    assert loaded.n == N_TEST and loaded.to_frame()["metric"].tolist() == list(METRICS)
+    assert loaded.n == N_TEST and loaded.to_frame()["metric"].tolist() == [*METRICS, "loglik"]
+    assert loaded.loglik == data["loglik"]
+
+
+def _strip_loglik(path: Path, out: Path) -> Path:
+    """A copy of the result at ``path`` as written before loglik existed."""
+    data = json.loads(path.read_text())
+    del data["loglik"]
+    data["predictions"] = out.with_suffix(".predictions.jsonl").name
+    out.write_text(json.dumps(data))
+    rows = [json.loads(x) for x in path.with_suffix(".predictions.jsonl").read_text().splitlines()]
+    out.with_suffix(".predictions.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "loglik"}) + "\n" for r in rows)
+    )
+    return out
+
+
+def test_results_without_loglik_still_load_and_compare(results, tmp_path, capsys) -> None:
+    a, b = results
+    old = EvalResult.load(_strip_loglik(a, tmp_path / "old.json"))
+    assert old.loglik is None and old.predictions["loglik"].isna().all()
+    assert old.to_frame()["metric"].tolist() == list(METRICS)
+    assert main(["compare", str(tmp_path / "old.json"), str(b)]) == 0
+    assert "loglik     not in both results" in capsys.readouterr().out
+    old.save(tmp_path / "again.json")  # saves back with loglik null
+    assert json.loads((tmp_path / "again.json").read_text())["loglik"] is None
+    again = [
+        json.loads(x) for x in (tmp_path / "again.predictions.jsonl").read_text().split("\n")[:-1]
+    ]
+    assert all(r["loglik"] is None for r in again)
+    assert EvalResult.load(tmp_path / "again.json").loglik is None
+
+
+def test_no_loglik_flag_skips_it(tiny_dirs, data_file, tmp_path) -> None:
+    out = tmp_path / "c.json"
+    assert _evaluate(tiny_dirs["gpt2"], data_file, out, "--no-loglik", "--limit", "2") == 0
+    assert json.loads(out.read_text())["loglik"] is None
+    assert EvalResult.load(out).predictions["loglik"].isna().all()
+
+
+def test_a_result_missing_some_logliks_is_damaged(results, tmp_path) -> None:
+    a, _ = results
+    rows = [json.loads(x) for x in a.with_suffix(".predictions.jsonl").read_text().splitlines()]
+    rows[1]["loglik"] = None
+    broken = tmp_path / "broken.json"
+    broken.write_text(a.read_text().replace("a.predictions.jsonl", "broken.predictions.jsonl"))
+    broken.with_suffix(".predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(SumcircuitError, match="lack the loglik score"):
+        EvalResult.load(broken)
 
 
 def test_compare_two_results(results, tmp_path, capsys) -> None:
@@ -82,10 +137,12 @@ def test_compare_two_results(results, tmp_path, capsys) -> None:
     data = json.loads(out.read_text())
     pa, pb = read_predictions(a), read_predictions(b)
     assert data["n"] == N_TEST
-    for metric in METRICS:
+    for metric in (*METRICS, "loglik"):
         diff = data[metric]["mean_diff"]
         assert diff == pytest.approx(pa[metric].mean() - pb[metric].mean())
+        assert data[metric]["a"] == pytest.approx(pa[metric].mean())
         assert 0.0 <= data[metric]["p_value"] <= 1.0
+    assert "loglik" in table
 
 
 def test_compare_aligns_by_id(results, tmp_path) -> None:
@@ -98,7 +155,7 @@ def test_compare_aligns_by_id(results, tmp_path) -> None:
     )
     out = tmp_path / "cmp.json"
     assert main(["compare", str(a), str(shuffled), "--out", str(out)]) == 0
-    assert all(json.loads(out.read_text())[m]["mean_diff"] == 0.0 for m in METRICS)
+    assert all(json.loads(out.read_text())[m]["mean_diff"] == 0.0 for m in (*METRICS, "loglik"))
 
 
 def test_compare_refuses_different_examples(results, tmp_path, capsys) -> None:

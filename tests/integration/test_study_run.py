@@ -107,6 +107,15 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert set(summary["lora"]) == {"base", "full", "standard", "targeted", "random"}
     for row in summary["lora"].values():
         assert 0.0 <= row["rougeL"] <= 1.0 and row["rougeL_ci95"][0] <= row["rougeL_ci95"][1]
+        assert row["loglik"] < 0 and row["loglik_ci95"][0] <= row["loglik"] <= row["loglik_ci95"][1]
+    comps = summary["comparisons"]
+    assert set(comps["vs_standard"]) == {"base", "full", "targeted", "random"}
+    assert set(comps["vs_base"]) == {"full", "standard", "targeted", "random"}
+    for against in comps.values():
+        for diffs in against.values():
+            assert set(diffs) == {"rougeL", "loglik"} and diffs["loglik"]["n"] == 3
+    lora_claim = summary["paper_claims"][2]
+    assert set(lora_claim["verdicts"]) == {"rougeL", "loglik"}
     assert (
         summary["lora"]["targeted"]["trainable_params"] * 2
         == summary["lora"]["standard"]["trainable_params"]

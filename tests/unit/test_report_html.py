@@ -51,7 +51,36 @@ def test_claims_decide_only_when_the_ci_does() -> None:
         "standard": {"rougeL": 0.2, "trainable_params": 100},
         "targeted": {"rougeL": 0.25, "trainable_params": 10},
     }
-    row = lora_claim(lora, {"mean_diff": 0.05, "ci95": [0.01, 0.09]})
+    row = lora_claim(lora, {"rougeL": {"mean_diff": 0.05, "ci95": [0.01, 0.09]}})
     assert row["holds"] is True and "90% fewer" in row["ours"]
-    assert lora_claim(lora, {"mean_diff": 0.0, "ci95": [-0.02, 0.03]})["holds"] is None
+    undecided = {"rougeL": {"mean_diff": 0.0, "ci95": [-0.02, 0.03]}}
+    assert lora_claim(lora, undecided)["holds"] is None
     assert lora_claim({}, None)["holds"] is None
+
+
+def test_report_shows_loglik_and_both_comparisons(tmp_path: Path) -> None:
+    lora = {
+        "standard": {"rougeL": 0.2, "loglik": -2.2, "trainable_params": 100},
+        "targeted": {"rougeL": 0.25, "loglik": -2.1, "trainable_params": 10},
+    }
+    diff = {"mean_diff": 0.1, "ci95": [0.05, 0.15], "p_value": 0.001, "n": 9}
+    claim = lora_claim(lora, {"rougeL": diff | {"ci95": [-0.01, 0.2]}, "loglik": diff})
+    lora["standard"] |= {"rougeL_ci95": [0.1, 0.3], "loglik_ci95": [-2.4, -2.0]}
+    write_json(
+        tmp_path / "summary.json",
+        {
+            "paper_claims": [claim],
+            "lora": lora,
+            "comparisons": {
+                "vs_standard": {"targeted": {"rougeL": diff, "loglik": diff}},
+                "vs_base": {"targeted": {"rougeL": diff, "loglik": None}},
+            },
+        },
+    )
+    html = build_report(tmp_path).read_text()
+    assert "log-likelihood / token [95% CI]" in html and "-2.200" in html
+    assert "[-2.400, -2.000]" in html
+    assert "Δlog-likelihood" in html and "against the base model" in html
+    body = html.split("ΔROUGE-L")[1]
+    assert body.count("<td>standard</td>") == 1 and body.count("<td>base</td>") == 1
+    assert "undecided (CI too wide) — ROUGE-L: undecided; log-likelihood: holds" in html

@@ -1,4 +1,5 @@
-"""``sumcircuit compare A.json B.json``: paired bootstrap difference A − B per ROUGE metric."""
+"""``sumcircuit compare A.json B.json``: paired bootstrap difference A − B per ROUGE metric and
+of the reference log-likelihood per token (when both results have it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="paired bootstrap difference of two evaluate results (A - B) with CI and p",
         description=(
             "Compare two `sumcircuit evaluate` results on the same examples (aligned by id): "
-            "mean ROUGE difference A - B, its 95% bootstrap CI and p-value, per metric."
+            "mean ROUGE difference A - B, its 95% bootstrap CI and p-value, per metric; the "
+            "same for the reference summary's log-likelihood per token when both have it."
         ),
     )
     parser.add_argument("a", help="result JSON of arm A")
@@ -25,14 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sumcircuit.evaluation.evaluate import compare_results
+    from sumcircuit.evaluation.evaluate import LOGLIK, compare_results
     from sumcircuit.io import write_json
 
     result = compare_results(args.a, args.b, seed=args.seed, n_boot=args.n_boot)
     print(f"A = {args.a}\nB = {args.b}\nn = {result['n']} paired examples\n")
     print(f"{'metric':<10} {'A':>7} {'B':>7} {'A-B':>8}  {'95% CI':<19} {'p':>6}")
-    for metric in METRICS:
+    for metric in (*METRICS, LOGLIK):
         row = result[metric]
+        if row is None:
+            print(f"{metric:<10} not in both results (re-run `sumcircuit evaluate` to score it)")
+            continue
         lo, hi = row["ci95"]
         print(
             f"{metric:<10} {row['a']:7.4f} {row['b']:7.4f} {row['mean_diff']:+8.4f}  "

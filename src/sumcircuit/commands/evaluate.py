@@ -15,10 +15,15 @@ FLAGS = ConfigFlags(EvaluateConfig, required=("out",))
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="generate summaries for a split and score them with ROUGE (bootstrap 95%% CIs)",
+        help=(
+            "generate summaries for a split and score them with ROUGE, and the references' "
+            "log-likelihood (bootstrap 95%% CIs)"
+        ),
         description=(
             "Generate a summary per example (batched, KV cache, greedy unless --num-beams) and "
-            "score it with ROUGE-1/2/L/Lsum. Writes FILE (JSON) and FILE's .predictions.jsonl."
+            "score it with ROUGE-1/2/L/Lsum; also score the reference summary's mean "
+            "log-likelihood per token after the same prompt (teacher-forced; --no-loglik skips "
+            "it). Writes FILE (JSON) and FILE's .predictions.jsonl."
         ),
     )
     FLAGS.add_to(parser)
@@ -35,5 +40,11 @@ def run(args: argparse.Namespace) -> int:
         score = result.scores[metric]
         lo, hi = score["ci95"]
         print(f"  {metric:<10} {score['f']:.4f}  95% CI [{lo:.4f}, {hi:.4f}]")
+    if result.loglik is not None:
+        lo, hi = result.loglik["ci95"]
+        print(
+            f"  {'loglik':<10} {result.loglik['mean']:.4f}  95% CI [{lo:.4f}, {hi:.4f}]"
+            "  (mean log-likelihood per reference token)"
+        )
     print(f"wrote {args.out} and {predictions_path(args.out)}")
     return 0

@@ -144,6 +144,26 @@ class Prompter:
             truncated=truncated,
         )
 
+    def append_summary(self, prompt: Encoded, summary: str) -> Encoded:
+        """``prompt`` (encoded with ``summary=None``) followed by ``summary``'s tokens and EOS.
+
+        The teacher-forced counterpart of a generation prompt: the same document tokens (cut to
+        leave the prompt's ``reserve``), so the summary is scored after exactly the prompt the
+        model generated from. The summary is never cut, so the result is longer than
+        ``max_length`` when the summary has more tokens than the reserve.
+        """
+        if prompt.n_summary_tokens:
+            raise SumcircuitError(
+                "append_summary takes a prompt encoded without a summary "
+                "(Prompter.encode(document, None, reserve=...))"
+            )
+        return Encoded(
+            input_ids=[*prompt.input_ids, *self._summary_ids(summary)],
+            doc_span=prompt.doc_span,
+            summary_start=prompt.summary_start,
+            truncated=prompt.truncated,
+        )
+
     def encode_many(
         self,
         pairs: list[tuple[str, str, str | None]],

@@ -1,11 +1,15 @@
-"""The evaluate stage: generate summaries for a split and score them with ROUGE.
+"""The evaluate stage: generate summaries for a split and score them with ROUGE, and score the
+reference summaries' log-likelihood under the model.
 
 ``evaluate(EvaluateConfig) -> EvalResult``. The result is saved as one JSON file (``FILE``):
 ``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum`` (each ``{"f": mean F1, "ci95": [lo, hi]}``),
+``loglik`` (``{"mean", "ci95": [lo, hi], "n_tokens", "wall_s"}``: the mean log-likelihood per
+reference-summary token, see :mod:`sumcircuit.evaluation.loglik`; null when not scored),
 ``n``, ``generation`` (the settings), ``wall_s``, ``provenance``, ``predictions`` (the name of
 the JSONL beside it), plus the per-example predictions as JSONL at ``FILE`` with the suffix
-``.predictions.jsonl`` (id, document's first 300 characters, reference, prediction and the four
-per-example F1 scores). Both are written atomically.
+``.predictions.jsonl`` (id, document's first 300 characters, reference, prediction, the four
+per-example F1 scores and ``loglik``, null when not scored). Both are written atomically.
+Results written before ``loglik`` existed load with ``loglik`` None and the column NaN.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -23,16 +28,19 @@ from sumcircuit.configs import DictConfig, check_at_least
 from sumcircuit.data.batching import prepare_for
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
+from sumcircuit.evaluation.loglik import loglik_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
 from sumcircuit.io import sha256_file, write_json
 from sumcircuit.models.trained import load_trained
 from sumcircuit.provenance import provenance
 from sumcircuit.results import StageResult, read_jsonl, read_result_json, reading, write_jsonl
+from sumcircuit.stats import paired_bootstrap_diff
 
 __all__ = [
     "DOCUMENT_CHARS",
     "EvalResult",
     "EvaluateConfig",
+    "LOGLIK",
     "compare_results",
     "evaluate",
     "predictions_path",
@@ -42,7 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DOCUMENT_CHARS = 300  # characters of each document kept in the predictions JSONL
-PREDICTION_COLUMNS = ("id", "document", "reference", "prediction", *METRICS)
+LOGLIK = "loglik"  # mean log-likelihood per reference-summary token, per example and overall
+PREDICTION_COLUMNS = ("id", "document", "reference", "prediction", *METRICS, LOGLIK)
 PREDICTIONS_SUFFIX = ".predictions.jsonl"  # eval.json -> eval.predictions.jsonl
 
 
@@ -71,6 +80,9 @@ class EvaluateConfig(DictConfig):
         default=True, metadata=_help("end a summary at its first newline (one-sentence data)")
     )
     bf16: bool = field(default=False, metadata=_help("bf16 autocast during generation"))
+    loglik: bool = field(
+        default=True, metadata=_help("also score the reference's log-likelihood per token")
+    )
     seed: int = field(default=0, metadata=_help("seed of torch and of the bootstrap"))
     n_boot: int = field(default=2000, metadata=_help("bootstrap resamples for the CIs"))
     document_field: str = field(default="document", metadata=_help("document column"))
@@ -107,7 +119,8 @@ def predictions_path(result_path: str | Path) -> Path:
 
 @dataclass
 class EvalResult(StageResult):
-    """ROUGE of one model on one split, with per-example predictions.
+    """ROUGE and reference log-likelihood of one model on one split, with per-example
+    predictions.
 
     ``save(target)``/``load(target)``: ``target`` is a directory (``DIR/result.json``, as in a
     study run) or the result JSON file itself (``sumcircuit evaluate --out eval.json``); the
@@ -118,21 +131,36 @@ class EvalResult(StageResult):
     STAGE: ClassVar[str] = "evaluate"
     FILE_OR_DIR: ClassVar[bool] = True
 
-    scores: dict[str, Any]  # rouge.aggregate(): {metric: {"f", "ci95"}, "n": n}
+    # rouge.aggregate(): {metric: {"f", "ci95"}, "n": n}, plus "loglik": {"mean", "ci95",
+    # "n_tokens", "wall_s"} or None (not scored, or a result written before loglik existed)
+    scores: dict[str, Any]
     generation: dict[str, Any]
     wall_s: float
     provenance: dict[str, Any]
-    predictions: pd.DataFrame  # PREDICTION_COLUMNS, one row per example
+    predictions: pd.DataFrame  # PREDICTION_COLUMNS, one row per example (loglik NaN: not scored)
     encode_report: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """A result built without the reference log-likelihood has it as None / NaN."""
+        self.scores.setdefault(LOGLIK, None)
+        if LOGLIK not in self.predictions.columns:
+            self.predictions = self.predictions.assign(**{LOGLIK: np.nan})
 
     @property
     def n(self) -> int:
         return int(self.scores["n"])
 
+    @property
+    def loglik(self) -> dict[str, Any] | None:
+        """``{"mean", "ci95", "n_tokens", "wall_s"}`` of the reference log-likelihood, or None
+        when this result has none (``--no-loglik``, or written before it existed)."""
+        return self.scores.get(LOGLIK)
+
     def _json(self) -> dict[str, Any]:
         """The result JSON's content, without the predictions (they go to the JSONL)."""
         return {
             **{m: self.scores[m] for m in METRICS},
+            LOGLIK: self.loglik,
             "n": self.n,
             "generation": self.generation,
             "wall_s": self.wall_s,
@@ -140,10 +168,17 @@ class EvalResult(StageResult):
             "provenance": self.provenance,
         }
 
+    def _rows(self) -> list[dict[str, Any]]:
+        """The predictions as JSON-ready dicts (a NaN loglik becomes null)."""
+        rows = self.predictions[list(PREDICTION_COLUMNS)].to_dict(orient="records")
+        for row in rows:
+            if row[LOGLIK] is not None and not np.isfinite(row[LOGLIK]):
+                row[LOGLIK] = None
+        return rows
+
     def to_dict(self) -> dict[str, Any]:
         """The result JSON's content, with ``predictions`` as a list of per-example dicts."""
-        rows = self.predictions[list(PREDICTION_COLUMNS)].to_dict(orient="records")
-        return self._json() | {"predictions": rows}
+        return self._json() | {"predictions": self._rows()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
@@ -152,35 +187,35 @@ class EvalResult(StageResult):
             raise SumcircuitError(
                 f"not a sumcircuit evaluate result (missing {', '.join(missing)})"
             )
+        predictions = _prediction_frame(data["predictions"])
+        loglik = data.get(LOGLIK)
+        if loglik is not None and predictions[LOGLIK].isna().any():
+            raise SumcircuitError(
+                "some predictions lack the loglik score that the result's summary reports"
+            )
         return cls(
-            scores={m: data[m] for m in METRICS} | {"n": data["n"]},
+            scores={m: data[m] for m in METRICS} | {LOGLIK: loglik, "n": data["n"]},
             generation=data.get("generation", {}),
             wall_s=float(data.get("wall_s", 0.0)),
             provenance=data.get("provenance", {}),
-            predictions=_prediction_frame(data["predictions"]),
+            predictions=predictions,
             encode_report=data.get("encode_report", {}),
         )
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per metric: metric, f, ci_low, ci_high."""
-        return pd.DataFrame(
-            [
-                {
-                    "metric": m,
-                    "f": self.scores[m]["f"],
-                    "ci_low": self.scores[m]["ci95"][0],
-                    "ci_high": self.scores[m]["ci95"][1],
-                }
-                for m in METRICS
-            ]
-        )
+        """One row per ROUGE metric (``f``: mean F1) and, when scored, a ``loglik`` row (``f``:
+        mean log-likelihood per reference token); columns metric, f, ci_low, ci_high."""
+        rows = [(m, self.scores[m]["f"], *self.scores[m]["ci95"]) for m in METRICS]
+        if self.loglik is not None:
+            rows.append((LOGLIK, self.loglik["mean"], *self.loglik["ci95"]))
+        return pd.DataFrame(rows, columns=["metric", "f", "ci_low", "ci_high"])
 
     def save(self, target: str | Path) -> Path:
         """Write the result JSON and the predictions JSONL beside it (atomically, the JSON
         last); returns the JSON's path."""
         path = self.path(target)
         jsonl = predictions_path(path)
-        write_jsonl(jsonl, self.predictions[list(PREDICTION_COLUMNS)].to_dict(orient="records"))
+        write_jsonl(jsonl, self._rows())
         write_json(path, self._json() | {"predictions": jsonl.name})
         return path
 
@@ -205,10 +240,13 @@ class EvalResult(StageResult):
 
 
 def _prediction_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The predictions frame; a row without ``loglik`` (not scored, or an older result) gets
+    NaN there."""
     frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
     if frame[list(METRICS)].isna().any().any() or frame["id"].isna().any():
         raise SumcircuitError("some predictions lack ids or ROUGE scores")
     frame["id"] = frame["id"].astype(str)
+    frame[LOGLIK] = pd.to_numeric(frame[LOGLIK], errors="raise").astype(np.float64)
     return frame
 
 
@@ -230,7 +268,9 @@ def _model_identity(identity: dict[str, Any], adapter: str | None) -> dict[str, 
 
 
 def evaluate(config: EvaluateConfig) -> EvalResult:
-    """Generate a summary for each example of ``config.split`` and score it with ROUGE.
+    """Generate a summary for each example of ``config.split`` and score it with ROUGE; with
+    ``config.loglik`` also score each reference summary's mean log-likelihood per token after
+    the same prompt (:func:`sumcircuit.evaluation.loglik.loglik_on_split`).
 
     Saves the result to ``config.out`` when it is set. ``wall_s`` covers loading, generation and
     scoring.
@@ -267,6 +307,22 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
         n_boot=config.n_boot,
     )
     frame.insert(1, "document", [e.document[:DOCUMENT_CHARS] for e in prepared.examples])
+    frame[LOGLIK] = np.nan
+    if config.loglik:
+        scores[LOGLIK], frame[LOGLIK] = loglik_on_split(
+            loaded.model,
+            loaded.arch,
+            loaded.tokenizer,
+            prepared,
+            template=config.template,
+            max_length=config.max_length,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            n_boot=config.n_boot,
+            progress=config.progress,
+        )
+    else:
+        scores[LOGLIK] = None
     result = EvalResult(
         scores=scores,
         generation=config.generation() | {"batch_size": config.batch_size},
@@ -291,10 +347,13 @@ def compare_results(
     """Paired bootstrap difference A − B per metric between two saved results, aligned by id.
 
     Returns :func:`sumcircuit.evaluation.rouge.compare`'s dict, each metric also carrying the
-    arms' means ``a`` and ``b``, plus ``a``/``b`` (the result paths) under ``"files"``.
+    arms' means ``a`` and ``b``, plus ``a``/``b`` (the result paths) under ``"files"``, and
+    ``"loglik"``: the same ``{"mean_diff", "ci95", "p_value", "a", "b"}`` for the reference
+    log-likelihood per token when both results have it, else None.
     The two results must cover exactly the same example ids, each once.
     """
-    frame_a, frame_b = EvalResult.load(path_a).predictions, EvalResult.load(path_b).predictions
+    result_a, result_b = EvalResult.load(path_a), EvalResult.load(path_b)
+    frame_a, frame_b = result_a.predictions, result_b.predictions
     for path, frame in ((path_a, frame_a), (path_b, frame_b)):
         if len(frame) == 0:
             raise SumcircuitError(f"{str(path)!r} has no predictions to compare")
@@ -317,6 +376,17 @@ def compare_results(
     out = compare(frame_a, frame_b, seed=seed, n_boot=n_boot)
     for metric in METRICS:
         out[metric] |= {"a": float(frame_a[metric].mean()), "b": float(frame_b[metric].mean())}
+    out[LOGLIK] = None
+    if result_a.loglik is not None and result_b.loglik is not None:
+        a, b = frame_a[LOGLIK].to_numpy(), frame_b[LOGLIK].to_numpy()
+        d = paired_bootstrap_diff(a, b, seed=seed, n_boot=n_boot)
+        out[LOGLIK] = {
+            "mean_diff": d.mean_diff,
+            "ci95": list(d.ci95),
+            "p_value": d.p_value,
+            "a": float(a.mean()),
+            "b": float(b.mean()),
+        }
     out["files"] = {"a": str(path_a), "b": str(path_b)}
     out["seed"], out["n_boot"] = seed, n_boot
     return out

@@ -69,11 +69,23 @@ def _figure(path: Path, caption: str) -> str:
     )
 
 
+_VERDICTS = {True: "holds", False: "does not hold", None: "undecided (CI too wide)"}
+_METRIC_NAMES = {"rougeL": "ROUGE-L", "loglik": "log-likelihood"}
+
+
 def _claims(summary: dict[str, Any]) -> str:
     rows, classes = [], []
     for claim in summary.get("paper_claims", []):
         holds = claim.get("holds")
-        verdict = {True: "holds", False: "does not hold", None: "undecided (CI too wide)"}[holds]
+        verdict = _VERDICTS[holds]
+        per_metric = claim.get("verdicts") or {}
+        if per_metric:  # each outcome's own verdict, in a fixed order
+            short = {True: "holds", False: "does not hold", None: "undecided"}
+            names = [m for m in _METRIC_NAMES if m in per_metric]
+            names += sorted(m for m in per_metric if m not in _METRIC_NAMES)
+            verdict += " — " + "; ".join(
+                f"{_METRIC_NAMES.get(m, m)}: {short[per_metric[m]]}" for m in names
+            )
         rows.append([_e(claim["claim"]), _e(claim["paper"]), _e(claim["ours"]), _e(verdict)])
         classes.append(f"holds-{str(holds).lower() if holds is not None else 'null'}")
     return _table(["claim", "paper", "this study", "verdict"], rows, classes)
@@ -89,6 +101,7 @@ def _lora(summary: dict[str, Any]) -> str:
                 _num(r.get("rouge2")),
                 _num(r.get("rougeL")) + f' <span class="muted">{_ci(r.get("rougeL_ci95"))}</span>',
                 _num(r.get("rougeLsum")),
+                _num(r.get("loglik")) + f' <span class="muted">{_ci(r.get("loglik_ci95"))}</span>',
                 _num(r.get("trainable_params")),
                 _num(r.get("epochs")),
                 _num(r.get("epochs_to_target")),
@@ -101,21 +114,47 @@ def _lora(summary: dict[str, Any]) -> str:
         "ROUGE-2",
         "ROUGE-L [95% CI]",
         "ROUGE-Lsum",
+        "log-likelihood / token [95% CI]",
         "trainable params",
         "epochs",
         "epochs to target",
         "train wall s",
     ]
     out = _table(headers, rows)
-    comps = summary.get("lora_vs_standard", {})
-    if comps:
-        crow = [
-            [_e(arm), _num(c["mean_diff"]), _ci(c["ci95"]), _num(c.get("p_value"))]
-            for arm, c in comps.items()
-        ]
-        out += "<p>Paired bootstrap difference in ROUGE-L against the standard arm (same test documents):</p>"
-        out += _table(["arm", "ΔROUGE-L", "95% CI", "p"], crow)
-    return out
+    out += (
+        '<p class="muted">Log-likelihood: mean over test documents of the reference summary\'s '
+        "mean log-probability per token (natural log, teacher-forced after the generation "
+        "prompt; higher is better).</p>"
+    )
+    return out + _comparisons(summary.get("comparisons") or {})
+
+
+def _diff_cells(diff: dict[str, Any] | None) -> list[str]:
+    if not diff:
+        return ["—", "—", "—"]
+    return [f"{diff['mean_diff']:+.3f}", _ci(diff["ci95"]), _num(diff.get("p_value"))]
+
+
+def _comparisons(comps: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for key, against in comps.items():
+        reference = key.removeprefix("vs_")
+        for arm, diffs in against.items():
+            rows.append(
+                [_e(arm), _e(reference)]
+                + _diff_cells(diffs.get("rougeL"))
+                + _diff_cells(diffs.get("loglik"))
+            )
+    if not rows:
+        return ""
+    return (
+        "<p>Paired bootstrap differences (arm − reference) on the same test documents, "
+        "against the standard arm and against the base model:</p>"
+        + _table(
+            ["arm", "against", "ΔROUGE-L", "95% CI", "p", "Δlog-likelihood", "95% CI", "p"],
+            rows,
+        )
+    )
 
 
 def _causal(summary: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Learning curves and the ROUGE comparison of the LoRA arms (read result files only)."""
+"""Learning curves and the test scores of the LoRA arms (read result files only)."""
 
 from __future__ import annotations
 
@@ -41,14 +41,32 @@ def learning_curves(histories: dict[str, list[dict[str, Any]]], out: Path) -> Pa
     return _save(fig, out)
 
 
-def rouge_bars(rows: dict[str, dict[str, Any]], out: Path) -> Path:
-    """Test ROUGE-L with 95% CI per arm (``rows``: arm -> {rougeL, rougeL_ci95})."""
-    arms = list(rows)
-    means = [rows[a]["rougeL"] for a in arms]
-    lo = [m - rows[a]["rougeL_ci95"][0] for a, m in zip(arms, means, strict=True)]
-    hi = [rows[a]["rougeL_ci95"][1] - m for a, m in zip(arms, means, strict=True)]
+def metric_bars(
+    rows: dict[str, dict[str, Any]],
+    out: Path,
+    *,
+    key: str = "rougeL",
+    label: str = "test ROUGE-L",
+    from_zero: bool = True,
+) -> Path | None:
+    """One test score with its 95% CI per arm (``rows``: arm -> {key, f"{key}_ci95"}).
+
+    Bars from zero (``from_zero``, for ROUGE), or points with whiskers on an axis fitted to the
+    values (for a log-likelihood, whose differences are small next to its size). Arms whose
+    score is None are left out; returns None (no figure) when every arm's is.
+    """
+    arms = [a for a in rows if rows[a].get(key) is not None]
+    if not arms:
+        return None
+    means = [rows[a][key] for a in arms]
+    lo = [m - rows[a][f"{key}_ci95"][0] for a, m in zip(arms, means, strict=True)]
+    hi = [rows[a][f"{key}_ci95"][1] - m for a, m in zip(arms, means, strict=True)]
     fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(arms)), 3.4))
-    ax.bar(arms, means, yerr=[lo, hi], capsize=4, color="#4c72b0")
-    ax.set(ylabel="test ROUGE-L (95% CI)", title="ROUGE-L by arm")
+    if from_zero:
+        ax.bar(arms, means, yerr=[lo, hi], capsize=4, color="#4c72b0")
+    else:
+        ax.errorbar(arms, means, yerr=[lo, hi], fmt="o", capsize=4, color="#4c72b0")
+        ax.grid(axis="y", alpha=0.3)
+    ax.set(ylabel=f"{label} (95% CI)", title=f"{label} by arm")
     ax.tick_params(axis="x", rotation=30)
     return _save(fig, out)

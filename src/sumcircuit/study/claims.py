@@ -44,22 +44,53 @@ def entropy_claim(frac: float, ci95: list[float]) -> dict[str, Any]:
     }
 
 
+#: The test outcomes the LoRA claim is decided on, and how the claim row names them.
+LORA_METRICS = {"rougeL": "ROUGE-L", "loglik": "log-likelihood per reference token"}
+
+
+def _above_zero(diff: dict[str, Any]) -> bool | None:
+    """True when a paired difference's 95% CI lies above 0, False below, None across it."""
+    lo, hi = diff["ci95"]
+    return True if lo > 0 else False if hi < 0 else None
+
+
 def lora_claim(lora: dict[str, Any], comparison: dict[str, Any] | None) -> dict[str, Any]:
-    """Targeted LoRA beats standard LoRA, with fewer epochs and ~75% fewer parameters."""
+    """Targeted LoRA beats standard LoRA, with fewer epochs and ~75% fewer parameters.
+
+    ``comparison`` is the summary's ``comparisons["vs_standard"]["targeted"]``: per outcome
+    (``LORA_METRICS``: test ROUGE-L and the held-out log-likelihood per reference token) the
+    paired bootstrap difference targeted − standard, or None for an outcome that was not
+    measured. Each measured outcome gets its own verdict, ``verdicts[metric]``: True when the
+    difference's 95% CI lies above 0, False when below, None when it straddles 0. An outcome not
+    measured (results evaluated before the log-likelihood existed) is left out of ``verdicts``.
+    ``holds`` combines them: False when any verdict is False (targeted is worse on some
+    outcome), True when every verdict is True, else None (undecided).
+    """
     standard, targeted = lora.get("standard"), lora.get("targeted")
     row = {
         "claim": "targeted LoRA beats standard LoRA with fewer epochs and ~75% fewer parameters",
         "paper": "higher ROUGE, fewer epochs, 3 of 12 layers (~75% fewer trainable parameters)",
     }
-    if not standard or not targeted or comparison is None:
-        return row | {"ours": "not run", "holds": None}
+    measured = {m: d for m, d in (comparison or {}).items() if m in LORA_METRICS and d}
+    if not standard or not targeted or not measured:
+        return row | {"ours": "not run", "holds": None, "verdicts": {}}
+    verdicts = {m: _above_zero(d) for m, d in measured.items()}
+    values = list(verdicts.values())
+    holds = False if False in values else True if all(values) else None
+    parts = []
+    for metric, name in LORA_METRICS.items():
+        if metric not in measured:
+            parts.append(f"{name} not measured (re-run evaluate)")
+            continue
+        diff, (lo, hi) = measured[metric]["mean_diff"], measured[metric]["ci95"]
+        parts.append(
+            f"{name} {targeted[metric]:.3f} vs {standard[metric]:.3f} (difference {diff:+.3f}, "
+            f"95% CI {lo:+.3f} to {hi:+.3f})"
+        )
     reduction = 1 - targeted["trainable_params"] / standard["trainable_params"]
-    diff, (lo, hi) = comparison["mean_diff"], comparison["ci95"]
-    better = True if lo > 0 else False if hi < 0 else None
     faster = targeted.get("epochs_to_target")
     ours = (
-        f"ROUGE-L {targeted['rougeL']:.3f} vs {standard['rougeL']:.3f} (difference {diff:+.3f}, "
-        f"95% CI {lo:+.3f} to {hi:+.3f}); {reduction:.0%} fewer trainable parameters; "
+        f"{'; '.join(parts)}; {reduction:.0%} fewer trainable parameters; "
         f"reached standard's final validation ROUGE-L at epoch {'never' if faster is None else faster}"
     )
-    return row | {"ours": ours, "holds": better}
+    return row | {"ours": ours, "holds": holds, "verdicts": verdicts}

@@ -214,7 +214,7 @@ class StudyConfig(DictConfig):
     locate: LocateConfig = _section("circuit selection")
     validate: ValidateConfig = _section("causal validation of the circuit")
     lora: LoraStudyConfig = _section("LoRA arms")
-    evaluate: EvaluateConfig = _section("ROUGE of every model")
+    evaluate: EvaluateConfig = _section("ROUGE and reference log-likelihood of every model")
 
     def __post_init__(self) -> None:
         try:  # the top-level values, named by their keys; the sections below

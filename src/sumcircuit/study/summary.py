@@ -1,8 +1,11 @@
 """``RUN/summary.json``: every stage's headline numbers, the LoRA table and the paper's claims.
 
-Reads the stages' outputs only through their result classes' ``load``. With several seeds, each arm's per-example ROUGE is first
-averaged over seeds, then bootstrapped over examples; arms are compared to the standard arm by a
-paired bootstrap over the same test examples.
+Reads the stages' outputs only through their result classes' ``load``. Two test outcomes per
+model: ROUGE of its generated summaries, and the held-out log-likelihood per reference-summary
+token (``loglik``, see :mod:`sumcircuit.evaluation.loglik`). With several seeds, each arm's
+per-example scores are first averaged over seeds, then bootstrapped over examples; every model
+is compared to the standard arm and to the base model by a paired bootstrap over the same test
+examples (``comparisons``). A model evaluated before ``loglik`` existed has it as None.
 """
 
 from __future__ import annotations
@@ -10,25 +13,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.faithfulness_result import FaithfulnessResult
 from sumcircuit.analysis.validate import CausalResult
-from sumcircuit.evaluation.evaluate import EvalResult
+from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
 from sumcircuit.io import write_json
 from sumcircuit.models.trained import TrainingResult
 from sumcircuit.provenance import provenance
-from sumcircuit.report.lora_plots import learning_curves, rouge_bars
-from sumcircuit.stats import paired_bootstrap_diff
+from sumcircuit.report.lora_plots import learning_curves, metric_bars
+from sumcircuit.stats import bootstrap_ci, paired_bootstrap_diff
 from sumcircuit.study import claims
 from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.external import ExternalFinetune
 from sumcircuit.study.stages import StageRunner
 
 N_EXAMPLES = 3  # example summaries shown in the report
+SCORES = (*METRICS, LOGLIK)  # per-example scores of an evaluated model
+COMPARED = ("rougeL", LOGLIK)  # the outcomes models are compared on
+REFERENCES = ("standard", "base")  # comparisons[f"vs_{reference}"][model] = model - reference
 
 
 def _predictions(run: Path, key: str) -> pd.DataFrame:
@@ -37,8 +44,9 @@ def _predictions(run: Path, key: str) -> pd.DataFrame:
 
 
 def _per_example(run: Path, keys: list[str]) -> pd.DataFrame:
-    """Per-example ROUGE averaged over the given evaluate stages (seeds), indexed by id."""
-    frames = [_predictions(run, key)[list(METRICS)] for key in keys]
+    """Per-example ROUGE and loglik averaged over the given evaluate stages (seeds), indexed by
+    id (loglik NaN where any seed lacks it)."""
+    frames = [_predictions(run, key)[list(SCORES)] for key in keys]
     return sum(frames[1:], frames[0]) / len(frames)
 
 
@@ -83,11 +91,56 @@ def _full_training(folder: Path) -> dict[str, Any]:
     }
 
 
-def _row(frame: pd.DataFrame, seed: int) -> dict[str, Any]:
+def score_row(frame: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """A model's test scores from its per-example frame (``SCORES`` columns): mean F1 per ROUGE
+    metric, ``rougeL_ci95``, and ``loglik`` with ``loglik_ci95`` (None when not scored); 95%
+    bootstrap CIs over examples, seeded."""
     agg = aggregate(frame.reset_index(), seed=seed)
-    row = {m: agg[m]["f"] for m in METRICS}
+    row: dict[str, Any] = {m: agg[m]["f"] for m in METRICS}
     row["rougeL_ci95"] = agg["rougeL"]["ci95"]
+    row[LOGLIK], row[f"{LOGLIK}_ci95"] = None, None
+    values = frame[LOGLIK].to_numpy(dtype=float)
+    if len(values) and np.isfinite(values).all():
+        lo, hi = bootstrap_ci(values, seed=seed)
+        row[LOGLIK], row[f"{LOGLIK}_ci95"] = float(values.mean()), [lo, hi]
     return row
+
+
+def paired_differences(
+    frame: pd.DataFrame, reference: pd.DataFrame, seed: int
+) -> dict[str, dict[str, Any] | None]:
+    """Paired bootstrap of model − reference per ``COMPARED`` outcome over the reference's
+    examples: ``{metric: {"mean_diff", "ci95", "p_value", "n"}}``, None for an outcome that one
+    of the two lacks."""
+    frame = frame.loc[reference.index]
+    out: dict[str, dict[str, Any] | None] = {}
+    for metric in COMPARED:
+        a, b = frame[metric].to_numpy(dtype=float), reference[metric].to_numpy(dtype=float)
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            out[metric] = None
+            continue
+        d = paired_bootstrap_diff(a, b, seed=seed)
+        out[metric] = {
+            "mean_diff": d.mean_diff,
+            "ci95": list(d.ci95),
+            "p_value": d.p_value,
+            "n": d.n,
+        }
+    return out
+
+
+def comparisons(frames: dict[str, pd.DataFrame], seed: int) -> dict[str, dict[str, Any]]:
+    """``{"vs_standard": {model: paired_differences}, "vs_base": {...}}`` for every model in
+    ``frames`` but the reference itself (a reference that was not run has no entry)."""
+    return {
+        f"vs_{ref}": {
+            name: paired_differences(frame, frames[ref], seed)
+            for name, frame in frames.items()
+            if name != ref
+        }
+        for ref in REFERENCES
+        if ref in frames
+    }
 
 
 def write_summary(
@@ -110,12 +163,12 @@ def write_summary(
 
     target = _final_val_rouge([t["epochs"] for t in trainings["standard"]])
     lora: dict[str, Any] = {
-        "base": _row(frames["base"], seed0)
+        "base": score_row(frames["base"], seed0)
         | {"trainable_params": 0, "epochs": 0, "epochs_to_target": None, "wall_s": 0.0},
-        "full": _row(frames["full"], seed0) | full_row,
+        "full": score_row(frames["full"], seed0) | full_row,
     }
     for name, runs in trainings.items():
-        lora[name] = _row(frames[name], seed0) | {
+        lora[name] = score_row(frames[name], seed0) | {
             "trainable_params": runs[0]["trainable_params"],
             "epochs": len(runs[0]["epochs"]),
             "epochs_to_target": _epochs_to_target([r["epochs"] for r in runs], target),
@@ -125,21 +178,7 @@ def write_summary(
             "heads": runs[0]["config"].get("heads"),
         }
 
-    standard = frames["standard"]
-    versus = {}
-    for name in ["base", "full", *arm_names]:
-        if name == "standard":
-            continue
-        other = frames[name].loc[standard.index]
-        d = paired_bootstrap_diff(
-            other["rougeL"].to_numpy(), standard["rougeL"].to_numpy(), seed=seed0
-        )
-        versus[name] = {
-            "mean_diff": d.mean_diff,
-            "ci95": list(d.ci95),
-            "p_value": d.p_value,
-            "n": d.n,
-        }
+    versus = comparisons(frames, seed0)
 
     n_layers = diff_result.n_layers
     suff, nec = causal.sufficiency, causal.necessity
@@ -185,13 +224,13 @@ def write_summary(
         "causal": causal_summary,
         "faithfulness": _faithfulness(faith, len(circuit.layers)),
         "lora": lora,
-        "lora_vs_standard": versus,
+        "comparisons": versus,
         "paper_claims": [
             claims.middle_layers_claim(diff_result.layers_ranked, n_layers),
             claims.entropy_claim(
                 diff["frac_heads_entropy_decreased"], diff["frac_heads_entropy_decreased_ci95"]
             ),
-            claims.lora_claim(lora, versus.get("targeted")),
+            claims.lora_claim(lora, versus.get("vs_standard", {}).get("targeted")),
         ],
         "figures": figures,
         "examples": examples,
@@ -241,7 +280,15 @@ def _figures(
     curves = learning_curves(
         {name: runs[0]["epochs"] for name, runs in trainings.items()}, plots / "lora_curves"
     )
-    bars = rouge_bars({k: lora[k] for k in ["base", "full", *arms]}, plots / "rouge_bars")
+    rows = {k: lora[k] for k in ["base", "full", *arms]}
+    bars = metric_bars(rows, plots / "rouge_bars", key="rougeL", label="test ROUGE-L")
+    loglik_bars = metric_bars(
+        rows,
+        plots / "loglik_bars",
+        key=LOGLIK,
+        label="test log-likelihood per reference token",
+        from_zero=False,
+    )
     diff_pngs = sorted((run / "diff" / "plots").glob("*.png"))
     causal_pngs = sorted((run / "validate").glob("*.png"))
     faith_pngs = sorted((run / "faithfulness").glob("*.png"))
@@ -255,6 +302,11 @@ def _figures(
         ],
         "lora": [
             (rel(bars), "test ROUGE-L by arm, 95% CI"),
+            *(
+                [(rel(loglik_bars), "test log-likelihood per reference token by arm, 95% CI")]
+                if loglik_bars
+                else []
+            ),
             (rel(curves), "learning curves (first seed)"),
         ],
     }
