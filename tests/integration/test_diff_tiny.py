@@ -150,6 +150,9 @@ def test_result_round_trips_and_per_doc_recomputes_aggregates(tokenizer, tmp_pat
     )
     ranked = result.layers.sort_values("kl_mean", ascending=False)["layer"].tolist()
     assert result.summary["layers_ranked"] == ranked
+    by_doc = loaded_back.layer_scores_per_doc("kl")  # the values the claims' bootstrap resamples
+    assert by_doc.shape == (result.summary["n_docs"], len(result.layers))
+    assert by_doc.mean(axis=0) == pytest.approx(result.layers["kl_mean"].to_numpy())
     weights = loaded_back.head_weights
     assert set(weights.columns) >= {"layer", "head", "kv_head", "q", "k", "v", "o"}
     assert weights["kv_head"].tolist()[:4] == [0, 0, 1, 1]  # 4 heads share 2 KV heads

@@ -123,6 +123,12 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert summary["lora"]["targeted"]["layers"] == summary["circuit"]["layers"]
     assert summary["lora"]["random"]["layers"] != summary["circuit"]["layers"]
     assert [c["holds"] in (True, False, None) for c in summary["paper_claims"]] == [True] * 3
+    assert all(c["evidence"] and "evidence_data" in c for c in summary["paper_claims"])
+    middle = summary["paper_claims"][0]["evidence_data"]  # the study's diff keeps per-doc values
+    assert middle["method"] == "bootstrap over documents" and 0 <= middle["support"] <= 1
+    vs_random = summary["targeted_vs_random"]["rougeL"]
+    assert vs_random["draws"] == [summary["lora"]["random"]["rougeL"]]
+    assert vs_random["percentile"] in (0.0, 50.0, 100.0)
     assert set(summary["causal"]) >= {"sufficiency", "necessity", "random_percentile"}
     faith = summary["faithfulness"]
     assert {"kl", "weight", "atp"} <= set(faith["areas"])  # diff locators and the attribution

@@ -39,6 +39,7 @@ def test_report_inlines_figures_and_escapes_text(tmp_path: Path) -> None:
         and "http" not in html.split("<body>")[1].split("</style>")[0]
     )
     assert "ref &amp; co" in html and "holds-true" in html
+    assert "<th>evidence</th>" in html and "entirely above 50%" in html
 
 
 def test_claims_decide_only_when_the_ci_does() -> None:

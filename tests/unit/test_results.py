@@ -192,6 +192,29 @@ def test_diff_queries():
         diff.scores("layer", "bogus")
 
 
+def test_diff_layer_scores_per_doc():
+    diff = make_diff()
+    with pytest.raises(SumcircuitError, match="no kl_base_ft column"):
+        diff.layer_scores_per_doc("kl")  # make_diff's per_doc is not a diff's layout
+    docs, layer, head = np.meshgrid(["b", "a"], np.arange(L), np.arange(H), indexing="ij")
+    kl = np.arange(2 * L * H, dtype=float)  # doc b: 0..5, doc a: 6..11, layer-major
+    diff.per_doc = pd.DataFrame(
+        {
+            "doc_id": docs.ravel(),
+            "layer": layer.ravel(),
+            "head": head.ravel(),
+            "kl_base_ft": kl,
+            "entropy_base": np.ones(2 * L * H),
+            "entropy_ft": kl,
+        }
+    )
+    # documents sorted by id (a, then b); each cell the mean over the layer's 3 heads
+    assert diff.layer_scores_per_doc("kl").tolist() == [[7.0, 10.0], [1.0, 4.0]]
+    assert diff.layer_scores_per_doc("entropy").tolist() == [[6.0, 9.0], [0.0, 3.0]]
+    diff.per_doc = None
+    assert diff.layer_scores_per_doc("kl") is None
+
+
 def test_scan_queries():
     scan = make_scan()
     assert scan.scores("layer").tolist() == [0.2, 0.7]

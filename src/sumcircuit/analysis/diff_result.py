@@ -190,6 +190,26 @@ class DiffResult(StageResult):
         keys = ["layer"] if level == "layer" else ["layer", "head"]
         return frame.set_index(keys)[column].astype(float).sort_index()
 
+    def layer_scores_per_doc(self, measure: str = "kl") -> np.ndarray | None:
+        """(n_docs, L): each document's ``measure`` averaged over a layer's heads — the values
+        whose mean over documents is the layer's score — or None where the diff has no
+        per-document table (run diff with --per-doc). Documents sorted by id."""
+        if self.per_doc is None:
+            return None
+        _, column, _ = self._column("head", measure)
+        per_doc = self.per_doc
+        if measure == "entropy":
+            values = per_doc["entropy_ft"] - per_doc["entropy_base"]
+        elif column in per_doc.columns:
+            values = per_doc[column]
+        else:
+            raise SumcircuitError(
+                f"the diff's {self.PER_DOC_FILE} has no {column} column (needed for {measure}); "
+                f"{self.fix(self.source or 'DIR')}"
+            )
+        grid = values.groupby([per_doc["doc_id"], per_doc["layer"]]).mean().unstack("layer")
+        return grid.sort_index(axis=1).to_numpy(dtype=np.float64)  # (n_docs, L)
+
     def head_grid(self, measure: str) -> np.ndarray:
         """``measure`` per head as a (L, H) array."""
         frame, column, _ = self._column("head", measure)

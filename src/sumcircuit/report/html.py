@@ -86,9 +86,17 @@ def _claims(summary: dict[str, Any]) -> str:
             verdict += " — " + "; ".join(
                 f"{_METRIC_NAMES.get(m, m)}: {short[per_metric[m]]}" for m in names
             )
-        rows.append([_e(claim["claim"]), _e(claim["paper"]), _e(claim["ours"]), _e(verdict)])
+        rows.append(
+            [
+                _e(claim["claim"]),
+                _e(claim["paper"]),
+                _e(claim["ours"]),
+                _e(verdict),
+                _e(claim.get("evidence", "")),  # a summary written before evidence existed
+            ]
+        )
         classes.append(f"holds-{str(holds).lower() if holds is not None else 'null'}")
-    return _table(["claim", "paper", "this study", "verdict"], rows, classes)
+    return _table(["claim", "paper", "this study", "verdict", "evidence"], rows, classes)
 
 
 def _lora(summary: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from sumcircuit.models.trained import TrainingResult
 from sumcircuit.provenance import provenance
 from sumcircuit.report.lora_plots import learning_curves, metric_bars
 from sumcircuit.stats import bootstrap_ci, paired_bootstrap_diff
-from sumcircuit.study import claims
+from sumcircuit.study import claims, evidence
 from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.external import ExternalFinetune
 from sumcircuit.study.stages import StageRunner
@@ -143,6 +143,21 @@ def comparisons(frames: dict[str, pd.DataFrame], seed: int) -> dict[str, dict[st
     }
 
 
+def _paired_power(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    """Minimum detectable effect of targeted − standard per metric (ROUGE-L; ``loglik`` where
+    the per-example frames have it), from the paired per-document differences."""
+    if "targeted" not in frames or "standard" not in frames:
+        return {}
+    targeted, standard = frames["targeted"], frames["standard"]
+    out = {}
+    for metric in ("rougeL", "loglik"):
+        if metric in targeted.columns and metric in standard.columns:
+            diffs = (targeted.loc[standard.index, metric] - standard[metric]).dropna()
+            if len(diffs) >= 2:
+                out[metric] = evidence.paired_power(diffs.to_numpy())
+    return out
+
+
 def write_summary(
     run: Path, config: StudyConfig, *, arm_names: list[str], runner: StageRunner
 ) -> Path:
@@ -203,6 +218,8 @@ def write_summary(
     faith = FaithfulnessResult.load(run / "faithfulness")
     figures = _figures(run, trainings, lora, arm_names)
     examples = _examples(run, ["full", *arm_names], seeds[0])
+    vs_random = evidence.targeted_vs_random(lora)
+    targeted_vs_standard = versus.get("vs_standard", {}).get("targeted")
     summary = {
         "model": config.model,
         "finetuned": lora["full"].get("external"),  # None: fine-tuned by the study
@@ -225,12 +242,26 @@ def write_summary(
         "faithfulness": _faithfulness(faith, len(circuit.layers)),
         "lora": lora,
         "comparisons": versus,
+        "targeted_vs_random": vs_random,
         "paper_claims": [
-            claims.middle_layers_claim(diff_result.layers_ranked, n_layers),
-            claims.entropy_claim(
-                diff["frac_heads_entropy_decreased"], diff["frac_heads_entropy_decreased_ci95"]
+            claims.middle_layers_claim(
+                diff_result.layers_ranked,
+                n_layers,
+                per_doc_kl=diff_result.layer_scores_per_doc("kl"),
+                seed=seed0,
             ),
-            claims.lora_claim(lora, versus.get("vs_standard", {}).get("targeted")),
+            claims.entropy_claim(
+                diff["frac_heads_entropy_decreased"],
+                diff["frac_heads_entropy_decreased_ci95"],
+                n_heads=len(diff_result.heads),
+                n_docs=diff["n_docs"],
+            ),
+            claims.lora_evidence(
+                claims.lora_claim(lora, targeted_vs_standard),
+                targeted_vs_standard,
+                _paired_power(frames),
+                vs_random,
+            ),
         ],
         "figures": figures,
         "examples": examples,
