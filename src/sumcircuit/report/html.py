@@ -91,7 +91,8 @@ def _lora(summary: dict[str, Any]) -> str:
                 _num(r.get("rougeLsum")),
                 _num(r.get("trainable_params")),
                 _num(r.get("epochs")),
-                _num(r.get("epochs_to_target")),
+                _num(r.get("steps_to_target"))
+                + f' <span class="muted">of {_num(r.get("total_steps"))}</span>',
                 _num(r.get("wall_s"), 0),
             ]
         )
@@ -103,7 +104,7 @@ def _lora(summary: dict[str, Any]) -> str:
         "ROUGE-Lsum",
         "trainable params",
         "epochs",
-        "epochs to target",
+        "steps to target",
         "train wall s",
     ]
     out = _table(headers, rows)
