@@ -74,6 +74,20 @@ def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path, fa
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
     assert full.step_losses[-1] < full.step_losses[0]  # it learns (high lr, tiny model)
     assert [e.epoch for e in resumed.epochs] == [0, 1]
+    # learning curve, eval_points=4 over 8 steps: 2, 4, 6, 8 plus step 0; 4 and 8 are epoch ends
+    assert [p.step for p in part.curve] == [0, 2]  # measured before the interruption ...
+    for run in (full, resumed):  # ... kept by the checkpoint, the rest measured after resuming
+        assert [p.step for p in run.curve] == [0, 2, 4, 6, 8]
+        assert [p.epoch for p in run.curve] == [0.0, 0.5, 1.0, 1.5, 2.0]
+        assert [p.examples_seen for p in run.curve] == [0, 4, 8, 12, 16]
+        assert run.curve[0].val_loss == run.val_loss_start
+        assert run.curve[2].val_loss == run.epochs[0].val_loss  # reused, not measured twice
+        assert run.curve[-1].val_loss == run.epochs[-1].val_loss
+        assert all(p.val_rougeL is None for p in run.curve)  # rouge_every_epoch is off
+    assert [p.val_loss for p in resumed.curve] == pytest.approx(
+        [p.val_loss for p in full.curve], abs=1e-6
+    )
+    assert full.curve[-1].val_loss < full.curve[0].val_loss
     saved = json.loads((tmp_path / "b" / "training.json").read_text())
     assert saved["trainable_params"] == full.trainable_params > 0
     assert {"epoch", "train_loss", "val_loss", "wall_s", "tokens_per_s"} <= set(saved["epochs"][0])
@@ -146,6 +160,10 @@ def test_head_level_circuit_adapter_round_trips_through_load_trained(tiny, tmp_p
         )
     )
     assert 0.0 <= result.epochs[0].val_rougeL <= 1.0
+    # 4 steps, eval_points=4: every step; no validation loss (val_limit 0), so no step 0
+    assert [p.step for p in result.curve] == [1, 2, 3, 4]
+    assert all(0.0 <= p.val_rougeL <= 1.0 and p.val_loss is None for p in result.curve)
+    assert result.curve[-1].val_rougeL == result.epochs[-1].val_rougeL
     # 2 layers × (c_attn: r·(32 in + 3·8 kept rows) + c_proj: r·(8 kept cols + 32 out)), r = 8
     assert result.trainable_params == 2 * 8 * ((32 + 24) + (8 + 32))
     masks = json.loads((out / "head_masks.json").read_text())

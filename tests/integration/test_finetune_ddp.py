@@ -75,4 +75,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, xs
     assert len(one.step_losses) == len(two.step_losses) == 2
     assert two.step_losses == pytest.approx(one.step_losses, rel=1e-5)
     assert two.epochs[0].val_loss == pytest.approx(one.epochs[0].val_loss, rel=1e-5)
+    # curve points (step 1 is mid-epoch): measured by both processes together, like one
+    assert [p.step for p in two.curve] == [p.step for p in one.curve] == [0, 1, 2]
+    assert [p.val_loss for p in two.curve] == pytest.approx(
+        [p.val_loss for p in one.curve], rel=1e-5
+    )
     assert two.config_hash != one.config_hash  # batch size per process is part of the config

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import sumcircuit.training.loop as loop
 from sumcircuit.cli import main
 from sumcircuit.io import read_json
+from sumcircuit.models.trained import TrainingResult
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -100,6 +101,10 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         torch.testing.assert_close(resumed[name], uninterrupted[name], atol=1e-6, rtol=0)
+    # its learning curve: points measured before the kill kept, the rest measured after
+    curves = [TrainingResult.load(d).curve for d in (arm_dir, tmp_path / "fresh")]
+    assert [p.step for p in curves[0]] == [p.step for p in curves[1]] == [0, 1, 2, 3, 4]
+    assert [p.val_loss for p in curves[0]] == pytest.approx([p.val_loss for p in curves[1]])
     for stage, mtime in finished.items():  # finished stages were not redone
         assert (out / stage / "stage.json").stat().st_mtime_ns == mtime, stage
 
@@ -121,6 +126,11 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
         == summary["lora"]["standard"]["trainable_params"]
     )
     assert summary["lora"]["targeted"]["layers"] == summary["circuit"]["layers"]
+    for name in ("standard", "targeted", "random"):  # 2 epochs x 2 steps, ROUGE-L on
+        row = summary["lora"][name]
+        assert row["total_steps"] == 4 and row["target_metric"] == "val_rougeL"
+        assert row["steps_to_target"] is None or 1 <= row["steps_to_target"] <= 4
+    assert summary["lora"]["standard"]["steps_to_target"] is not None  # reaches its own final
     assert summary["lora"]["random"]["layers"] != summary["circuit"]["layers"]
     assert [c["holds"] in (True, False, None) for c in summary["paper_claims"]] == [True] * 3
     assert all(c["evidence"] and "evidence_data" in c for c in summary["paper_claims"])

@@ -15,7 +15,7 @@ from sumcircuit.analysis.validate import CausalResult
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvalResult
 from sumcircuit.evaluation.rouge import METRICS
-from sumcircuit.models.trained import EpochRecord, TrainingResult
+from sumcircuit.models.trained import CurvePoint, EpochRecord, TrainingResult
 
 L, H = 2, 3
 
@@ -100,6 +100,7 @@ def make_training() -> TrainingResult:
         config={"method": "lora", "layers": [1]},
         config_hash="abc",
         provenance={"models": {"base": {"name": "b"}}},
+        curve=[CurvePoint(0, 0.0, 0, 2.1), CurvePoint(2, 1.0, 8, 1.9, 0.2)],
     )
 
 

@@ -30,6 +30,7 @@ def test_hash_ignores_where_and_how_but_not_what():
         ({"targets": ("q", "x")}, "--targets"),
         ({"heads": [(0, 0)], "targets": ("q", "mlp")}, "the MLP has no heads"),
         ({"warmup": 1.5}, "--warmup"),
+        ({"eval_points": -1}, "--eval-points"),
     ],
 )
 def test_bad_config_is_one_clear_sentence(kwargs, words):

@@ -6,6 +6,7 @@ import argparse
 
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.distributed import Processes
+from sumcircuit.models.trained import CurvePoint
 from sumcircuit.training import FinetuneConfig, finetune
 
 FLAGS = ConfigFlags(FinetuneConfig, required=("out",))
@@ -50,6 +51,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             f"epoch {e.epoch}: train loss {e.train_loss:.4f}, val loss {val}{rouge}, "
             f"{e.tokens_per_s:.0f} tokens/s, {e.wall_s:.1f} s"
         )
+    if result.curve:
+        print("curve, step: val loss[/rougeL]: " + ", ".join(map(_point, result.curve)))
     if not result.complete:
         print(f"stopped after {len(result.step_losses)} steps; continue with --resume")
         return 0
@@ -60,3 +63,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     )
     print(f"precision {result.precision_used}; wrote {args.out} in {result.wall_s:.1f} s{resumed}")
     return 0
+
+
+def _point(p: CurvePoint) -> str:
+    loss = f"{p.val_loss:.4f}" if p.val_loss is not None else "-"
+    return f"{p.step}: {loss}" + (f"/{p.val_rougeL:.4f}" if p.val_rougeL is not None else "")

@@ -37,6 +37,17 @@ class EpochRecord:
 
 
 @dataclass
+class CurvePoint:
+    """One point of a learning curve: the model measured after ``step`` optimizer steps."""
+
+    step: int  # optimizer steps done (0: before the first)
+    epoch: float  # epochs trained, fractional: step / steps per epoch
+    examples_seen: int  # training examples consumed so far, all processes
+    val_loss: float | None  # summary-token CE over val_limit validation docs
+    val_rougeL: float | None = None  # ROUGE-L F1 on rouge_every_epoch docs (None: off / step 0)
+
+
+@dataclass
 class TrainingResult(StageResult):
     """What ``finetune`` wrote to ``out/training.json``."""
 
@@ -62,6 +73,8 @@ class TrainingResult(StageResult):
     process_wall_s: float | None = None
     resumed_at_step: int = 0
     val_loss_start: float | None = None  # validation loss before the first step
+    # validation at eval_points evenly spaced steps, plus step 0 (empty in older records)
+    curve: list[CurvePoint] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
@@ -69,6 +82,9 @@ class TrainingResult(StageResult):
         for epoch in data["epochs"]:
             reject_unknown_keys(epoch, EpochRecord, "an epoch record of the TrainingResult")
         data["epochs"] = [EpochRecord(**e) for e in data["epochs"]]
+        for point in data.get("curve", []):
+            reject_unknown_keys(point, CurvePoint, "a curve point of the TrainingResult")
+        data["curve"] = [CurvePoint(**p) for p in data.get("curve", [])]
         return super().from_dict(data)
 
     def to_frame(self) -> pd.DataFrame:
@@ -80,6 +96,47 @@ class TrainingResult(StageResult):
     def history(self) -> list[dict[str, Any]]:
         """The epochs as plain dicts, oldest first."""
         return [asdict(e) for e in self.epochs]
+
+
+def _seed_means(curves: list[list[dict[str, Any]]], key: str) -> list[tuple[int, float]]:
+    """``(step, mean of key over curves)`` at the steps where every curve has a value."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for point in curve:
+            if point.get(key) is not None:
+                by_step.setdefault(point["step"], []).append(point[key])
+    return [
+        (step, sum(values) / len(values))
+        for step, values in sorted(by_step.items())
+        if len(values) == len(curves)
+    ]
+
+
+def steps_to_target(
+    curves: list[list[dict[str, Any]]],
+    target: float,
+    key: str = "val_rougeL",
+    higher_is_better: bool = True,
+) -> int | None:
+    """First step at which the seed-mean of ``key`` reaches ``target`` (None if never).
+
+    ``curves``: one list of :class:`CurvePoint` dicts per seed. Only steps every seed measured
+    count; "reaches" is ``>=`` (``<=`` when lower is better, e.g. ``val_loss``).
+    """
+    for step, mean in _seed_means(curves, key):
+        if (mean >= target) if higher_is_better else (mean <= target):
+            return step
+    return None
+
+
+def final_value(curves: list[list[dict[str, Any]]], key: str = "val_rougeL") -> float | None:
+    """Mean over the curves (seeds) of each one's last measured ``key`` (None if none has one)."""
+    finals = []
+    for curve in curves:
+        values = [p[key] for p in curve if p.get(key) is not None]
+        if values:
+            finals.append(values[-1])
+    return sum(finals) / len(finals) if finals else None
 
 
 def load_trained(

@@ -112,7 +112,8 @@ def _lora(summary: dict[str, Any]) -> str:
                 _num(r.get("loglik")) + f' <span class="muted">{_ci(r.get("loglik_ci95"))}</span>',
                 _num(r.get("trainable_params")),
                 _num(r.get("epochs")),
-                _num(r.get("epochs_to_target")),
+                _num(r.get("steps_to_target"))
+                + f' <span class="muted">of {_num(r.get("total_steps"))}</span>',
                 _num(r.get("wall_s"), 0),
             ]
         )
@@ -125,7 +126,7 @@ def _lora(summary: dict[str, Any]) -> str:
         "log-likelihood / token [95% CI]",
         "trainable params",
         "epochs",
-        "epochs to target",
+        "steps to target",
         "train wall s",
     ]
     out = _table(headers, rows)

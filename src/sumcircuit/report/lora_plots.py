@@ -18,26 +18,30 @@ def _save(fig: plt.Figure, out: Path) -> Path:
     return save_figure(fig, out.parent, out.name)[0]
 
 
-def learning_curves(histories: dict[str, list[dict[str, Any]]], out: Path) -> Path:
-    """Validation loss and (when recorded) validation ROUGE-L per epoch, one line per arm.
+def learning_curves(trainings: dict[str, dict[str, Any]], out: Path) -> Path:
+    """Validation loss and (when recorded) validation ROUGE-L, one line per arm.
 
-    ``histories`` maps an arm name to its ``training.json`` ``epochs`` list.
+    ``trainings`` maps an arm name to its ``training.json`` dict. The x axis is the optimizer
+    step, from the ``curve`` points; when an arm's record has no curve (written before curves
+    existed), every arm is drawn from its ``epochs`` records by epoch instead.
     """
-    has_rouge = any(e.get("val_rougeL") is not None for h in histories.values() for e in h)
+    by_step = all(t.get("curve") for t in trainings.values())
+    series = {arm: t["curve"] if by_step else t["epochs"] for arm, t in trainings.items()}
+    x_key, x_label = ("step", "optimizer step") if by_step else ("epoch", "epoch")
+    has_rouge = any(p.get("val_rougeL") is not None for s in series.values() for p in s)
     fig, axes = plt.subplots(
         1, 2 if has_rouge else 1, figsize=(10 if has_rouge else 5.5, 3.6), squeeze=False
     )
-    for arm, epochs in sorted(histories.items()):
-        xs = [e["epoch"] for e in epochs]
-        axes[0, 0].plot(xs, [e.get("val_loss") for e in epochs], marker="o", label=arm)
-        if has_rouge:
-            axes[0, 1].plot(xs, [e.get("val_rougeL") for e in epochs], marker="o", label=arm)
+    for arm, points in sorted(series.items()):
+        for ax, key in zip(axes[0], ("val_loss", "val_rougeL"), strict=False):
+            shown = [p for p in points if p.get(key) is not None]  # no ROUGE-L at step 0
+            ax.plot([p[x_key] for p in shown], [p[key] for p in shown], marker="o", label=arm)
     axes[0, 0].set(
-        xlabel="epoch", ylabel="validation loss (summary tokens)", title="validation loss"
+        xlabel=x_label, ylabel="validation loss (summary tokens)", title="validation loss"
     )
     axes[0, 0].legend(fontsize=8)
     if has_rouge:
-        axes[0, 1].set(xlabel="epoch", ylabel="validation ROUGE-L", title="validation ROUGE-L")
+        axes[0, 1].set(xlabel=x_label, ylabel="validation ROUGE-L", title="validation ROUGE-L")
     return _save(fig, out)
 
 

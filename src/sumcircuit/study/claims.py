@@ -235,9 +235,13 @@ def lora_claim(lora: dict[str, Any], comparison: dict[str, Any] | None) -> dict[
             f"95% CI {lo:+.3f} to {hi:+.3f})"
         )
     reduction = 1 - targeted["trainable_params"] / standard["trainable_params"]
-    faster = targeted.get("epochs_to_target")
+    step, total = targeted.get("steps_to_target"), targeted.get("total_steps")
+    score = {"val_rougeL": "validation ROUGE-L", "val_loss": "validation loss"}.get(
+        targeted.get("target_metric", "val_rougeL"), "validation ROUGE-L"
+    )
+    reached = f"at step {step} of {total}" if step is not None else "never"
     ours = (
         f"{'; '.join(parts)}; {reduction:.0%} fewer trainable parameters; "
-        f"reached standard's final validation ROUGE-L at epoch {'never' if faster is None else faster}"
+        f"reached standard's final {score} {reached}"
     )
     return row | {"ours": ours, "holds": holds, "verdicts": verdicts}

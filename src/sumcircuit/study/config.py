@@ -139,7 +139,8 @@ class LoraStudyConfig(FinetuneConfig):
         default=3, metadata={"help": "heads arm on a layer circuit: top heads by KL per layer"}
     )
     rouge_val_limit: int = field(
-        default=16, metadata={"help": "validation docs scored with ROUGE-L after each epoch"}
+        default=16,
+        metadata={"help": "validation docs scored with ROUGE-L at each epoch end and eval point"},
     )
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ from sumcircuit.analysis.validate import CausalResult
 from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
 from sumcircuit.io import write_json
-from sumcircuit.models.trained import TrainingResult
+from sumcircuit.models.trained import TrainingResult, final_value, steps_to_target
 from sumcircuit.provenance import provenance
 from sumcircuit.report.lora_plots import learning_curves, metric_bars
 from sumcircuit.stats import bootstrap_ci, paired_bootstrap_diff
@@ -50,25 +50,20 @@ def _per_example(run: Path, keys: list[str]) -> pd.DataFrame:
     return sum(frames[1:], frames[0]) / len(frames)
 
 
-def _epochs_to_target(histories: list[list[dict[str, Any]]], target: float | None) -> int | None:
-    """First epoch whose seed-mean validation ROUGE-L reaches ``target`` (None if never)."""
+def _to_target(standard: list[dict[str, Any]]) -> tuple[str, float | None]:
+    """The standard arm's final validation score, seed-mean, that other arms must reach:
+    ROUGE-L, or the validation loss when ROUGE was off. Returns ``(curve key, target)``."""
+    curves = [r.get("curve", []) for r in standard]
+    key = "val_rougeL" if final_value(curves, "val_rougeL") is not None else "val_loss"
+    return key, final_value(curves, key)
+
+
+def _steps_to(runs: list[dict[str, Any]], key: str, target: float | None) -> int | None:
+    """First step at which the seed-mean validation ``key`` of ``runs`` reaches ``target``."""
     if target is None:
         return None
-    by_epoch: dict[int, list[float]] = {}
-    for history in histories:
-        for e in history:
-            if e.get("val_rougeL") is not None:
-                by_epoch.setdefault(e["epoch"], []).append(e["val_rougeL"])
-    for epoch in sorted(by_epoch):
-        if sum(by_epoch[epoch]) / len(by_epoch[epoch]) >= target:
-            return epoch
-    return None
-
-
-def _final_val_rouge(histories: list[list[dict[str, Any]]]) -> float | None:
-    finals = [h[-1].get("val_rougeL") for h in histories if h]
-    finals = [f for f in finals if f is not None]
-    return sum(finals) / len(finals) if finals else None
+    curves = [r.get("curve", []) for r in runs]
+    return steps_to_target(curves, target, key=key, higher_is_better=key == "val_rougeL")
 
 
 def _full_training(folder: Path) -> dict[str, Any]:
@@ -78,7 +73,8 @@ def _full_training(folder: Path) -> dict[str, Any]:
         return {
             "trainable_params": None,
             "epochs": None,
-            "epochs_to_target": None,
+            "steps_to_target": None,
+            "total_steps": None,
             "wall_s": None,
             "external": {"path": external.path, "sha256": external.identity.get("sha256")},
         }
@@ -86,7 +82,8 @@ def _full_training(folder: Path) -> dict[str, Any]:
     return {
         "trainable_params": training["trainable_params"],
         "epochs": len(training["epochs"]),
-        "epochs_to_target": None,
+        "steps_to_target": None,
+        "total_steps": len(training["step_losses"]),
         "wall_s": training["wall_s"],
     }
 
@@ -176,17 +173,25 @@ def write_summary(
         ]
     full_row = _full_training(run / "finetune")
 
-    target = _final_val_rouge([t["epochs"] for t in trainings["standard"]])
+    target_key, target = _to_target(trainings["standard"])
     lora: dict[str, Any] = {
         "base": score_row(frames["base"], seed0)
-        | {"trainable_params": 0, "epochs": 0, "epochs_to_target": None, "wall_s": 0.0},
+        | {
+            "trainable_params": 0,
+            "epochs": 0,
+            "steps_to_target": None,
+            "total_steps": 0,
+            "wall_s": 0.0,
+        },
         "full": score_row(frames["full"], seed0) | full_row,
     }
     for name, runs in trainings.items():
         lora[name] = score_row(frames[name], seed0) | {
             "trainable_params": runs[0]["trainable_params"],
             "epochs": len(runs[0]["epochs"]),
-            "epochs_to_target": _epochs_to_target([r["epochs"] for r in runs], target),
+            "steps_to_target": _steps_to(runs, target_key, target),
+            "total_steps": len(runs[0]["step_losses"]),
+            "target_metric": target_key,
             "wall_s": sum(r["wall_s"] for r in runs) / len(runs),
             "tokens_per_s": sum(r["epochs"][-1]["tokens_per_s"] for r in runs) / len(runs),
             "layers": runs[0]["config"].get("layers"),
@@ -309,7 +314,7 @@ def _figures(
 ) -> dict[str, list[tuple[str, str]]]:
     plots = run / "report"
     curves = learning_curves(
-        {name: runs[0]["epochs"] for name, runs in trainings.items()}, plots / "lora_curves"
+        {name: runs[0] for name, runs in trainings.items()}, plots / "lora_curves"
     )
     rows = {k: lora[k] for k in ["base", "full", *arms]}
     bars = metric_bars(rows, plots / "rouge_bars", key="rougeL", label="test ROUGE-L")

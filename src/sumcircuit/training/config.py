@@ -80,7 +80,15 @@ class FinetuneConfig(DictConfig):
     template: Literal["plain", "chat"] = field(default="plain", metadata=_help("prompt template"))
     val_limit: int = field(default=32, metadata=_help("validation docs for per-epoch loss"))
     rouge_every_epoch: int = field(
-        default=0, metadata=_help("generate for N validation docs each epoch (0 = off)")
+        default=0,
+        metadata=_help("generate for N validation docs at each epoch end and eval point (0 = off)"),
+    )
+    eval_points: int = field(
+        default=4,
+        metadata=_help(
+            "evaluate validation loss (and ROUGE-L when rouge_every_epoch) at N evenly spaced "
+            "optimizer steps over the whole run; 0 = only at epoch ends"
+        ),
     )
     checkpoint_every: int = field(
         default=0, metadata=_help("checkpoint every N optimizer steps (0: each epoch only)")
@@ -133,7 +141,9 @@ class FinetuneConfig(DictConfig):
         if self.alpha <= 0:
             raise ConfigError("alpha", f"{{key}} must be positive, got {self.alpha}")
         check_at_least(self, ("weight_decay", "seed"), 0)
-        check_at_least(self, ("val_limit", "rouge_every_epoch", "checkpoint_every"), 0)
+        check_at_least(
+            self, ("val_limit", "rouge_every_epoch", "eval_points", "checkpoint_every"), 0
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

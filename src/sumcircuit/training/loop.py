@@ -30,13 +30,12 @@ import torch
 from tqdm.auto import tqdm
 
 from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
+from sumcircuit.data.batching import Prepared, prepare_for
 from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
-from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.io import check_writable_dir, disk_full, share_files, write_json
-from sumcircuit.models.loader import LoadedModel, load_model, weight_bytes
-from sumcircuit.models.trained import EpochRecord, TrainingResult
+from sumcircuit.models.loader import load_model, weight_bytes
+from sumcircuit.models.trained import CurvePoint, EpochRecord, TrainingResult
 from sumcircuit.provenance import provenance
 from sumcircuit.training.adapters import count_trainable, masked_gradients
 from sumcircuit.training.checkpoint import (
@@ -48,6 +47,7 @@ from sumcircuit.training.checkpoint import (
     set_rng_states,
 )
 from sumcircuit.training.config import FinetuneConfig
+from sumcircuit.training.curve import curve_point, curve_steps
 from sumcircuit.training.divergence import check_val_loss, check_weights, stop_diverged
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches, micro_batches
@@ -55,12 +55,11 @@ from sumcircuit.training.outdir import prepare_out
 from sumcircuit.training.precision import autocast, resolved_precision
 from sumcircuit.training.schedule import make_scheduler
 from sumcircuit.training.select import Adapted, select_adapters
+from sumcircuit.training.validation import Validator
 
 log = logging.getLogger(__name__)
 
 HEAD_MASKS = "head_masks.json"
-GENERATION_TOKENS = 48
-GENERATION_BATCH = 16  # per-epoch validation summaries generated together
 
 
 @dataclass
@@ -70,6 +69,7 @@ class _Progress:
     epoch: int = 0
     batch: int = 0  # global batches done in the current epoch
     step: int = 0  # optimizer steps done
+    examples: int = 0  # training examples consumed, whole run
     ce_sum: float = 0.0  # current epoch
     n_summary: int = 0
     n_tokens: int = 0
@@ -79,6 +79,7 @@ class _Progress:
     val_start: float | None = None  # validation loss before the first step
     epochs: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)  # CurvePoint dicts
 
 
 def finetune(config: FinetuneConfig) -> TrainingResult:
@@ -115,6 +116,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     global_batch = config.batch_size * procs.world * config.grad_accum
     steps_per_epoch = math.ceil(len(train) / global_batch)
     total_steps = steps_per_epoch * config.epochs
+    points = curve_steps(total_steps, config.eval_points)
     scheduler = make_scheduler(optimizer, total_steps, config.warmup, config.schedule)
     state = _Progress()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -191,10 +193,16 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     session_start = time.perf_counter()
     wall_at_start = state.wall_s
     pad_id = tokenizer.pad_token_id
+    validate = Validator(model, val, config, procs, loaded)
+
+    def add_point(val_loss: float | None, val_rouge: float | None) -> None:
+        point = curve_point(state.step, steps_per_epoch, state.examples, val_loss, val_rouge)
+        state.curve.append(point)
+
     if val is not None and state.val_start is None:  # the reference a diverging run is told by
-        model.eval()
-        state.val_start = validation_loss(model, val, config.batch_size, procs, pad_id, config)
-        model.train()
+        state.val_start = validate.loss()
+        if points:
+            add_point(state.val_start, None)  # step 0
     with masked_gradients(model, adapted.masks) if adapted.masks else nullcontext():
         model.train()
         while state.epoch < config.epochs:
@@ -213,6 +221,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 state.batch += 1
+                state.examples += len(batch)
                 state.ce_sum += loss * n_summary
                 state.n_summary += n_summary
                 state.n_tokens += n_tokens
@@ -223,6 +232,8 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{state.n_tokens / state.train_s:.0f}")
                 last_of_epoch = state.batch == len(batches)
+                if state.step in points and not last_of_epoch and validate.active:
+                    add_point(*validate())  # before a checkpoint, which then holds it
                 stopping = config.max_steps is not None and state.step >= config.max_steps
                 if not last_of_epoch and (
                     stopping
@@ -232,10 +243,12 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                 if stopping and not last_of_epoch:
                     bar.close()
                     return _partial(result, state, session_start)
-            record = _end_epoch(model, val, config, procs, state, pad_id, epoch_start, loaded)
+            record = _end_epoch(validate, state, epoch_start)
             check_val_loss(  # before its checkpoint is written
                 record["val_loss"], state.val_start, out, step=state.step, epoch=state.epoch
             )
+            if state.step in points and validate.active:  # the epoch's validation, reused
+                add_point(record["val_loss"], record["val_rougeL"])
             state.epochs.append(record)
             state.epoch += 1
             state.batch, state.n_summary, state.n_tokens = 0, 0, 0
@@ -247,9 +260,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
                 return _partial(result, state, session_start)
     bar.close()
     model.eval()
-    result.epochs = [EpochRecord(**e) for e in state.epochs]
-    result.step_losses = list(state.step_losses)
-    _record_times(result, state, session_start)
+    _record_progress(result, state, session_start)
     if procs.main:
         with disk_full(out, kept()):
             _save_model(out, adapted, tokenizer)
@@ -300,44 +311,8 @@ def train_step(
     return float(ce_total) / n_summary, n_summary, n_tokens
 
 
-@torch.no_grad()
-def validation_loss(
-    model: torch.nn.Module,
-    val: Prepared,
-    batch_size: int,
-    procs: Processes,
-    pad_id: int,
-    config: FinetuneConfig,
-) -> float:
-    """Summary-token CE over ``val`` (Σ CE / Σ tokens), documents sharded across processes."""
-    body, head, cap = body_and_head(model)
-    sums = torch.zeros(2, dtype=torch.float64)
-    for i, (_, batch) in enumerate(iter_batches(val.encoded, batch_size, pad_id)):
-        if i % procs.world != procs.rank:
-            continue
-        with autocast(config, procs.device):
-            ce, n = summary_ce_sum(body, head, batch.to(procs.device), cap)
-        sums += torch.tensor([float(ce), n], dtype=torch.float64)
-    procs.sum_(sums)
-    return float(sums[0] / sums[1])
-
-
-def _end_epoch(
-    model: torch.nn.Module,
-    val: Prepared | None,
-    config: FinetuneConfig,
-    procs: Processes,
-    state: _Progress,
-    pad_id: int,
-    epoch_start: float,
-    loaded: LoadedModel,
-) -> dict[str, Any]:
-    model.eval()
-    val_loss = (
-        validation_loss(model, val, config.batch_size, procs, pad_id, config) if val else None
-    )
-    rouge = _val_rouge(model, config, loaded) if config.rouge_every_epoch and procs.main else None
-    model.train()
+def _end_epoch(validate: Validator, state: _Progress, epoch_start: float) -> dict[str, Any]:
+    val_loss, rouge = validate()
     record = EpochRecord(
         epoch=state.epoch,
         train_loss=state.ce_sum / max(1, state.n_summary),
@@ -356,41 +331,20 @@ def _end_epoch(
     return vars(record)
 
 
-def _val_rouge(model: torch.nn.Module, config: FinetuneConfig, loaded: LoadedModel) -> float:
-    """ROUGE-L F1 of greedy summaries of the first ``rouge_every_epoch`` validation docs."""
-    prompts = prepare_for(
-        config,
-        loaded.tokenizer,
-        split="validation",
-        limit=config.rouge_every_epoch,
-        with_summary=False,
-        reserve=GENERATION_TOKENS,
-    )
-    scores, _ = rouge_on_split(
-        model,
-        loaded.tokenizer,
-        prompts,
-        batch_size=GENERATION_BATCH,
-        max_new_tokens=GENERATION_TOKENS,
-        seed=config.seed,
-        bf16=resolved_precision(config.precision, loaded.device) == "bf16",
-        progress=False,
-    )
-    return float(scores["rougeL"]["f"])
-
-
-def _record_times(result: TrainingResult, state: _Progress, session_start: float) -> None:
-    """``wall_s``: training time of every process that trained this run (up to the checkpoint
-    each one left); ``process_wall_s``: this process's share; ``val_loss_start``."""
+def _record_progress(result: TrainingResult, state: _Progress, session_start: float) -> None:
+    """Epochs, step losses and curve points; ``wall_s``: training time of every process that
+    trained this run (up to the checkpoint each one left); ``process_wall_s``: this process's
+    share; ``val_loss_start``."""
+    result.epochs = [EpochRecord(**e) for e in state.epochs]
+    result.step_losses = list(state.step_losses)
+    result.curve = [CurvePoint(**p) for p in state.curve]
     result.wall_s = state.wall_s
     result.process_wall_s = time.perf_counter() - session_start
     result.val_loss_start = state.val_start
 
 
 def _partial(result: TrainingResult, state: _Progress, session_start: float) -> TrainingResult:
-    result.epochs = [EpochRecord(**e) for e in state.epochs]
-    result.step_losses = list(state.step_losses)
-    _record_times(result, state, session_start)
+    _record_progress(result, state, session_start)
     result.complete = False
     log.info("stopped at step %d (max_steps); resume with --resume", state.step)
     return result
