@@ -5,8 +5,8 @@ of ``scan`` (the base model with that component patched in from the fine-tuned m
 forward per component) against the attribution estimates of ``atp``, ``ig-activations`` and
 ``ig-weights`` on the same documents. Both are normalised the same way: Σ_d effect_d /
 Σ_d (m_ft,d − m_base,d). Printed: Pearson and Kendall correlation, top-10 overlap (by signed
-score) and seconds, per level; the exact head scan's time against each method's time for all
-heads and MLPs. A JSON copy goes to ``--json``.
+score; :func:`sumcircuit.analysis.agreement.agreement`) and seconds, per level; the exact head
+scan's time against each method's time for all heads and MLPs. A JSON copy goes to ``--json``.
 
     python benchmarks/attribution_bench.py --finetuned RUN/finetune/full --limit 8
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
+from sumcircuit.analysis.agreement import agreement
 from sumcircuit.analysis.attribution import METHODS, attribute
 from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
 
@@ -32,16 +32,6 @@ def _cpu() -> str:
     kind = "AVX-512 with avx512_bf16" if "avx512_bf16" in flags else "AVX2, no avx512_bf16"
     name = next((ln.split(":")[1].strip() for ln in flags.splitlines() if "model name" in ln), "")
     return f"{name or platform.processor()} ({kind}), {torch.get_num_threads()} threads"
-
-
-def agreement(exact: np.ndarray, estimate: np.ndarray, k: int = 10) -> dict[str, float]:
-    top_exact = set(np.argsort(-exact)[:k])
-    top_est = set(np.argsort(-estimate)[:k])
-    return {
-        "pearson": float(stats.pearsonr(exact, estimate)[0]),
-        "kendall": float(stats.kendalltau(exact, estimate)[0]),
-        f"top{k}_overlap": len(top_exact & top_est) / k,
-    }
 
 
 def main() -> None:
@@ -107,7 +97,7 @@ def main() -> None:
             "head": att.heads_suff.sum(0).reshape(-1) / den,
         }
         for level in levels:
-            row = agreement(exact[level], estimates[level])
+            row = agreement(exact[level], estimates[level], k=10)
             row.update(seconds=seconds, exact_seconds=exact_s[level])
             row["speedup_vs_exact_head_scan"] = exact_s.get("head", float("nan")) / seconds
             out["levels"].setdefault(level, {})[method] = row

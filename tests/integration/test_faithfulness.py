@@ -103,3 +103,22 @@ def test_locate_takes_the_most_faithful_locator(sources) -> None:
     rows = result.to_frame().query("locator == @best and size == 2")
     assert circuit.score == result.sources[best]["score"]
     assert len(circuit.layers) == 2 and len(rows) == 1
+
+
+def test_an_exact_scan_is_a_locator_and_its_documents_stay_out_of_scoring(sources) -> None:
+    """A scan of the first 2 selection documents: the exact locator, scored on the validation
+    documents after all 5 the diff selected on; locate reads it back as --score causal."""
+    root, pair = sources
+    scan = ["scan", *pair, "--split", "validation", "--limit", "2", "--level", "layer"]
+    assert main([*scan, "--out", f"{root}/scan"]) == 0
+    argv = ["faithfulness", *pair, "--split", "validation", "--diff", f"{root}/diff"]
+    argv += ["--scan", f"{root}/scan", "--locators", "kl,exact", "--controls", "2"]
+    assert main([*argv, "--out", f"{root}/e"]) == 0
+    result = FaithfulnessResult.load(root / "e")
+    assert set(result.areas) == {"kl", "exact"}
+    assert result.documents["scoring"] == {"split": "validation", "n_docs": 3, "excluded": 5}
+    assert result.sources["exact"] == {"score": "causal", "directory": f"{root}/scan"}
+    out = root / "exact-circuit"
+    argv = ["locate", "--diff", f"{root}/diff", "--score", "faithful", "--k", "2"]
+    assert main([*argv, "--faithfulness", f"{root}/e", "--out", str(out)]) == 0
+    assert Circuit.load(out).score == result.sources[result.best()]["score"]

@@ -146,9 +146,12 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert faith["areas"][best]["cpr"] == max(a["cpr"] for a in faith["areas"].values())
     assert summary["circuit"]["score"] in (best, "attribution")  # the circuit is the faithful one
     assert faith["documents"]["scoring"]["split"] == "test"
+    assert "exact" not in faith["areas"] and not (out / "scan").exists()  # scan.limit: 0
+    assert summary["attribution_vs_exact"] is None
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "LoRA" in html
     assert "Which locator is faithful" in html and "(chosen)" in html
+    assert "Attribution vs exact patching" not in html
 
 
 def test_run_refuses_a_directory_holding_another_study(

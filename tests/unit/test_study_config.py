@@ -114,3 +114,20 @@ def test_print_config_refuses_a_bad_value(capsys) -> None:
     assert capsys.readouterr().err == "error: lora.epochs must be an integer, got 'abc'\n"
     assert main(["run", "--out", "x", "--print-config", "--seeds", "a,b"]) == 2
     assert "seeds must be" in capsys.readouterr().err
+
+
+def test_scan_section_is_off_by_default_and_reads_the_first_selection_documents() -> None:
+    quick = build_config(preset="quick")
+    assert quick.scan.limit == 0 and not quick.scan.enabled and quick.faithfulness.scan is None
+    config = build_config(preset="quick", sets=["scan.limit=2", "diff.split=test"])
+    assert (config.scan.limit, config.scan.split, config.scan.level) == (2, "test", "layer")
+    assert config.faithfulness.scan == "scan"  # run-relative: the exact locator
+    assert config.to_dict()["scan"]["limit"] == 2 and "split" not in config.to_dict()["scan"]
+    with pytest.raises(SumcircuitError, match=r"^scan\.limit=40 exceeds diff\.limit=32"):
+        build_config(preset="quick", sets=["scan.limit=40"])
+    with pytest.raises(SumcircuitError, match=r"^scan\.limit must be at least 0, got -1$"):
+        build_config(sets=["scan.limit=-1"])
+    with pytest.raises(SumcircuitError, match=r"needs faithfulness\.level=layer"):
+        build_config(sets=["scan.limit=2", "faithfulness.level=head"])
+    with pytest.raises(SumcircuitError, match=r"unknown key\(s\) \['level'\] in section 'scan'"):
+        build_config(sets=["scan.level=head"])

@@ -130,9 +130,8 @@ def rankings(config: FaithfulnessConfig) -> list[Ranking]:
         found.append(_ranking(result.method, scores, data, "attribution", directory))
     if config.scan:
         result = ScanResult.load(config.scan)
-        found.append(
-            _ranking("exact", result.scores(config.level), result.provenance.get("data", {}))
-        )
+        data = result.provenance.get("data", {})
+        found.append(_ranking("exact", result.scores(config.level), data, "causal", config.scan))
     if config.locators:
         unknown = sorted(set(config.locators) - {r.name for r in found})
         if unknown:

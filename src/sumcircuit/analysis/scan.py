@@ -55,7 +55,8 @@ class ScanConfig(PairConfig):
 
 @dataclass
 class ScanResult(StageResult):
-    """``rows``: one dict per component with the CSV columns; m_base/m_ft: mean m unpatched."""
+    """``rows``: one dict per component with the CSV columns; m_base/m_ft: mean m unpatched;
+    ``doc_ids``: the documents scanned (empty in files written before it was recorded)."""
 
     FILE: ClassVar[str] = JSON_FILE  # everything; written last
     STAGE: ClassVar[str] = "scan"
@@ -68,6 +69,7 @@ class ScanResult(StageResult):
     n_docs: int
     timing: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
+    doc_ids: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanResult:
@@ -143,5 +145,6 @@ def scan(config: ScanConfig) -> ScanResult:
         m_base=float(np.mean(effects.m_base)),
         m_ft=float(np.mean(effects.m_ft)),
         n_docs=len(pair.prepared),
+        doc_ids=list(pair.prepared.ids),
         **run_record(config, pair, effects, start=start, loaded=loaded, swept=swept),
     )

@@ -1,7 +1,9 @@
 """Plots of causal results; they read result files only, never models.
 
 :func:`plot_scan` draws the scan saved in ``DIR`` by ``sumcircuit scan``: a bar chart with 95%
-CIs per layer for a layer scan, a layers × heads heatmap for a head scan. Saved as PNG and SVG.
+CIs per layer for a layer scan, a layers × heads heatmap for a head scan.
+:func:`plot_attribution_vs_exact` draws an attribution's layer scores against an exact layer
+scan's, one labelled point per layer. Saved as PNG and SVG.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sumcircuit.analysis.agreement import attribution_vs_exact  # noqa: E402
+from sumcircuit.analysis.attribute import AttributionResult  # noqa: E402
 from sumcircuit.analysis.faithfulness_result import FaithfulnessResult  # noqa: E402
 from sumcircuit.analysis.scan import ScanResult  # noqa: E402
 from sumcircuit.report.plots import save_figure  # noqa: E402
@@ -39,6 +43,35 @@ def _bars(scan: ScanResult) -> plt.Figure:
     ax.set_ylabel("sufficiency (fraction of Δm recovered)")
     ax.set_title("Patching each layer alone from the fine-tuned model (95% CI)")
     return fig
+
+
+def plot_attribution_vs_exact(attribution: str | Path, scan: str | Path, out: str | Path) -> Path:
+    """Scatter of the attribution's estimate (x) against the exact sufficiency (y) of each
+    layer, read from the ``attribute`` and layer ``scan`` directories, each point labelled with
+    its layer, Pearson r in the title; ``out`` + .png/.svg, returns the PNG."""
+    vs = attribution_vs_exact(AttributionResult.load(attribution), ScanResult.load(scan))
+    x, y = np.asarray(vs["attribution"]), np.asarray(vs["exact"])
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.scatter(x, y, s=18, color="tab:blue")
+    for layer, a, b in zip(vs["layers"], x, y, strict=True):
+        ax.annotate(str(layer), (a, b), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if finite.any():  # the line of perfect agreement
+        low = float(min(x[finite].min(), y[finite].min()))
+        high = float(max(x[finite].max(), y[finite].max()))
+        ax.plot([low, high], [low, high], color="0.6", linewidth=0.8, linestyle="--", label="y = x")
+        ax.legend(fontsize=7, loc="upper left")
+    ax.axhline(0.0, color="black", linewidth=0.5)
+    ax.axvline(0.0, color="black", linewidth=0.5)
+    ax.set_xlabel(f"attribution estimate ({vs['method']}, fraction of Δm)")
+    ax.set_ylabel("exact sufficiency (fraction of Δm)")
+    ax.set_title(
+        f"Attribution vs exact patching per layer: r = {vs['pearson']:.2f}, "
+        f"Kendall τ = {vs['kendall']:.2f}\n({vs['n_docs']} selection documents)",
+        fontsize=9,
+    )
+    out = Path(out)
+    return save_figure(fig, out.parent, out.name)[0]
 
 
 def _heatmap(scores: pd.Series) -> plt.Figure:

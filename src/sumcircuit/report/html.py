@@ -236,6 +236,20 @@ def _faithfulness(summary: dict[str, Any]) -> str:
     )
 
 
+def _vs_exact(summary: dict[str, Any], figures: str) -> str:
+    """Attribution against the exact layer scan; nothing when the study ran no scan."""
+    vs = summary.get("attribution_vs_exact")
+    if not vs:
+        return ""
+    text = (
+        f"<p>The attribution ({_e(vs.get('method'))}) of each layer against exact patching of "
+        f"that layer alone, on the first {_num(vs.get('n_docs'))} selection documents: Pearson "
+        f"r {_num(vs.get('pearson'))}, Kendall τ {_num(vs.get('kendall'))}, top-3 overlap "
+        f"{_num(vs.get('top3_overlap'), 2)}.</p>"
+    )
+    return f"<h2>Attribution vs exact patching</h2>{text}{figures}"
+
+
 def _examples(summary: dict[str, Any]) -> str:
     parts = []
     for ex in summary.get("examples", []):
@@ -275,6 +289,7 @@ def build_report(run_dir: str | Path) -> Path:
 <p>Rule {_e(circuit.get("rule"))} on score {_e(circuit.get("score"))}: layers {_e(circuit.get("layers"))};
 heads {_e(circuit.get("heads"))}. Layers and heads are numbered from 0.</p>
 <h2>Which locator is faithful</h2>{_faithfulness(summary)}{figs("faithfulness")}
+{_vs_exact(summary, figs("agreement"))}
 <h2>Causal validation</h2>{_causal(summary)}{figs("causal")}
 <h2>LoRA: targeted vs standard</h2>{_lora(summary)}{figs("lora")}
 <h2>Example summaries</h2>{_examples(summary)}

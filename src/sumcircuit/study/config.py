@@ -1,12 +1,12 @@
 """The study config: one YAML for the whole pipeline, with presets, CLI overrides and checks.
 
 Precedence: CLI flags > ``--config`` YAML > ``--preset`` > defaults. Each stage section
-(``finetune``, ``diff``, ``attribute``, ``faithfulness``, ``locate``, ``validate``, ``lora``,
-``evaluate``) takes the options of
-that stage; unknown keys are refused with the list of valid ones. :func:`build_config` builds
-every section into its typed stage config (:class:`~sumcircuit.training.config.FinetuneConfig`,
-:class:`~sumcircuit.analysis.diff.DiffConfig`, ...), so a bad value in any section fails before
-the first stage starts, naming it as ``section.key``. An option a section does not set takes
+(``finetune``, ``diff``, ``attribute``, ``scan``, ``faithfulness``, ``locate``, ``validate``,
+``lora``, ``evaluate``) takes the options of that stage; unknown keys are refused with the list
+of valid ones. :func:`build_config` builds every section into its typed stage config
+(:class:`~sumcircuit.training.config.FinetuneConfig`, :class:`~sumcircuit.analysis.diff.DiffConfig`,
+...), so a bad value in any section fails before the first stage starts, naming it as
+``section.key``. An option a section does not set takes
 its stage config's dataclass default.
 """
 
@@ -23,8 +23,9 @@ from sumcircuit.analysis.attribute import AttributeConfig
 from sumcircuit.analysis.diff import DiffConfig
 from sumcircuit.analysis.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.locate import LocateConfig
+from sumcircuit.analysis.scan import ScanConfig
 from sumcircuit.analysis.validate import ValidateConfig
-from sumcircuit.configs import DictConfig, check_at_least
+from sumcircuit.configs import DictConfig, check_at_least, coerce
 from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.training.config import FinetuneConfig
@@ -38,6 +39,8 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     # Selection documents (diff and attribution: the same ones) and the faithfulness scoring
     # documents are disjoint parts of the validation split: the first 64 select, the rest score.
     "diff": {"limit": 64},
+    # The exact layer scan that checks the attribution: off unless given selection documents.
+    "scan": {"limit": 0},
     "faithfulness": {"split": "validation"},
     # The targeted arm's circuit comes from the most faithful locator; targeted-kl keeps KL.
     "locate": {"score": "faithful"},
@@ -115,11 +118,13 @@ _MANAGED = {
     "max_steps",
 }
 # ... and in one section only: each LoRA arm trains once per top-level seed; the attribution
-# reads the diff's documents (both select components, on the same documents).
+# reads the diff's documents (both select components, on the same documents), the scan the
+# first of them, layer by layer.
 _MANAGED_IN = {
     "finetune": {"method"},
     "lora": {"seed", "method"},
     "attribute": {"split", "limit"},
+    "scan": {"split", "level"},
 }
 LORA_STUDY_KEYS = ("arms", "random_draws", "heads_per_layer", "rouge_val_limit")
 
@@ -163,11 +168,34 @@ class LoraStudyConfig(FinetuneConfig):
         )
 
 
-#: Each section's stage config.
+@dataclass
+class ScanStudyConfig(ScanConfig):
+    """The ``scan`` section: the exact patching scan of every layer alone on the first ``limit``
+    selection documents (the diff's split), which the attribution is checked against and which
+    faithfulness draws as its ``exact`` locator; ``limit`` 0 runs no scan stage."""
+
+    limit: int = field(
+        default=0,
+        metadata={"help": "selection documents scanned layer by layer (0: no scan stage)"},
+    )
+
+    def __post_init__(self) -> None:
+        limit, self.limit = self.limit, 1  # 0 (off) is below PairConfig's bound; checked here
+        super().__post_init__()
+        self.limit = coerce(limit, int, "limit")
+        check_at_least(self, ("limit",), 0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit > 0
+
+
+#: Each section's stage config, in the order the study builds (and runs) them.
 SECTIONS: dict[str, type[DictConfig]] = {
     "finetune": FinetuneConfig,
     "diff": DiffConfig,
     "attribute": AttributeConfig,
+    "scan": ScanStudyConfig,
     "faithfulness": FaithfulnessConfig,
     "locate": LocateConfig,
     "validate": ValidateConfig,
@@ -211,6 +239,7 @@ class StudyConfig(DictConfig):
     finetune: FinetuneConfig = _section("full fine-tuning of the base model")
     diff: DiffConfig = _section("base vs fine-tuned differences")
     attribute: AttributeConfig = _section("attribution patching of every component")
+    scan: ScanStudyConfig = _section("exact layer scan of the first selection documents")
     faithfulness: FaithfulnessConfig = _section("faithfulness curves of every locator")
     locate: LocateConfig = _section("circuit selection")
     validate: ValidateConfig = _section("causal validation of the circuit")
@@ -247,6 +276,24 @@ class StudyConfig(DictConfig):
             reject_unknown_keys(given, section_keys(name), f"section {name!r}")
             values = {**SECTION_DEFAULTS.get(name, {}), **given}
             setattr(self, name, cls.from_dict(self._managed(name) | values, section=name))
+        self._check_scan()
+
+    def _check_scan(self) -> None:
+        """The scan reads selection documents only, and its rows are layers."""
+        limit, selection = self.scan.limit, self.diff.limit
+        if selection is not None and limit > selection:
+            raise ConfigError(
+                "limit",
+                f"{{key}}={limit} exceeds diff.limit={selection}: the scan reads the first "
+                "selection documents only",
+                "scan.limit",
+            )
+        if self.scan.enabled and self.faithfulness.level != "layer":
+            raise ConfigError(
+                "limit",
+                "{key} > 0 needs faithfulness.level=layer: the study's scan is a layer scan",
+                "scan.limit",
+            )
 
     def _managed(self, section: str) -> dict[str, Any]:
         """What the study sets in a section: models, data, lengths, run-relative paths."""
@@ -258,19 +305,28 @@ class StudyConfig(DictConfig):
         return {
             "finetune": train | {"method": "full"},
             "diff": pair | {"per_doc": True},
-            "attribute": pair | self._diff_documents(section),
-            "faithfulness": pair | {"diff": "diff", "attribution": ["attribute"]},
+            "attribute": pair | self._from_built(section),
+            "scan": pair | self._from_built(section) | {"level": "layer"},
+            "faithfulness": pair
+            | {"diff": "diff", "attribution": ["attribute"]}
+            | self._from_built(section),
             "locate": {"diff": "diff", "attribution": "attribute", "faithfulness": "faithfulness"},
             "validate": pair | {"circuit": "locate"},
             "lora": train | {"method": "lora"},
             "evaluate": common | {"model": self.model},
         }[section]
 
-    def _diff_documents(self, section: str) -> dict[str, Any]:
-        """The diff's split and limit (built before the attribute section that reads them)."""
-        if section != "attribute":
-            return {}
-        return {"split": self.diff.split, "limit": self.diff.limit}
+    def _from_built(self, section: str) -> dict[str, Any]:
+        """What a section takes from sections built before it: the attribute section reads the
+        diff's documents, the scan the first of them (its own limit), faithfulness the scan
+        when it runs."""
+        if section == "attribute":
+            return {"split": self.diff.split, "limit": self.diff.limit}
+        if section == "scan":
+            return {"split": self.diff.split}
+        if section == "faithfulness":
+            return {"scan": "scan" if self.scan.enabled else None}
+        return {}
 
     @staticmethod
     def section_dict(section: str, config: DictConfig) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """``sumcircuit run``: the whole study in one resumable command.
 
-    finetune (full) ─► diff ─► attribute ─► faithfulness ─► locate ─► validate ─► LoRA arms
-        ─► evaluate ─► summary + report
+    finetune (full) ─► diff ─► attribute ─► [scan] ─► faithfulness ─► locate ─► validate
+        ─► LoRA arms ─► evaluate ─► summary + report
+
+``scan`` (with ``scan.limit`` > 0) patches every layer alone on the first selection documents:
+the exact effects the attribution is checked against (``summary.json``
+``attribution_vs_exact``) and faithfulness's ``exact`` locator.
 
 ``locate`` takes the locator whose circuits were the most faithful on held-out validation
 documents (``locate.score: faithful``); with the ``targeted-kl`` arm, a ``locate-kl`` stage keeps
@@ -46,6 +50,7 @@ _WEIGHTS = {
     "finetune": 3.0,
     "diff": 1.0,
     "attribute": 0.5,
+    "scan": 0.5,
     "faithfulness": 1.0,
     "locate": 0.05,
     "validate": 2.0,
@@ -126,10 +131,11 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     from sumcircuit.analysis.diff import DiffResult, run_diff
     from sumcircuit.analysis.faithfulness import faithfulness
     from sumcircuit.analysis.locate import locate
+    from sumcircuit.analysis.scan import scan
     from sumcircuit.analysis.validate import validate
     from sumcircuit.evaluation.evaluate import evaluate
     from sumcircuit.models.loader import check_available
-    from sumcircuit.report.causal_plots import plot_faithfulness
+    from sumcircuit.report.causal_plots import plot_faithfulness, plot_scan
     from sumcircuit.report.plots import plot_diff
     from sumcircuit.study.summary import write_summary
     from sumcircuit.training.loop import finetune
@@ -147,7 +153,8 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     arm_names = [f"{a}{d if a == 'random' and draws > 1 else ''}" for a, d in arms]
     eval_names = ["base", "full"] + [f"{n}-s{s}" for n in arm_names for s in seeds]
     with_kl = "targeted-kl" in lora.arms
-    planned = ["finetune", "diff", "attribute", "faithfulness", "locate"]
+    scanned = ("scan",) if config.scan.enabled else ()
+    planned = ["finetune", "diff", "attribute", *scanned, "faithfulness", "locate"]
     planned += ["locate-kl"] * with_kl + ["validate"]
     planned += [f"lora/{n}-s{s}" for n in arm_names for s in seeds]
     planned += [f"evaluate/{n}" for n in eval_names]
@@ -182,16 +189,28 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
 
     runner.run("attribute", config.attribute, do_attribute, after=("finetune",))
 
+    def do_scan(folder: Path) -> None:
+        scan(_in_run(config.scan, out, *ft_in_run)).save(folder)
+        plot_scan(folder)
+
+    if scanned:
+        runner.run("scan", config.scan, do_scan, after=("finetune",))
+
     def do_faithfulness(folder: Path) -> None:
         faith = replace(
-            _in_run(config.faithfulness, out, *ft_in_run, "diff"),
+            _in_run(config.faithfulness, out, *ft_in_run, "diff", *scanned),
             attribution=[str(out / a) for a in config.faithfulness.attribution],
         )
         faithfulness(faith).save(folder)
         plot_faithfulness(folder)
 
-    runner.run("faithfulness", config.faithfulness, do_faithfulness, after=("diff", "attribute"))
-    sources = ("diff", "attribute", "faithfulness")
+    runner.run(
+        "faithfulness",
+        config.faithfulness,
+        do_faithfulness,
+        after=("diff", "attribute", *scanned),
+    )
+    sources = ("diff", "attribute", *scanned, "faithfulness")
 
     def do_locate(folder: Path, locate_config: Any = config.locate) -> None:
         circuit = locate(_in_run(locate_config, out, "diff", "attribution", "faithfulness"))

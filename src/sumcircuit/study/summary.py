@@ -16,15 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sumcircuit.analysis.agreement import attribution_vs_exact
+from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.faithfulness_result import FaithfulnessResult
+from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.analysis.validate import CausalResult
 from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
 from sumcircuit.io import write_json
 from sumcircuit.models.trained import TrainingResult, final_value, steps_to_target
 from sumcircuit.provenance import provenance
+from sumcircuit.report.causal_plots import plot_attribution_vs_exact
 from sumcircuit.report.lora_plots import learning_curves, metric_bars
 from sumcircuit.stats import bootstrap_ci, paired_bootstrap_diff
 from sumcircuit.study import claims, evidence
@@ -222,6 +226,7 @@ def write_summary(
 
     faith = FaithfulnessResult.load(run / "faithfulness")
     figures = _figures(run, trainings, lora, arm_names)
+    vs_exact, figures["agreement"] = _vs_exact(run, config)
     examples = _examples(run, ["full", *arm_names], seeds[0])
     vs_random = evidence.targeted_vs_random(lora)
     targeted_vs_standard = versus.get("vs_standard", {}).get("targeted")
@@ -245,6 +250,7 @@ def write_summary(
         },
         "causal": causal_summary,
         "faithfulness": _faithfulness(faith, len(circuit.layers)),
+        "attribution_vs_exact": vs_exact,
         "lora": lora,
         "comparisons": versus,
         "targeted_vs_random": vs_random,
@@ -307,6 +313,25 @@ def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
         "at_circuit_size": at_k,
         "documents": result.documents,
     }
+
+
+def _vs_exact(
+    run: Path, config: StudyConfig
+) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+    """The attribution's agreement with the exact layer scan, and its scatter (when it ran)."""
+    if not config.scan.enabled:
+        return None, []
+    vs = attribution_vs_exact(
+        AttributionResult.load(run / "attribute"), ScanResult.load(run / "scan")
+    )
+    png = plot_attribution_vs_exact(
+        run / "attribute", run / "scan", run / "report" / "attribution_vs_exact"
+    )
+    caption = (
+        f"attribution ({vs['method']}) vs exact patching of each layer on the first "
+        f"{vs['n_docs']} selection documents (Pearson r {vs['pearson']:.2f})"
+    )
+    return vs, [(str(png.relative_to(run)), caption)]
 
 
 def _figures(
