@@ -42,7 +42,7 @@ def test_paper_preset_runs_every_arm_with_three_seeds() -> None:
 
 
 def test_unknown_preset_and_keys_list_the_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(SumcircuitError, match="unknown preset 'fast'; valid: quick, paper"):
+    with pytest.raises(SumcircuitError, match="unknown preset 'fast'; valid: quick, standard, paper"):
         build_config(preset="fast")
     with pytest.raises(
         SumcircuitError, match=r"unknown key\(s\) \['epoch'\] in section 'lora'; valid: .*epochs"
@@ -131,3 +131,15 @@ def test_scan_section_is_off_by_default_and_reads_the_first_selection_documents(
         build_config(sets=["scan.limit=2", "faithfulness.level=head"])
     with pytest.raises(SumcircuitError, match=r"unknown key\(s\) \['level'\] in section 'scan'"):
         build_config(sets=["scan.level=head"])
+
+
+def test_standard_preset_is_sized_to_decide() -> None:
+    """The standard preset's sizes keep their documented reasons: every test document, every
+    training pair, >= 3 random draws, and selection documents disjoint from scoring ones."""
+    config = build_config(preset="standard")
+    assert config.evaluate.limit is None and config.finetune.limit is None
+    assert config.lora.random_draws >= 3 and "targeted-kl" in config.lora.arms
+    assert config.faithfulness.split == config.diff.split
+    assert config.faithfulness.limit > config.diff.limit  # documents left to score on
+    assert 0 < config.scan.limit <= config.diff.limit
+    assert config.validate.split == "test"  # not the validation documents that chose the circuit

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", help="study YAML (sections: finetune, diff, locate, validate, lora, evaluate)"
     )
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), help="quick (<=10 min on a 2-core CPU) or paper"
+        "--preset",
+        choices=sorted(PRESETS),
+        help="quick (<= 10 min on a 2-core CPU), standard (<= 60 min, sized to decide the claims) or paper",
     )
     parser.add_argument("--model", help="base model: preset, local directory or Hugging Face id")
     parser.add_argument(
