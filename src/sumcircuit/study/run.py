@@ -48,6 +48,7 @@ _WEIGHTS = {
     "attribute": 0.5,
     "faithfulness": 1.0,
     "locate": 0.05,
+    "locate-kl": 0.05,
     "validate": 2.0,
     "lora": 2.0,
     "evaluate": 0.4,
