@@ -91,6 +91,9 @@ def _arm_layers(
     draw: int,
     seed: int,
 ) -> list[int]:
+    """The layers an arm adapts. A random draw is one set of layers, drawn from ``draw`` and the
+    study's ``seed`` (not the arm's training seed), so every seed of ``random<draw>`` trains the
+    layers its summary row reports."""
     k = len(circuit.layers)
     if arm in ("targeted", "targeted-equal-budget", "heads"):
         return circuit.layers
@@ -243,7 +246,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
                 adapts["heads"] = _circuit_heads(circuit, diff, lora.heads_per_layer)
             elif arm != "standard":
                 adapts["layers"] = _arm_layers(
-                    arm, circuit, kl_circuit, ranked, n_layers, draw, seed
+                    arm, circuit, kl_circuit, ranked, n_layers, draw, seeds[0]
                 )
             arm_config = lora.arm(
                 seed=seed, out=stage, equal_budget=arm == "targeted-equal-budget", **adapts

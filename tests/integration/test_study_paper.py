@@ -1,0 +1,152 @@
+"""`sumcircuit run --preset paper` end to end on a tiny model: every LoRA arm × 3 seeds × 3 random
+draws, with the preset's arms, seeds and draws kept and only the sizes made small."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import sumcircuit.training.loop as loop
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.cli import main
+from sumcircuit.io import read_json
+from sumcircuit.models.tiny import save_tiny
+from sumcircuit.models.trained import TrainingResult
+from sumcircuit.study.config import ARMS, PRESETS
+
+SEEDS = [0, 1, 2]
+DRAWS = 3
+N_LAYERS = 6  # 4 layers outside a 2-layer circuit: random draws of 2 layers can differ
+K = 2
+RANDOMS = [f"random{d}" for d in range(1, DRAWS + 1)]
+ARM_NAMES = [name for arm in ARMS for name in (RANDOMS if arm == "random" else [arm])]
+# The preset's arms, seeds and draws; every size small (about a minute on 2 idle cores).
+SETS = [
+    "finetune.limit=4", "finetune.epochs=1", "finetune.lr=0.01", "finetune.val_limit=1",
+    "diff.limit=3", "diff.n_boot=100", "attribute.n_boot=100", "locate.k=2",
+    "faithfulness.split=test", "faithfulness.limit=3", "faithfulness.sizes=[1,2]",
+    "faithfulness.controls=2", "faithfulness.control_sizes=[2]", "faithfulness.n_boot=100",
+    "validate.limit=2", "validate.controls=2", "validate.n_boot=100",
+    "lora.limit=4", "lora.epochs=1", "lora.rouge_val_limit=1", "lora.val_limit=1",
+    "evaluate.limit=2", "evaluate.max_new_tokens=3", "evaluate.n_boot=100",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a loaded 2-core machine two threads spin-wait
+    (this test took 60 s on one thread and 60-650 s on two, by the load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny("llama", tmp_path_factory.mktemp("paper") / "llama6", n_layers=N_LAYERS)
+
+
+def _args(model: Path, data: str, out: Path) -> list[str]:
+    args = ["run", "--preset", "paper", "--out", str(out), "--model", str(model)]
+    args += ["--data", data, "--max-length", "64"]
+    return args + [a for s in SETS for a in ("--set", s)]
+
+
+def test_paper_preset_print_config_resolves_every_arm(capsys) -> None:
+    assert main(["run", "--preset", "paper", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["preset"] == "paper" and printed["seeds"] == SEEDS
+    assert printed["lora"]["arms"] == list(ARMS) and printed["lora"]["random_draws"] == DRAWS
+    assert printed["lora"]["epochs"] == PRESETS["paper"]["lora"]["epochs"]
+
+
+def test_paper_preset_trains_every_arm_seed_and_draw_then_skips_all(
+    model: Path, xsum_sample: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real_finetune = loop.finetune
+    trained: list[str] = []
+
+    def record(config):
+        trained.append(Path(config.out).relative_to(out).as_posix())
+        return real_finetune(config)
+
+    monkeypatch.setattr(loop, "finetune", record)
+    assert main(_args(model, xsum_sample, out)) == 0
+
+    lora_stages = [f"lora/{name}-s{seed}" for name in ARM_NAMES for seed in SEEDS]
+    assert trained == ["finetune", *lora_stages]
+    _check_run(out)
+
+    # The same command again: every stage is skipped, nothing is trained or written.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")}
+    trained.clear()
+    assert main(_args(model, xsum_sample, out)) == 0
+    assert trained == []
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")} == stamps
+    assert set(read_json(out / "summary.json")["timings_s"]["skipped"]) == {
+        p.parent.relative_to(out).as_posix() for p in stamps
+    }
+
+
+def _check_run(out: Path) -> None:
+    """Every arm × seed trained and evaluated; the summary and report show every arm."""
+    lora_stages = [f"lora/{name}-s{seed}" for name in ARM_NAMES for seed in SEEDS]
+    assert len(lora_stages) == 27
+    eval_stages = ["base", "full", *(s.removeprefix("lora/") for s in lora_stages)]
+    for stage in ["finetune", "locate-kl", *lora_stages]:
+        assert (out / stage / "stage.json").is_file(), stage
+    for key in eval_stages:
+        assert (out / "evaluate" / key / "stage.json").is_file(), key
+    assert sorted(p.name for p in (out / "evaluate").iterdir()) == sorted(eval_stages)
+
+    summary = read_json(out / "summary.json")
+    assert summary["preset"] == "paper" and summary["config"]["seeds"] == SEEDS
+    assert summary["config"]["lora"]["arms"] == list(ARMS)
+    assert summary["config"]["lora"]["random_draws"] == DRAWS
+    assert set(summary["lora"]) == {"base", "full", *ARM_NAMES}
+    assert set(summary["lora_vs_standard"]) == {"base", "full", *ARM_NAMES} - {"standard"}
+    rows = summary["lora"]
+    for name in ARM_NAMES:
+        assert 0.0 <= rows[name]["rougeL"] <= 1.0 and rows[name]["epochs"] == 1, name
+        assert rows[name]["epochs_to_target"] in (0, None), name
+        # each seed of an arm trained the layers (heads) its row reports
+        for seed in SEEDS:
+            run = TrainingResult.load(out / "lora" / f"{name}-s{seed}")
+            assert run.config["layers"] == rows[name]["layers"], (name, seed)
+            assert run.config["heads"] == rows[name]["heads"], (name, seed)
+
+    circuit = summary["circuit"]["layers"]
+    assert len(circuit) == K and rows["targeted"]["layers"] == circuit
+    assert rows["targeted-equal-budget"]["layers"] == circuit
+    assert rows["targeted-kl"]["layers"] == Circuit.load(out / "locate-kl").layers
+    draws = [rows[name]["layers"] for name in RANDOMS]
+    for layers in draws:
+        assert len(layers) == K and not set(layers) & set(circuit)
+    assert len({tuple(d) for d in draws}) > 1  # seeded draws: not all the same pair
+    assert len(rows["anti"]["layers"]) == K
+    assert sorted(rows["anti"]["layers"]) == sorted(summary["layers_ranked"][-K:])
+    assert all(h[0] in circuit for h in rows["heads"]["heads"])
+
+    params = {name: rows[name]["trainable_params"] for name in ARM_NAMES}
+    # every layer has the same width: a K-layer arm has K/N_LAYERS of standard's parameters
+    assert params["targeted"] * N_LAYERS == params["standard"] * K
+    for name in ["targeted-kl", "anti", *RANDOMS]:
+        assert params[name] == params["targeted"], name
+    assert 0 < params["heads"] < params["targeted"]
+    # equal budget: rank_eq = round(rank * n_standard / n_targeted) (training/adapters.py), so
+    # the counts differ by at most half the targeted arm's entries per unit of rank
+    budget = TrainingResult.load(out / "lora" / "targeted-equal-budget-s0").budget
+    assert budget["standard_params"] == params["standard"]
+    assert budget["targeted_params"] == params["targeted-equal-budget"]
+    assert budget["targeted_params_at_rank"] == params["targeted"]
+    per_rank = params["targeted"] / budget["rank"]
+    assert abs(params["targeted-equal-budget"] - params["standard"]) <= per_rank / 2
+
+    html = (out / "report.html").read_text()
+    for name in ["base", "full", *ARM_NAMES]:
+        assert f">{name}<" in html, name
