@@ -90,18 +90,26 @@ def _heatmap(scores: pd.Series) -> plt.Figure:
 
 def plot_faithfulness(directory: str | Path, *, stem: str = "faithfulness") -> list[Path]:
     """Sufficiency and necessity curves of every locator saved in ``directory`` by
-    ``sumcircuit faithfulness``, the random sets' 5-95% band in grey; PNG and SVG."""
+    ``sumcircuit faithfulness``, the random sets' mean and 5-95% range in grey at each size that
+    has them (a band between sizes); PNG and SVG."""
     result = FaithfulnessResult.load(directory)
     curves, band = result.to_frame(), result.random_frame()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for ax, measure in zip(axes, ("sufficiency", "necessity"), strict=True):
-        if not band.empty:
-            ax.fill_between(
-                band["fraction"],
-                band[f"{measure}_p05"],
-                band[f"{measure}_p95"],
-                color="0.85",
-                label="random sets (5-95%)",
+        lo, hi, mean = (f"{measure}_{k}" for k in ("p05", "p95", "mean"))
+        drawn = band.dropna(subset=[lo, hi]) if not band.empty else band
+        if len(drawn) > 1:  # a band between the sizes that have random sets
+            ax.fill_between(drawn["fraction"], drawn[lo], drawn[hi], color="0.88")
+        if not drawn.empty:  # and each size's range, visible also when only one size has sets
+            ax.errorbar(
+                drawn["fraction"],
+                drawn[mean],
+                yerr=[drawn[mean] - drawn[lo], drawn[hi] - drawn[mean]],
+                fmt="s",
+                markersize=4,
+                color="0.45",
+                capsize=4,
+                label="random sets (mean, 5-95%)",
             )
         for name, rows in curves.groupby("locator", sort=False):
             area = result.areas[name]
