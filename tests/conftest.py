@@ -36,3 +36,14 @@ def xsum_sample() -> str:
     """Path of 60 real XSum pairs shipped with the tests (see ``tests/fixtures/README.md``)."""
     assert XSUM_SAMPLE.is_file(), f"missing test fixture {XSUM_SAMPLE}"
     return str(XSUM_SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny models run fastest on one, and on a loaded 2-core machine two threads spin-wait on such
+    small matrices (the paper-preset test took 60 s on one thread and 60-650 s on two)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -28,12 +28,7 @@ TRAIN = "--limit 4 --max-length 64 --batch-size 2 --val-limit 2 --no-progress"
 ONE_LINE_TAIL = "it/s]"  # progress bars (weights loading) are not messages
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> str:

@@ -35,13 +35,7 @@ PAIRS = [  # the data loader strips documents: no trailing spaces here either
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _forced(tokenizer) -> tuple[list[Encoded], list[Encoded]]:

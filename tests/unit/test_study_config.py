@@ -42,7 +42,9 @@ def test_paper_preset_runs_every_arm_with_three_seeds() -> None:
 
 
 def test_unknown_preset_and_keys_list_the_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(SumcircuitError, match="unknown preset 'fast'; valid: quick, standard, paper"):
+    with pytest.raises(
+        SumcircuitError, match="unknown preset 'fast'; valid: quick, standard, paper"
+    ):
         build_config(preset="fast")
     with pytest.raises(
         SumcircuitError, match=r"unknown key\(s\) \['epoch'\] in section 'lora'; valid: .*epochs"
