@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_patching_models import DOCS, one_thread, perturbed  # noqa: F401
+from test_patching_models import DOCS, perturbed
 
 from sumcircuit.analysis.attribution import attribute
 from sumcircuit.analysis.patching import Components, patch_effects
@@ -19,6 +19,8 @@ from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import LoadedModel
 from sumcircuit.models.tiny import PEAKED_STD, tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _pair(arch_name: str, gpt2_tok, scale: float):
