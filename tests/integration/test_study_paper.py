@@ -101,11 +101,14 @@ def _check_run(out: Path) -> None:
     assert summary["config"]["lora"]["arms"] == list(ARMS)
     assert summary["config"]["lora"]["random_draws"] == DRAWS
     assert set(summary["lora"]) == {"base", "full", *ARM_NAMES}
-    assert set(summary["lora_vs_standard"]) == {"base", "full", *ARM_NAMES} - {"standard"}
+    versus = summary["comparisons"]["vs_standard"]
+    assert set(versus) == {"base", "full", *ARM_NAMES} - {"standard"}
+    assert all(versus[name]["rougeL"] and versus[name]["loglik"] for name in versus)
     rows = summary["lora"]
     for name in ARM_NAMES:
         assert 0.0 <= rows[name]["rougeL"] <= 1.0 and rows[name]["epochs"] == 1, name
-        assert rows[name]["epochs_to_target"] in (0, None), name
+        step, total = rows[name]["steps_to_target"], rows[name]["total_steps"]
+        assert total >= 1 and (step is None or 0 <= step <= total), name
         # each seed of an arm trained the layers (heads) its row reports
         for seed in SEEDS:
             run = TrainingResult.load(out / "lora" / f"{name}-s{seed}")
