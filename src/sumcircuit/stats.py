@@ -78,6 +78,13 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
 
 
+def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each of ``n`` documents is drawn in each of ``n_boot`` seeded resamples (the
+    scheme of every CI here): (n_boot, n) float64, rows sum to n; ``counts @ x / n`` are the
+    resampled means of a per-document statistic x."""
+    return _counts(_resample_indices(n, n_boot, seed), n)
+
+
 def _percentile_interval(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     alpha = 1.0 - confidence
     lo, hi = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
@@ -146,7 +153,7 @@ def ratio_bootstrap_ci(
         )
     _check_boot(n_boot, confidence)
     n = a.shape[0]
-    counts = _counts(_resample_indices(n, n_boot, seed), n)
+    counts = resample_counts(n, n_boot, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         boot = (counts @ a) / (counts @ b)
     alpha = 1.0 - confidence
@@ -179,7 +186,7 @@ def paired_bootstrap_diff(
     _check_boot(n_boot, 0.95)
     d = x - y
     n = d.shape[0]
-    boot = _counts(_resample_indices(n, n_boot, seed), n) @ d / n  # (n_boot,)
+    boot = resample_counts(n, n_boot, seed) @ d / n  # (n_boot,)
     lo, hi = _percentile_interval(boot, 0.95)
     p = min(1.0, 2.0 * min(float(np.mean(boot <= 0.0)), float(np.mean(boot >= 0.0))))
     return PairedDiff(float(d.mean()), (float(lo), float(hi)), p, n)
@@ -256,7 +263,7 @@ def fraction_negative_ci(
     _check_boot(n_boot, confidence)
     n = arr.shape[0]
     fraction = float(np.mean(arr.mean(axis=0) < 0.0))
-    counts = _counts(_resample_indices(n, n_boot, seed), n)
+    counts = resample_counts(n, n_boot, seed)
     boot = np.mean((counts @ arr) < 0.0, axis=1)  # (n_boot,); sign of the sum = sign of mean
     lo, hi = _percentile_interval(boot, confidence)
     return fraction, (float(lo), float(hi))

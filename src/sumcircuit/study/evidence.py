@@ -4,9 +4,8 @@ out (the study's summary calls them; :mod:`sumcircuit.study.claims` words the re
 Definitions (tests pin them on hand-computed cases):
 
 - **Top-k bootstrap support** (:func:`topk_bootstrap`). Documents are resampled with replacement
-  (``numpy.random.default_rng(seed).integers(0, n, size=(n_boot, n))``, the scheme of
-  :mod:`sumcircuit.stats`); in each resample every layer's score is the mean over the drawn
-  documents of its per-document score, layers are ranked highest first (ties: lower layer
+  (:func:`sumcircuit.stats.resample_counts`, the scheme of every CI); in each resample every
+  layer's score is the mean over the drawn documents of its per-document score, layers are ranked highest first (ties: lower layer
   first) and the top ``k`` taken. ``top_k_frequency[l]`` is the fraction of resamples in which
   layer ``l`` is among them; ``support`` the fraction in which at least ``min_in_band`` of them
   lie in the band. ``support`` is the estimate (the bootstrap probability that the claim holds
@@ -34,7 +33,9 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from sumcircuit.analysis.validate import percentile_rank
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.stats import resample_counts
 
 __all__ = [
     "DECIDE",
@@ -142,7 +143,7 @@ def percentile_among(value: float, draws: list[float] | np.ndarray) -> float:
     arr = np.asarray(draws, dtype=np.float64).reshape(-1)
     if arr.size == 0:
         raise SumcircuitError("a percentile among draws needs at least one draw")
-    return float(100.0 * ((arr < value).sum() + 0.5 * (arr == value).sum()) / arr.size)
+    return float(percentile_rank(np.float64(value), arr))
 
 
 def support_verdict(support: float, decide: float = DECIDE) -> bool | None:
@@ -181,10 +182,7 @@ def topk_bootstrap(
     if n_boot < 1 or not 1 <= k <= band.size:
         raise SumcircuitError(f"need n_boot >= 1 and 1 <= k <= {band.size}; got {n_boot}, {k}")
     n, n_layers = scores.shape
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    flat = (idx + n * np.arange(n_boot)[:, None]).ravel()
-    counts = np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
-    top = _top_k(counts @ scores / n, k)  # (n_boot, k)
+    top = _top_k(resample_counts(n, n_boot, seed) @ scores / n, k)  # (n_boot, k)
     frequency = np.bincount(top.ravel(), minlength=n_layers) / n_boot  # (L,)
     hits = int((band[top].sum(axis=1) >= min_in_band).sum())
     observed = _top_k(scores.mean(axis=0), k)
