@@ -1,6 +1,6 @@
 """`sumcircuit run` with ``scan.limit`` > 0 on a tiny model: the exact layer scan runs between
 attribute and faithfulness, faithfulness draws its ``exact`` locator, and the summary and report
-compare the attribution with it."""
+compare each attribution method (here ``atp`` and ``ig-weights``, one stage each) with it."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
     sets = ["scan.limit=2", "scan.n_boot=200", "lora.arms=[standard]", "lora.epochs=1"]
+    sets += ["attribute.methods=[atp,ig-weights]", "attribute.ig_steps=2"]
     argv = _args(tiny_dirs["llama"], data, out) + [a for s in sets for a in ("--set", s)]
     assert main(argv) == 0
 
@@ -35,22 +36,33 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
     assert scan.provenance["data"]["split"] == "validation"  # the diff's split, first documents
     summary = read_json(out / "summary.json")
     faith = summary["faithfulness"]
-    assert "exact" in faith["areas"] and "atp" in faith["areas"]
+    assert {"exact", "atp", "ig-weights"} <= set(faith["areas"])
     assert {"split": "validation", "limit": 2} in faith["documents"]["selection"]
-    vs = summary["attribution_vs_exact"]
-    assert (vs["level"], vs["n_docs"], vs["method"]) == ("layer", 2, "atp")
-    assert vs["attribution_n_docs"] == 2  # the estimate on the scan's own documents
-    assert math.isfinite(vs["pearson"]) and -1.0 <= vs["pearson"] <= 1.0
-    assert math.isfinite(vs["kendall"]) and 0.0 <= vs["top3_overlap"] <= 1.0
+    found = summary["attribution_vs_exact"]
+    assert [vs["method"] for vs in found] == ["atp", "ig-weights"]
     n_layers = len(summary["layers_ranked"])
-    assert vs["layers"] == list(range(n_layers))
-    assert len(vs["exact"]) == len(vs["attribution"]) == n_layers
-    assert vs["exact"] == scan.scores("layer").tolist()
-    assert summary["figures"]["agreement"][0][0] == "report/attribution_vs_exact.png"
-    assert (out / "report" / "attribution_vs_exact.png").exists()
+    for vs in found:
+        assert (vs["level"], vs["n_docs"]) == ("layer", 2)
+        assert vs["attribution_n_docs"] == 2  # the estimate on the scan's own documents
+        assert math.isfinite(vs["pearson"]) and -1.0 <= vs["pearson"] <= 1.0
+        assert math.isfinite(vs["kendall"]) and 0.0 <= vs["top3_overlap"] <= 1.0
+        assert vs["layers"] == list(range(n_layers))
+        assert len(vs["exact"]) == len(vs["attribution"]) == n_layers
+        assert vs["exact"] == scan.scores("layer").tolist()
+    atp, ig = found
+    assert atp["attribution"] != ig["attribution"]  # two methods, two estimates
+    figures = [path for path, _ in summary["figures"]["agreement"]]
+    assert figures == [
+        "report/attribution_vs_exact_atp.png",
+        "report/attribution_vs_exact_ig-weights.png",
+    ]
+    assert all((out / path).exists() for path in figures)
+    for method in ("atp", "ig-weights"):
+        assert (out / "attribute" / method / "stage.json").exists()
     html = (out / "report.html").read_text()
     assert "Attribution vs exact patching" in html and "Pearson r" in html
     assert 'alt="attribution (atp) vs exact patching of each layer' in html
+    assert 'alt="attribution (ig-weights) vs exact patching of each layer' in html
 
     # rerun: every stage, the scan included, is skipped
     assert main(argv) == 0

@@ -237,17 +237,26 @@ def _faithfulness(summary: dict[str, Any]) -> str:
 
 
 def _vs_exact(summary: dict[str, Any], figures: str) -> str:
-    """Attribution against the exact layer scan; nothing when the study ran no scan."""
-    vs = summary.get("attribution_vs_exact")
-    if not vs:
+    """Each attribution method against the exact layer scan; nothing when the study ran no
+    scan."""
+    found = summary.get("attribution_vs_exact")
+    if not found:
         return ""
+    rows = [
+        [
+            _e(vs.get("method")),
+            _num(vs.get("pearson")),
+            _num(vs.get("kendall")),
+            _num(vs.get("top3_overlap"), 2),
+        ]
+        for vs in found
+    ]
     text = (
-        f"<p>The attribution ({_e(vs.get('method'))}) of each layer against exact patching of "
-        f"that layer alone, on the first {_num(vs.get('n_docs'))} selection documents: Pearson "
-        f"r {_num(vs.get('pearson'))}, Kendall τ {_num(vs.get('kendall'))}, top-3 overlap "
-        f"{_num(vs.get('top3_overlap'), 2)}.</p>"
+        "<p>Each attribution method's estimate of each layer against exact patching of that "
+        f"layer alone, on the first {_num(found[0].get('n_docs'))} selection documents.</p>"
     )
-    return f"<h2>Attribution vs exact patching</h2>{text}{figures}"
+    table = _table(["method", "Pearson r", "Kendall τ", "top-3 overlap"], rows)
+    return f"<h2>Attribution vs exact patching</h2>{text}{table}{figures}"
 
 
 def _examples(summary: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from sumcircuit.analysis.attribute import AttributeConfig
+from sumcircuit.analysis.attribution import METHODS
 from sumcircuit.analysis.diff import DiffConfig
 from sumcircuit.analysis.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.locate import LocateConfig
@@ -59,7 +60,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # The full fine-tune's learning curve is not read by the summary: no extra eval points.
         "finetune": {"limit": 64, "epochs": 1, "eval_points": 0},
         "diff": {"limit": 32},
-        "attribute": {"batch_size": 4},
+        # Both attribution methods, so the report compares them: ig-weights at K = 4 midpoints
+        # (~2.3x atp's time; K = 8 would break the 10 minutes).
+        "attribute": {"batch_size": 4, "methods": ["atp", "ig-weights"], "ig_steps": 4},
         # 4 scoring documents; random sets only at the circuit's size (k = 3): a forward of
         # 4 documents takes ~1.5 s here, and every set costs two (sufficiency, necessity).
         "faithfulness": {"limit": 36, "sizes": [1, 3, 8], "control_sizes": [3], "batch_size": 4},
@@ -72,7 +75,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             # README "Sizes"), as much as the full fine-tune's 16 steps at 3e-5.
             "lr": 1e-3,
             "random_draws": 1,
-            "rouge_val_limit": 8,
+            # a learning curve of 2 points (steps 6, 12) and step 0, ROUGE-L on 4 documents:
+            # 4 points on 8 documents cost 69 s of the quick run's three arms (measured)
+            "eval_points": 2,
+            "rouge_val_limit": 4,
         },
         "evaluate": {"limit": 20, "batch_size": 20, "max_new_tokens": 40},
     },
@@ -85,7 +91,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune": {"limit": None, "epochs": 1},
         # 64 validation documents select; 12 others (64 < i <= 76) score faithfulness
         "diff": {"limit": 64},
-        "attribute": {"batch_size": 4},
+        # both methods checked against the exact scan on a fine-tune that moved far
+        "attribute": {"batch_size": 4, "methods": ["atp", "ig-weights"], "ig_steps": 8},
         "scan": {"limit": 8, "batch_size": 4},
         "faithfulness": {"limit": 76, "sizes": [1, 3, 8], "control_sizes": [3], "batch_size": 4},
         "validate": {"limit": 16, "controls": 20, "batch_size": 4},
@@ -158,7 +165,7 @@ _MANAGED = {
 _MANAGED_IN = {
     "finetune": {"method"},
     "lora": {"seed", "method"},
-    "attribute": {"split", "limit"},
+    "attribute": {"split", "limit", "method"},
     "scan": {"split", "level"},
 }
 LORA_STUDY_KEYS = ("arms", "random_draws", "heads_per_layer", "rouge_val_limit")
@@ -204,6 +211,42 @@ class LoraStudyConfig(FinetuneConfig):
 
 
 @dataclass
+class AttributeStudyConfig(AttributeConfig):
+    """The ``attribute`` section: one attribution stage per method (``attribute/<method>``), each
+    a locator of its own in faithfulness; the first is what ``locate --score attribution`` and
+    the report's headline agreement read."""
+
+    methods: list[str] = field(
+        default_factory=lambda: ["atp"],
+        metadata={"help": f"attribution methods, one stage each, from {', '.join(METHODS)}"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ConfigError(
+                "methods",
+                f"{{key}} must list distinct methods from {', '.join(METHODS)}; got "
+                f"{self.methods}",
+            )
+        self.method = self.methods[0]
+
+    def stage(self, method: str) -> AttributeConfig:
+        """The config of one method's stage (what that stage hashes: not the other methods)."""
+        data = {k: v for k, v in self.to_dict().items() if k != "methods"}
+        return AttributeConfig.from_dict(data | {"method": method})
+
+    @staticmethod
+    def folder(method: str) -> str:
+        return f"attribute/{method}"
+
+    @property
+    def folders(self) -> list[str]:
+        return [self.folder(m) for m in self.methods]
+
+
+@dataclass
 class ScanStudyConfig(ScanConfig):
     """The ``scan`` section: the exact patching scan of every layer alone on the first ``limit``
     selection documents (the diff's split), which the attribution is checked against and which
@@ -229,7 +272,7 @@ class ScanStudyConfig(ScanConfig):
 SECTIONS: dict[str, type[DictConfig]] = {
     "finetune": FinetuneConfig,
     "diff": DiffConfig,
-    "attribute": AttributeConfig,
+    "attribute": AttributeStudyConfig,
     "scan": ScanStudyConfig,
     "faithfulness": FaithfulnessConfig,
     "locate": LocateConfig,
@@ -273,7 +316,7 @@ class StudyConfig(DictConfig):
     )
     finetune: FinetuneConfig = _section("full fine-tuning of the base model")
     diff: DiffConfig = _section("base vs fine-tuned differences")
-    attribute: AttributeConfig = _section("attribution patching of every component")
+    attribute: AttributeStudyConfig = _section("attribution patching of every component")
     scan: ScanStudyConfig = _section("exact layer scan of the first selection documents")
     faithfulness: FaithfulnessConfig = _section("faithfulness curves of every locator")
     locate: LocateConfig = _section("circuit selection")
@@ -342,10 +385,8 @@ class StudyConfig(DictConfig):
             "diff": pair | {"per_doc": True},
             "attribute": pair | self._from_built(section),
             "scan": pair | self._from_built(section) | {"level": "layer"},
-            "faithfulness": pair
-            | {"diff": "diff", "attribution": ["attribute"]}
-            | self._from_built(section),
-            "locate": {"diff": "diff", "attribution": "attribute", "faithfulness": "faithfulness"},
+            "faithfulness": pair | {"diff": "diff"} | self._from_built(section),
+            "locate": {"diff": "diff", "faithfulness": "faithfulness"} | self._from_built(section),
             "validate": pair | {"circuit": "locate"},
             "lora": train | {"method": "lora"},
             "evaluate": common | {"model": self.model},
@@ -354,13 +395,16 @@ class StudyConfig(DictConfig):
     def _from_built(self, section: str) -> dict[str, Any]:
         """What a section takes from sections built before it: the attribute section reads the
         diff's documents, the scan the first of them (its own limit), faithfulness the scan
-        when it runs."""
+        when it runs and every attribution method's stage, locate the first method's."""
         if section == "attribute":
             return {"split": self.diff.split, "limit": self.diff.limit}
         if section == "scan":
             return {"split": self.diff.split}
         if section == "faithfulness":
-            return {"scan": "scan" if self.scan.enabled else None}
+            scan = "scan" if self.scan.enabled else None
+            return {"scan": scan, "attribution": self.attribute.folders}
+        if section == "locate":
+            return {"attribution": self.attribute.folders[0]}
         return {}
 
     @staticmethod

@@ -1,7 +1,10 @@
 """``sumcircuit run``: the whole study in one resumable command.
 
-    finetune (full) ─► diff ─► attribute ─► [scan] ─► faithfulness ─► locate ─► validate
-        ─► LoRA arms ─► evaluate ─► summary + report
+    finetune (full) ─► diff ─► attribute/<method> ... ─► [scan] ─► faithfulness ─► locate
+        ─► validate ─► LoRA arms ─► evaluate ─► summary + report
+
+Each attribution method of ``attribute.methods`` (``atp``, ``ig-weights``, ...) is a stage of
+its own and a locator of its own in faithfulness.
 
 ``scan`` (with ``scan.limit`` > 0) patches every layer alone on the first selection documents:
 the exact effects the attribution is checked against (``summary.json``
@@ -158,11 +161,15 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     eval_names = ["base", "full"] + [f"{n}-s{s}" for n in arm_names for s in seeds]
     with_kl = "targeted-kl" in lora.arms
     scanned = ("scan",) if config.scan.enabled else ()
-    planned = ["finetune", "diff", "attribute", *scanned, "faithfulness", "locate"]
+    attributions = tuple(config.attribute.folders)
+    planned = ["finetune", "diff", *attributions, *scanned, "faithfulness", "locate"]
     planned += ["locate-kl"] * with_kl + ["validate"]
     planned += [f"lora/{n}-s{s}" for n in arm_names for s in seeds]
     planned += [f"evaluate/{n}" for n in eval_names]
     weights = {name: _WEIGHTS[name.split("/")[0]] for name in planned}
+    for method, folder in zip(config.attribute.methods, attributions, strict=True):
+        if method != "atp":  # an IG method: ig_steps passes where atp makes two
+            weights[folder] *= max(1.0, config.attribute.ig_steps / 2)
     if external is not None:  # nothing to time: left out of the estimate
         del weights["finetune"]
     runner = StageRunner(out, planned, weights)
@@ -188,10 +195,13 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     runner.run("diff", config.diff, do_diff, after=("finetune",))
     diff = DiffResult.load(out / "diff")
 
-    def do_attribute(folder: Path) -> None:
-        run_attribute(_in_run(config.attribute, out, *ft_in_run)).save(folder)
+    for method, name in zip(config.attribute.methods, attributions, strict=True):
+        attribute_config = config.attribute.stage(method)
 
-    runner.run("attribute", config.attribute, do_attribute, after=("finetune",))
+        def do_attribute(folder: Path, attribute_config: Any = attribute_config) -> None:
+            run_attribute(_in_run(attribute_config, out, *ft_in_run)).save(folder)
+
+        runner.run(name, attribute_config, do_attribute, after=("finetune",))
 
     def do_scan(folder: Path) -> None:
         scan(_in_run(config.scan, out, *ft_in_run)).save(folder)
@@ -212,9 +222,9 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
         "faithfulness",
         config.faithfulness,
         do_faithfulness,
-        after=("diff", "attribute", *scanned),
+        after=("diff", *attributions, *scanned),
     )
-    sources = ("diff", "attribute", *scanned, "faithfulness")
+    sources = ("diff", *attributions, *scanned, "faithfulness")
 
     def do_locate(folder: Path, locate_config: Any = config.locate) -> None:
         circuit = locate(_in_run(locate_config, out, "diff", "attribution", "faithfulness"))

@@ -317,21 +317,24 @@ def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
 
 def _vs_exact(
     run: Path, config: StudyConfig
-) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
-    """The attribution's agreement with the exact layer scan, and its scatter (when it ran)."""
+) -> tuple[list[dict[str, Any]] | None, list[tuple[str, str]]]:
+    """Each attribution method's agreement with the exact layer scan, and its scatter (when the
+    scan ran)."""
     if not config.scan.enabled:
         return None, []
-    vs = attribution_vs_exact(
-        AttributionResult.load(run / "attribute"), ScanResult.load(run / "scan")
-    )
-    png = plot_attribution_vs_exact(
-        run / "attribute", run / "scan", run / "report" / "attribution_vs_exact"
-    )
-    caption = (
-        f"attribution ({vs['method']}) vs exact patching of each layer on the first "
-        f"{vs['n_docs']} selection documents (Pearson r {vs['pearson']:.2f})"
-    )
-    return vs, [(str(png.relative_to(run)), caption)]
+    found, figures = [], []
+    for method, folder in zip(config.attribute.methods, config.attribute.folders, strict=True):
+        vs = attribution_vs_exact(AttributionResult.load(run / folder), ScanResult.load(run / "scan"))
+        png = plot_attribution_vs_exact(
+            run / folder, run / "scan", run / "report" / f"attribution_vs_exact_{method}"
+        )
+        caption = (
+            f"attribution ({vs['method']}) vs exact patching of each layer on the first "
+            f"{vs['n_docs']} selection documents (Pearson r {vs['pearson']:.2f})"
+        )
+        found.append(vs)
+        figures.append((str(png.relative_to(run)), caption))
+    return found, figures
 
 
 def _figures(
