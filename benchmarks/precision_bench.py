@@ -1,7 +1,7 @@
 """bf16 vs fp32, stage by stage: is bf16 faster on this CPU, and do the numbers agree?
 
 Usage: .venv/bin/python benchmarks/precision_bench.py --finetuned RUN/finetune [--docs 16]
-           [--json out.json]
+           [--scan-docs 8] [--json out.json]
 
 Stages, each run twice in one process on the same XSum documents, fp32 then bf16:
 
@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", default="smollm2-135m")
     parser.add_argument("--finetuned", required=True, help="a fine-tune of --base (a directory)")
     parser.add_argument("--docs", type=int, default=16)
+    parser.add_argument(
+        "--scan-docs", type=int, help="documents the patching scan reads (default: --docs // 2)"
+    )
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--stages", default="diff,scan,loglik,generate")
     parser.add_argument("--json", help="also write the results here")
@@ -216,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(results["cpu"]))
     runs = {
         "diff": lambda: bench_diff(args.base, args.finetuned, args.docs, args.max_length),
-        "scan": lambda: bench_scan(args.base, args.finetuned, args.docs // 2, args.max_length),
+        "scan": lambda: bench_scan(
+            args.base, args.finetuned, args.scan_docs or args.docs // 2, args.max_length
+        ),
         "loglik": lambda: bench_loglik(args.base, args.finetuned, args.docs, args.max_length),
         "generate": lambda: bench_generate(args.base, args.docs, args.max_length),
     }

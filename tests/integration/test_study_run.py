@@ -85,7 +85,9 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     finished = {
         p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("stage.json")
     }
-    assert {"finetune", "diff", "attribute/atp", "faithfulness", "locate", "validate"} <= set(finished)
+    assert {"finetune", "diff", "attribute/atp", "faithfulness", "locate", "validate"} <= set(
+        finished
+    )
     assert "lora/standard-s0" in finished
 
     monkeypatch.setattr(loop, "finetune", real_finetune)

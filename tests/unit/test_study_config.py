@@ -148,15 +148,16 @@ def test_standard_preset_is_sized_to_decide() -> None:
 
 
 def test_attribute_methods_are_one_stage_and_one_locator_each() -> None:
-    config = build_config(preset="quick")
+    assert build_config(preset="quick").attribute.methods == ["atp"]  # the 10 minutes
+    config = build_config(preset="standard")
     assert config.attribute.methods == ["atp", "ig-weights"]
     assert config.attribute.folders == ["attribute/atp", "attribute/ig-weights"]
     assert config.faithfulness.attribution == config.attribute.folders
     assert config.locate.attribution == "attribute/atp"  # the first method
     atp, ig = (config.attribute.stage(m) for m in config.attribute.methods)
-    assert (atp.method, ig.method, ig.ig_steps) == ("atp", "ig-weights", 4)
+    assert (atp.method, ig.method, ig.ig_steps) == ("atp", "ig-weights", 8)
     assert "methods" not in atp.to_dict()  # adding a method does not re-run the others
-    atp_only = build_config(preset="quick", sets=["attribute.methods=[atp]"]).attribute
+    atp_only = build_config(preset="standard", sets=["attribute.methods=[atp]"]).attribute
     assert atp.to_dict() == atp_only.stage("atp").to_dict()
     one = build_config(sets=["attribute.methods=[ig-weights]"])
     assert one.attribute.method == "ig-weights" and one.locate.attribution == "attribute/ig-weights"

@@ -324,7 +324,9 @@ def _vs_exact(
         return None, []
     found, figures = [], []
     for method, folder in zip(config.attribute.methods, config.attribute.folders, strict=True):
-        vs = attribution_vs_exact(AttributionResult.load(run / folder), ScanResult.load(run / "scan"))
+        vs = attribution_vs_exact(
+            AttributionResult.load(run / folder), ScanResult.load(run / "scan")
+        )
         png = plot_attribution_vs_exact(
             run / folder, run / "scan", run / "report" / f"attribution_vs_exact_{method}"
         )
