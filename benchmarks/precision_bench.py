@@ -52,6 +52,23 @@ def cpu() -> dict[str, object]:
     return {"model": name, "avx512_bf16": "avx512_bf16" in text, "threads": torch.get_num_threads()}
 
 
+def _pair(base: str, finetuned: str, docs: int, max_length: int, prec: str) -> dict:
+    """The options diff and scan share: the pair, the documents and the precision."""
+    return {
+        "base": base,
+        "finetuned": finetuned,
+        "split": "validation",
+        "limit": docs,
+        "max_length": max_length,
+        "dtype": DTYPE[prec],
+        "n_boot": 200,
+    }
+
+
+def _times(fp32_s: float, bf16_s: float) -> dict:
+    return {"fp32_s": fp32_s, "bf16_s": bf16_s, "bf16_over_fp32": bf16_s / fp32_s}
+
+
 def _timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -61,16 +78,7 @@ def _timed(fn):
 def bench_diff(base: str, finetuned: str, docs: int, max_length: int) -> dict:
     out = {}
     for prec in PRECISIONS:
-        config = DiffConfig(
-            base=base,
-            finetuned=finetuned,
-            split="validation",
-            limit=docs,
-            max_length=max_length,
-            dtype=DTYPE[prec],
-            n_boot=200,
-        )
-        result = run_diff(config)
+        result = run_diff(DiffConfig(**_pair(base, finetuned, docs, max_length, prec)))
         out[prec] = {
             "seconds": result.summary["timing"]["seconds"],
             "kl": result.scores("layer", "kl").to_numpy(),
@@ -79,9 +87,7 @@ def bench_diff(base: str, finetuned: str, docs: int, max_length: int) -> dict:
         }
     a, b = out["fp32"], out["bf16"]
     return {
-        "fp32_s": a["seconds"],
-        "bf16_s": b["seconds"],
-        "bf16_over_fp32": b["seconds"] / a["seconds"],
+        **_times(a["seconds"], b["seconds"]),
         "kl_pearson": float(stats.pearsonr(a["kl"], b["kl"])[0]),
         "kl_max_rel_diff": float(np.max(np.abs(a["kl"] - b["kl"]) / np.abs(a["kl"]))),
         "top3_fp32": a["top3"],
@@ -94,18 +100,8 @@ def bench_diff(base: str, finetuned: str, docs: int, max_length: int) -> dict:
 def bench_scan(base: str, finetuned: str, docs: int, max_length: int) -> dict:
     out = {}
     for prec in PRECISIONS:
-        config = ScanConfig(
-            base=base,
-            finetuned=finetuned,
-            split="validation",
-            limit=docs,
-            batch_size=4,
-            max_length=max_length,
-            dtype=DTYPE[prec],
-            n_boot=200,
-            level="layer",
-        )
-        result = scan(config)
+        pair = _pair(base, finetuned, docs, max_length, prec)
+        result = scan(ScanConfig(**pair, batch_size=4, level="layer"))
         out[prec] = {
             "seconds": result.timing["patching_s"],
             "suff": result.scores("layer").to_numpy(),
@@ -113,9 +109,7 @@ def bench_scan(base: str, finetuned: str, docs: int, max_length: int) -> dict:
         }
     a, b = out["fp32"], out["bf16"]
     return {
-        "fp32_s": a["seconds"],
-        "bf16_s": b["seconds"],
-        "bf16_over_fp32": b["seconds"] / a["seconds"],
+        **_times(a["seconds"], b["seconds"]),
         "sufficiency_pearson": float(stats.pearsonr(a["suff"], b["suff"])[0]),
         "sufficiency_max_abs_diff": float(np.max(np.abs(a["suff"] - b["suff"]))),
         "gain_fp32": a["gain"],
@@ -151,9 +145,7 @@ def bench_loglik(base: str, finetuned: str, docs: int, max_length: int) -> dict:
         float(np.max(np.abs(out[f"{n}-fp32"]["m"] - out[f"{n}-bf16"]["m"]))) for n in models
     )
     return {
-        "fp32_s": t["fp32"],
-        "bf16_s": t["bf16"],
-        "bf16_over_fp32": t["bf16"] / t["fp32"],
+        **_times(t["fp32"], t["bf16"]),
         "max_abs_doc_diff": worst,
         "mean_base_fp32": float(out["base-fp32"]["m"].mean()),
         "mean_base_bf16": float(out["base-bf16"]["m"].mean()),
@@ -194,9 +186,7 @@ def bench_generate(model: str, docs: int, max_length: int) -> dict:
         out[prec] = {"seconds": seconds, "ids": ids, "rougeL": rouge["rougeL"]["f"]}
     same = sum(a == b for a, b in zip(out["fp32"]["ids"], out["bf16"]["ids"], strict=True))
     return {
-        "fp32_s": out["fp32"]["seconds"],
-        "bf16_s": out["bf16"]["seconds"],
-        "bf16_over_fp32": out["bf16"]["seconds"] / out["fp32"]["seconds"],
+        **_times(out["fp32"]["seconds"], out["bf16"]["seconds"]),
         "identical_summaries": f"{same}/{len(refs)}",
         "rougeL_fp32": out["fp32"]["rougeL"],
         "rougeL_bf16": out["bf16"]["rougeL"],
