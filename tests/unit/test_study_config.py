@@ -148,8 +148,10 @@ def test_standard_preset_is_sized_to_decide() -> None:
 
 
 def test_attribute_methods_are_one_stage_and_one_locator_each() -> None:
-    assert build_config(preset="quick").attribute.methods == ["atp"]  # the 10 minutes
-    config = build_config(preset="standard")
+    for preset in ("quick", "standard"):  # their time budgets
+        assert build_config(preset=preset).attribute.methods == ["atp"]
+    both = ["attribute.methods=[atp,ig-weights]", "attribute.ig_steps=8"]
+    config = build_config(preset="standard", sets=both)
     assert config.attribute.methods == ["atp", "ig-weights"]
     assert config.attribute.folders == ["attribute/atp", "attribute/ig-weights"]
     assert config.faithfulness.attribution == config.attribute.folders

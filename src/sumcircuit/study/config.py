@@ -61,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune": {"limit": 64, "epochs": 1, "eval_points": 0},
         "diff": {"limit": 32},
         # atp only: ig-weights at K = 4 took 2.2x atp's time (2:19 vs 1:03) and made the run
-        # 1.17x longer, past 10 minutes; the standard preset runs both.
+        # 1.17x longer.
         "attribute": {"batch_size": 4},
         # 4 scoring documents; random sets only at the circuit's size (k = 3): a forward of
         # 4 documents takes ~1.5 s here, and every set costs two (sufficiency, necessity).
@@ -88,8 +88,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune": {"limit": None, "epochs": 1},
         # 64 validation documents select; 12 others (64 < i <= 76) score faithfulness
         "diff": {"limit": 64},
-        # both methods checked against the exact scan on a fine-tune that moved far
-        "attribute": {"batch_size": 4, "methods": ["atp", "ig-weights"], "ig_steps": 8},
+        # atp only: adding ig-weights (K = 8; --set 'attribute.methods=[atp,ig-weights]') took
+        # 7:45 and made the run 67 min on the slower of two measured CPUs (README, std2)
+        "attribute": {"batch_size": 4},
         "scan": {"limit": 8, "batch_size": 4},
         "faithfulness": {"limit": 76, "sizes": [1, 3, 8], "control_sizes": [3], "batch_size": 4},
         "validate": {"limit": 16, "controls": 20, "batch_size": 4},
