@@ -2,6 +2,7 @@
 disjoint from the selection documents, random bands, areas, and the refusals."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -122,3 +123,10 @@ def test_an_exact_scan_is_a_locator_and_its_documents_stay_out_of_scoring(source
     argv = ["locate", "--diff", f"{root}/diff", "--score", "faithful", "--k", "2"]
     assert main([*argv, "--faithfulness", f"{root}/e", "--out", str(out)]) == 0
     assert Circuit.load(out).score == result.sources[result.best()]["score"]
+    # moved together, the result finds its sources in their new place
+    moved = root / "moved"
+    for name in ("e", "scan"):
+        shutil.copytree(root / name, moved / name)
+    saved = json.loads((moved / "e" / "faithfulness.json").read_text())
+    assert saved["sources"]["exact"]["directory"] == "../scan"
+    assert FaithfulnessResult.load(moved / "e").sources["exact"]["directory"] == f"{moved}/scan"

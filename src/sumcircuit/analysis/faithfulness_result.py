@@ -7,9 +7,10 @@ without importing the patching sweep that writes it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import pandas as pd
 
@@ -59,10 +60,24 @@ class FaithfulnessResult(StageResult):
         return pd.DataFrame(self.random)
 
     def save(self, directory: str | Path) -> Path:
+        """The sources' directories are written relative to ``directory``, so a run directory
+        moved as a whole still locates from its own stages."""
         directory = Path(directory)
+        data = self.to_dict()
+        for source in data["sources"].values():
+            source["directory"] = os.path.relpath(
+                Path(source["directory"]).absolute(), directory.absolute()
+            )
         write_table(directory / self.TABLE_FILE, self.to_frame())
-        write_json(directory / self.FILE, self.to_dict())
+        write_json(directory / self.FILE, data)
         return directory / self.TABLE_FILE
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        result = super().load(directory)
+        for source in result.sources.values():  # relative to the result (absolute: kept)
+            source["directory"] = os.path.normpath(Path(directory) / source["directory"])
+        return result
 
     def best(self) -> str:
         """The locator with the highest CPR (ties: the lower CMD)."""
