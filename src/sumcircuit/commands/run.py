@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="quick (<= 10 min on a 2-core CPU), standard (<= 60 min, sized to decide the claims) or paper",
+        help="quick (9-14 min on the 2-core CPUs measured), standard (40-60 min, sized to decide "
+        "the claims) or paper",
     )
     parser.add_argument("--model", help="base model: preset, local directory or Hugging Face id")
     parser.add_argument(

@@ -53,7 +53,8 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # <= 10 minutes end to end on a 2-core CPU with the default model (measured with these).
+    # Sized for 10 minutes end to end on a 2-core CPU with the default model: measured 8:48 on
+    # one 2-core AVX-512 machine, 14:02 on a slower one (README "quick preset").
     "quick": {
         "max_length": 256,
         "seeds": [0],

@@ -25,6 +25,7 @@ stopped (a LoRA arm killed mid-training resumes from its own checkpoint).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import shutil
 from dataclasses import replace
@@ -96,18 +97,32 @@ def _arm_layers(
 ) -> list[int]:
     """The layers an arm adapts. A random draw is one set of layers, drawn from ``draw`` and the
     study's ``seed`` (not the arm's training seed), so every seed of ``random<draw>`` trains the
-    layers its summary row reports."""
+    layers its summary row reports. The anti arm is the ``k`` layers KL ranks lowest among those
+    outside the circuit: a circuit from another locator can hold a low-KL layer."""
     k = len(circuit.layers)
     if arm in ("targeted", "targeted-equal-budget", "heads"):
         return circuit.layers
     if arm == "targeted-kl":
         return kl_circuit.layers
+    others = [layer for layer in range(n_layers) if layer not in circuit.layers]
     if arm == "anti":
-        return sorted(ranked[-k:])
+        return sorted([layer for layer in ranked if layer in others][-k:])
     if arm == "random":
-        others = [layer for layer in range(n_layers) if layer not in circuit.layers]
-        return sorted(random.Random(f"{seed}-{draw}").sample(others, min(k, len(others))))
+        return _random_layers(others, min(k, len(others)), seed, draw)
     raise SumcircuitError(f"arm {arm!r} has no layer rule")
+
+
+def _random_layers(others: list[int], k: int, seed: int, draw: int) -> list[int]:
+    """Draw ``draw`` (from 1) of ``k`` of ``others``: each draw its own seeded generator, redrawn
+    while it repeats an earlier draw and unused sets remain, so draws differ where they can."""
+    drawn: list[list[int]] = []
+    for d in range(1, draw + 1):
+        rng = random.Random(f"{seed}-{d}")
+        layers = sorted(rng.sample(others, k))
+        while layers in drawn and len(drawn) < math.comb(len(others), k):
+            layers = sorted(rng.sample(others, k))
+        drawn.append(layers)
+    return drawn[-1]
 
 
 def _circuit_heads(circuit: Circuit, diff: DiffResult, per_layer: int) -> list[tuple[int, int]]:
