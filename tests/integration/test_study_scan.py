@@ -57,6 +57,10 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
         "report/attribution_vs_exact_ig-weights.png",
     ]
     assert all((out / path).exists() for path in figures)
+    # a method whose ranking does not follow exact patching says so under its scatter
+    for vs, (_, caption) in zip(found, summary["figures"]["agreement"], strict=True):
+        assert vs["trusted"] == (vs["pearson"] >= 0.7)
+        assert ("does not follow exact patching" in caption) == (not vs["trusted"])
     for method in ("atp", "ig-weights"):
         assert (out / "attribute" / method / "stage.json").exists()
     html = (out / "report.html").read_text()

@@ -80,3 +80,5 @@ def test_the_estimate_is_taken_on_the_scans_documents() -> None:
     older = attribution_vs_exact(attribution, ScanResult("layer", _rows([0.3, 0.6]), 0, 1, 2, {}))
     assert older["attribution"] == [3.0, -2.0] and older["attribution_n_docs"] == 3
     assert older["pearson"] == pytest.approx(-1.0)
+    # a ranking that follows exact patching is trusted, one that reverses it is not
+    assert vs["trusted"] is True and older["trusted"] is False

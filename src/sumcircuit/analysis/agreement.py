@@ -20,6 +20,11 @@ from scipy import stats
 from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.scan import ScanResult
 
+# Pearson r with exact patching below which an attribution's layer ranking is flagged as not
+# following it: measured, atp reaches 0.90 on both smollm2-135m fine-tunes and 0.36 on
+# gemma3-270m's standard one, where ig-weights reaches 0.73 (benchmarks/RESULTS.md).
+TRUSTED_PEARSON = 0.7
+
 
 def agreement(exact: np.ndarray, estimate: np.ndarray, k: int = 3) -> dict[str, float]:
     """Pearson r, Kendall tau-b and top-k overlap of ``estimate`` with ``exact``, both (n,).
@@ -63,20 +68,23 @@ def attribution_vs_exact(
 ) -> dict[str, Any]:
     """The attribution's layer scores against an exact layer scan's (sufficiency: the base
     model with one layer patched in from the fine-tuned model), with :func:`agreement` and the
-    per-layer values (``layers``, ``exact``, ``attribution``)."""
+    per-layer values (``layers``, ``exact``, ``attribution``); ``trusted`` says whether Pearson r
+    reaches :data:`TRUSTED_PEARSON`."""
     exact = scan.scores("layer")
     estimate = _estimate_on(attribution, scan.doc_ids)
     n_estimate = len(scan.doc_ids)
     if estimate is None:  # an older scan or attribution: the estimate on its own documents
         estimate, n_estimate = attribution.scores("layer"), attribution.n_docs
     both = pd.DataFrame({"exact": exact, "attribution": estimate}).sort_index()
+    agree = agreement(both["exact"].to_numpy(), both["attribution"].to_numpy(), k)
     return {
         "level": "layer",
         "n_docs": scan.n_docs,
         "attribution_n_docs": n_estimate,
         "method": attribution.method,
         "direction": "sufficiency",
-        **agreement(both["exact"].to_numpy(), both["attribution"].to_numpy(), k),
+        **agree,
+        "trusted": bool(agree["pearson"] >= TRUSTED_PEARSON),
         "layers": [int(layer) for layer in both.index],
         "exact": [float(v) for v in both["exact"]],
         "attribution": [float(v) for v in both["attribution"]],

@@ -10,13 +10,14 @@ examples (``comparisons``). A model evaluated before ``loglik`` existed has it a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.agreement import attribution_vs_exact
+from sumcircuit.analysis.agreement import TRUSTED_PEARSON, attribution_vs_exact
 from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
@@ -35,6 +36,8 @@ from sumcircuit.study import claims, evidence
 from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.external import ExternalFinetune
 from sumcircuit.study.stages import StageRunner
+
+log = logging.getLogger(__name__)
 
 N_EXAMPLES = 3  # example summaries shown in the report
 SCORES = (*METRICS, LOGLIK)  # per-example scores of an evaluated model
@@ -334,6 +337,14 @@ def _vs_exact(
             f"attribution ({vs['method']}) vs exact patching of each layer on the first "
             f"{vs['n_docs']} selection documents (Pearson r {vs['pearson']:.2f})"
         )
+        if not vs["trusted"]:
+            advice = (
+                f"{method}'s layer ranking does not follow exact patching on this model "
+                f"(Pearson r {vs['pearson']:.2f} < {TRUSTED_PEARSON}); read its locator with "
+                "care, or add --set 'attribute.methods=[atp,ig-weights]'"
+            )
+            log.warning(advice)
+            caption += f" — {advice}"
         found.append(vs)
         figures.append((str(png.relative_to(run)), caption))
     return found, figures
