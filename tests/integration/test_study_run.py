@@ -133,6 +133,11 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
         assert row["total_steps"] == 4 and row["target_metric"] == "val_rougeL"
         assert row["steps_to_target"] is None or 1 <= row["steps_to_target"] <= 4
     assert summary["lora"]["standard"]["steps_to_target"] is not None  # reaches its own final
+    for name in ("standard", "targeted", "random"):  # the same, on the smooth validation loss
+        step = summary["lora"][name]["steps_to_target_loss"]
+        assert step is None or 1 <= step <= 4
+    assert summary["lora"]["standard"]["steps_to_target_loss"] is not None  # its own final
+    assert "its validation loss" in summary["paper_claims"][2]["ours"]
     assert summary["lora"]["random"]["layers"] != summary["circuit"]["layers"]
     assert [c["holds"] in (True, False, None) for c in summary["paper_claims"]] == [True] * 3
     assert all(c["evidence"] and "evidence_data" in c for c in summary["paper_claims"])

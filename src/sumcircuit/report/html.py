@@ -114,6 +114,7 @@ def _lora(summary: dict[str, Any]) -> str:
                 _num(r.get("epochs")),
                 _num(r.get("steps_to_target"))
                 + f' <span class="muted">of {_num(r.get("total_steps"))}</span>',
+                _num(r.get("steps_to_target_loss")),
                 _num(r.get("wall_s"), 0),
             ]
         )
@@ -126,7 +127,8 @@ def _lora(summary: dict[str, Any]) -> str:
         "log-likelihood / token [95% CI]",
         "trainable params",
         "epochs",
-        "steps to target",
+        "steps to standard's final (val ROUGE-L, else loss)",
+        "steps to standard's val loss",
         "train wall s",
     ]
     out = _table(headers, rows)

@@ -244,4 +244,7 @@ def lora_claim(lora: dict[str, Any], comparison: dict[str, Any] | None) -> dict[
         f"{'; '.join(parts)}; {reduction:.0%} fewer trainable parameters; "
         f"reached standard's final {score} {reached}"
     )
+    if score != "validation loss" and "steps_to_target_loss" in targeted:
+        step = targeted["steps_to_target_loss"]
+        ours += f", its validation loss {f'at step {step}' if step is not None else 'never'}"
     return row | {"ours": ours, "holds": holds, "verdicts": verdicts}

@@ -181,6 +181,8 @@ def write_summary(
     full_row = _full_training(run / "finetune")
 
     target_key, target = _to_target(trainings["standard"])
+    # the smooth outcome beside ROUGE-L: validation loss is measured on every curve point
+    loss_target = final_value([r.get("curve", []) for r in trainings["standard"]], "val_loss")
     lora: dict[str, Any] = {
         "base": score_row(frames["base"], seed0)
         | {
@@ -199,6 +201,7 @@ def write_summary(
             "steps_to_target": _steps_to(runs, target_key, target),
             "total_steps": len(runs[0]["step_losses"]),
             "target_metric": target_key,
+            "steps_to_target_loss": _steps_to(runs, "val_loss", loss_target),
             "wall_s": sum(r["wall_s"] for r in runs) / len(runs),
             "tokens_per_s": sum(r["epochs"][-1]["tokens_per_s"] for r in runs) / len(runs),
             "layers": runs[0]["config"].get("layers"),
