@@ -10,6 +10,7 @@ from pathlib import Path
 
 from test_study_run import WORDS, _args
 
+from sumcircuit.analysis.agreement import TRUSTED_PEARSON
 from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.cli import main
 from sumcircuit.io import read_json
@@ -59,7 +60,7 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
     assert all((out / path).exists() for path in figures)
     # a method whose ranking does not follow exact patching says so under its scatter
     for vs, (_, caption) in zip(found, summary["figures"]["agreement"], strict=True):
-        assert vs["trusted"] == (vs["pearson"] >= 0.7)
+        assert vs["trusted"] == (vs["pearson"] >= TRUSTED_PEARSON)
         assert ("does not follow exact patching" in caption) == (not vs["trusted"])
     for method in ("atp", "ig-weights"):
         assert (out / "attribute" / method / "stage.json").exists()
