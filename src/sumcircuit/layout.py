@@ -1,5 +1,7 @@
 """The run directory's layout: every folder and file name of a study run, spelled once.
 
+Below `study/` so that the report and the results can name a run's files too.
+
 A *stage name* is the stage's folder relative to the run directory (``diff``,
 ``attribute/atp``, ``lora/targeted-s0``, ``evaluate/base``); the runner, the summary, the report
 and the tests name stages and files through :class:`RunLayout` only, so moving a folder is a
