@@ -25,6 +25,7 @@ from sumcircuit.configs import (
     describe,
     field_default,
     field_types,
+    is_mapping,
     is_sequence,
     strip_optional,
 )
@@ -84,6 +85,8 @@ class ConfigFlags:
                 kwargs["choices"] = choices
             elif is_sequence(hint):
                 kwargs["metavar"] = f.metadata.get("metavar", _list_metavar(hint))
+            elif is_mapping(hint):
+                kwargs["metavar"] = f.metadata.get("metavar", "NAME=VALUE,...")
             kwargs["type"] = _parser(hint if choices is None else str)
             shown = "" if default in (MISSING, None) else f" (default: {_show(default)})"
             kwargs["help"] = _escape(text + ("" if kwargs.get("required") else shown))
@@ -124,6 +127,8 @@ def _list_metavar(hint: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return ",".join(".".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value)
     return str(value)

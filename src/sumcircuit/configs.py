@@ -2,10 +2,11 @@
 value checked against its field's type.
 
 A field's annotation says what it accepts (``int``, ``float``, ``bool``, ``str``, ``X | None``,
-``Literal[...]``, ``list[int]``, ``tuple[str, ...]``, ``list[tuple[int, int]]``); its
+``Literal[...]``, ``list[int]``, ``tuple[str, ...]``, ``list[tuple[int, int]]``,
+``dict[str, str]``); its
 ``metadata`` holds the ``help`` text of its CLI flag and, for a fixed set of strings, its
 ``choices``. :func:`coerce` turns a value from YAML or the command line into that type (``"2"``
-to 2, ``"2,3"`` to ``[2, 3]``, ``"2.1"`` to ``(2, 1)``) or raises a :class:`ConfigError` naming
+to 2, ``"2,3"`` to ``[2, 3]``, ``"2.1"`` to ``(2, 1)``, ``"atp=DIR,exact=DIR"`` to a dict) or raises a :class:`ConfigError` naming
 the field, so a bad value fails when the config is built, not when its stage starts.
 """
 
@@ -94,6 +95,11 @@ def strip_optional(hint: Any) -> Any:
     return hint
 
 
+def is_mapping(hint: Any) -> bool:
+    """Whether ``hint`` (``X | None`` allowed) is a dict type."""
+    return get_origin(strip_optional(hint)) is dict
+
+
 def is_sequence(hint: Any) -> bool:
     """Whether ``hint`` (``X | None`` allowed) is a list or tuple type."""
     return get_origin(strip_optional(hint)) in (list, tuple)
@@ -107,6 +113,8 @@ def describe(hint: Any) -> str:
         return " or ".join(describe(a) for a in options)
     if origin is Literal:
         return "one of " + ", ".join(map(str, args))
+    if origin is dict:
+        return "a comma-separated list of name=value pairs (e.g. atp=runs/attribute/atp)"
     if origin in (list, tuple) and (origin is list or (len(args) == 2 and args[1] is ...)):
         inner = strip_optional(args[0]) if args else Any
         if get_origin(inner) is tuple:
@@ -149,6 +157,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         )
     if origin in (list, tuple):
         return _coerce_sequence(value, hint, key)
+    if origin is dict:
+        return _coerce_mapping(value, hint, key)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -204,6 +214,23 @@ def _coerce_sequence(value: Any, hint: Any, key: str) -> Any:
     except ConfigError:
         raise _bad(key, hint, given) from None
     return tuple(items) if origin is tuple else items
+
+
+def _coerce_mapping(value: Any, hint: Any, key: str) -> dict[Any, Any]:
+    """A mapping, or ``"name=value,name=value"`` from a command line."""
+    key_hint, value_hint = get_args(hint) or (Any, Any)
+    given = value
+    if isinstance(value, str):
+        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise _bad(key, hint, given)
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise _bad(key, hint, given)
+    try:
+        return {coerce(k, key_hint, key): coerce(v, value_hint, key) for k, v in value.items()}
+    except ConfigError:
+        raise _bad(key, hint, given) from None
 
 
 def _bad(key: str, hint: Any, value: Any) -> ConfigError:

@@ -67,13 +67,15 @@ def test_locate_ranks_by_attribution(run, capsys) -> None:
     root, args = run
     assert main(["diff", *args, "--out", str(root / "diff")]) == 0
     out = root / "circuit"
-    argv = ["locate", "--diff", str(root / "diff"), "--score", "attribution", "--k", "1"]
-    assert main([*argv, "--attribution", str(root / "att"), "--out", str(out)]) == 0
+    argv = ["locate", "--diff", str(root / "diff"), "--score", "atp", "--k", "1"]
+    assert main([*argv, "--sources", f"atp={root / 'att'}", "--out", str(out)]) == 0
     best = AttributionResult.load(root / "att").scores("layer").idxmax()
     assert Circuit.load(out).layers == [best]
     capsys.readouterr()
     assert main(argv + ["--out", str(root / "c2")]) == 2
-    assert "--score attribution needs --attribution DIR" in capsys.readouterr().err
+    assert "--score atp reads a attribution result: pass --sources atp=DIR" in (
+        capsys.readouterr().err
+    )
 
 
 def test_damaged_result_is_one_sentence(run, tmp_path) -> None:

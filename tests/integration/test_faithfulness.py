@@ -10,6 +10,7 @@ from test_diff_tiny import WORDS
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.faithfulness import FaithfulnessResult, default_sizes
+from sumcircuit.analysis.locators import locator, names
 from sumcircuit.cli import main
 from sumcircuit.models.tiny import PEAKED_STD, save_tiny
 
@@ -44,10 +45,12 @@ def sources(tmp_path_factory):
 
 def test_curves_of_every_locator_on_disjoint_documents(sources, capsys) -> None:
     root, pair = sources
-    argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--attribution", f"{root}/att"]
+    argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--sources", f"atp={root}/att"]
     assert main([*argv, "--controls", "5", "--out", f"{root}/f"]) == 0
     result = FaithfulnessResult.load(root / "f")
-    assert set(result.areas) == {"kl", "js", "entropy", "weight", "actmag", "atp"}
+    baselines = {"first-k", "last-k", "evenly-spaced"}
+    assert set(result.areas) == {"kl", "js", "entropy", "weight", "actmag", "atp"} | baselines
+    assert result.sources["last-k"] == {"locator": "last-k", "directory": None}
     assert result.documents["scoring"] == {"split": "test", "n_docs": 6, "excluded": 0}
     frame = result.to_frame()
     assert sorted(frame["size"].unique()) == default_sizes(L, "layer") == [1, 2, 3, 4]
@@ -86,43 +89,45 @@ def test_refusals_are_one_sentence(sources, capsys) -> None:
     assert "needs at least one source of rankings" in capsys.readouterr().err
     argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--locators", "atp"]
     assert main([*argv, "--out", f"{root}/j"]) == 2
-    assert "no source gives the locator(s) atp" in capsys.readouterr().err
+    assert "no source gives the locator atp; pass --sources atp=DIR" in capsys.readouterr().err
 
 
 def test_locate_takes_the_most_faithful_locator(sources) -> None:
     root, pair = sources
-    argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--attribution", f"{root}/att"]
+    argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--sources", f"atp={root}/att"]
     if not (root / "f" / "faithfulness.json").exists():
         assert main([*argv, "--controls", "5", "--out", f"{root}/f"]) == 0
     result = FaithfulnessResult.load(root / "f")
-    best = result.best()
-    assert result.areas[best]["cpr"] == max(a["cpr"] for a in result.areas.values())
+    best = result.best(names(candidates_only=True))
+    candidates = {k: a for k, a in result.areas.items() if locator(k).candidate}
+    assert set(result.areas) - set(candidates) == {"first-k", "last-k", "evenly-spaced"}
+    assert result.areas[best]["cpr"] == max(a["cpr"] for a in candidates.values())
     out = root / "faithful-circuit"
     argv = ["locate", "--diff", f"{root}/diff", "--score", "faithful", "--k", "2"]
     assert main([*argv, "--faithfulness", f"{root}/f", "--out", str(out)]) == 0
     circuit = Circuit.load(out)
     rows = result.to_frame().query("locator == @best and size == 2")
-    assert circuit.score == result.sources[best]["score"]
+    assert circuit.score == best
     assert len(circuit.layers) == 2 and len(rows) == 1
 
 
 def test_an_exact_scan_is_a_locator_and_its_documents_stay_out_of_scoring(sources) -> None:
     """A scan of the first 2 selection documents: the exact locator, scored on the validation
-    documents after all 5 the diff selected on; locate reads it back as --score causal."""
+    documents after all 5 the diff selected on; locate reads it back as --score exact."""
     root, pair = sources
     scan = ["scan", *pair, "--split", "validation", "--limit", "2", "--level", "layer"]
     assert main([*scan, "--out", f"{root}/scan"]) == 0
     argv = ["faithfulness", *pair, "--split", "validation", "--diff", f"{root}/diff"]
-    argv += ["--scan", f"{root}/scan", "--locators", "kl,exact", "--controls", "2"]
+    argv += ["--sources", f"exact={root}/scan", "--locators", "kl,exact", "--controls", "2"]
     assert main([*argv, "--out", f"{root}/e"]) == 0
     result = FaithfulnessResult.load(root / "e")
     assert set(result.areas) == {"kl", "exact"}
     assert result.documents["scoring"] == {"split": "validation", "n_docs": 3, "excluded": 5}
-    assert result.sources["exact"] == {"score": "causal", "directory": f"{root}/scan"}
+    assert result.sources["exact"] == {"locator": "exact", "directory": f"{root}/scan"}
     out = root / "exact-circuit"
     argv = ["locate", "--diff", f"{root}/diff", "--score", "faithful", "--k", "2"]
     assert main([*argv, "--faithfulness", f"{root}/e", "--out", str(out)]) == 0
-    assert Circuit.load(out).score == result.sources[result.best()]["score"]
+    assert Circuit.load(out).score == result.best()
     # moved together, the result finds its sources in their new place
     moved = root / "moved"
     for name in ("e", "scan"):

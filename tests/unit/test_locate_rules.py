@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.locate import LocateConfig, component_scores, locate, select
+from sumcircuit.analysis.locate import LocateConfig, locate, select
+from sumcircuit.analysis.locators import locator
 from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.errors import SumcircuitError
 
@@ -89,26 +90,42 @@ def write_scan(directory, rows, level="layer"):
     return directory
 
 
-def test_causal_score_reads_the_scan(tmp_path):
+def test_exact_score_reads_the_scan(tmp_path):
     diff = write_diff(tmp_path / "diff")
     rows = [(0, -1, 0.10, 0.0, 0.2), (1, -1, 0.60, 0.4, 0.8), (2, -1, 0.30, 0.1, 0.5)]
     rows += [(0, 0, 0.05, 0.0, 0.1), (1, 1, 0.20, 0.1, 0.3)]
     scan = write_scan(tmp_path / "scan", rows)
     assert ScanResult.load(scan).scores("layer").tolist() == [0.10, 0.60, 0.30]
-    layer = locate(LocateConfig(diff=diff, score="causal", scan=str(scan), k=2))
-    assert layer.layers == [1, 2]
-    head = locate(LocateConfig(diff=diff, level="head", score="causal", scan=str(scan), k=1))
+    layer = locate(LocateConfig(diff=diff, score="exact", sources={"exact": str(scan)}, k=2))
+    assert layer.layers == [1, 2] and layer.score == "exact"
+    head = locate(
+        LocateConfig(diff=diff, level="head", score="exact", sources=f"exact={scan}", k=1)
+    )
     assert head.heads == [(1, 1)]
-    assert component_scores(str(scan), "head", "causal").index.tolist() == [(0, 0), (1, 1)]
+    assert locator("exact").rank("head", scan).scores.index.tolist() == [(0, 0), (1, 1)]
+
+
+def test_old_spellings_still_work_with_a_deprecation_message(tmp_path, caplog):
+    diff = write_diff(tmp_path / "diff")
+    rows = [(0, -1, 0.10, 0.0, 0.2), (1, -1, 0.60, 0.4, 0.8), (2, -1, 0.30, 0.1, 0.5)]
+    scan = write_scan(tmp_path / "scan", rows)
+    config = LocateConfig(diff=diff, score="causal", scan=str(scan), k=1)
+    assert (config.score, config.sources, config.scan) == ("exact", {"exact": str(scan)}, None)
+    assert locate(config).layers == [1]
+    assert "--score causal is deprecated; use --score exact" in caplog.text
+    assert "--scan DIR is deprecated" in caplog.text
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"rule": "fdr", "score": "kl"}, "needs p-values"),
-        ({"rule": "fdr", "score": "entropy", "control_diff": "x"}, "cannot subtract"),
-        ({"score": "causal"}, "needs --scan"),
-        ({"score": "actmag", "level": "head"}, "per-layer"),
+        ({"rule": "fdr", "score": "entropy", "control_diff": "x"}, "subtracts a diff"),
+        ({"score": "exact"}, "pass --sources exact=DIR"),
+        ({"score": "atp", "control_diff": "x", "sources": {"atp": "a"}}, "subtracts a diff"),
+        ({"score": "actmag", "level": "head"}, "no head-level ranking"),
+        ({"score": "last-k", "rule": "zscore"}, "does not apply to last-k"),
+        ({"score": "nope"}, "unknown locator 'nope'"),
         ({"rule": "best"}, "unknown --rule"),
         ({"k": 0}, "--k"),
     ],
@@ -121,7 +138,7 @@ def test_bad_configs_are_clear_errors(kwargs, message):
 def test_flat_scores_select_nothing_under_zscore_and_say_so(tmp_path):
     flat = LAYERS.assign(kl_mean=0.0)
     diff = write_diff(tmp_path / "diff", layers=flat)
-    assert select(component_scores(diff, "layer", "kl"), "zscore", z=1.0) == []
+    assert select(locator("kl").rank("layer", diff).scores, "zscore", z=1.0) == []
     with pytest.raises(SumcircuitError, match="every kl score .* is 0"):
         locate(LocateConfig(diff=diff, rule="zscore"))
     with pytest.raises(SumcircuitError, match="selected no layer"):  # flat, but not zero

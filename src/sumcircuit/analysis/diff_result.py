@@ -160,6 +160,11 @@ class DiffResult(StageResult):
         return [int(x) for x in self.summary["layers_ranked"]]
 
     @property
+    def provenance(self) -> dict[str, Any]:
+        """What the diff was computed from (models, data, config), as every result records it."""
+        return dict(self.summary.get("provenance", {}))
+
+    @property
     def models(self) -> dict[str, Any]:
         """Identities of the compared models: ``{"base": ..., "finetuned": ...}``."""
         return dict(self.summary.get("provenance", {}).get("models", {}))

@@ -1,10 +1,12 @@
 """Faithfulness curves: how much of the fine-tune's gain the top-n components of each locator
 carry, for growing n, against random sets of the same size (the MIB circuit benchmark's view).
 
-A *locator* ranks components by a score computed on the **selection** documents: the diff's
-``kl``, ``js``, ``entropy`` (|ΔH|), ``weight``, ``actmag``; an attribution result (named by its
-method, e.g. ``atp``, ``ig-weights``); an exact ``scan`` (``exact``). Each top-n set is patched on
-the **scoring** documents, which must be disjoint from the selection documents — selecting and
+A *locator* (any of :data:`~sumcircuit.analysis.locators.LOCATORS`) ranks components by a score
+computed on the **selection** documents: the diff's ``kl``, ``js``, ``entropy`` (|ΔH|),
+``weight``, ``actmag``; an attribution result (named by its method, e.g. ``atp``,
+``ig-weights``); the exact patching scan (``exact``); and the position baselines (``first-k``,
+``last-k``, ``evenly-spaced``), which read no documents and are drawn on every curve as the
+controls every other locator must beat. Each top-n set is patched on the **scoring** documents, which must be disjoint from the selection documents — selecting and
 scoring on the same documents is circular. By default scoring uses another split than the
 sources were computed on; on the same split the selection documents are left out.
 
@@ -19,20 +21,17 @@ is better), CMD = ∫ |1 − f| dx (lower is better), and the same area of neces
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
-from sumcircuit.analysis.attribute import AttributionResult
-from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.faithfulness_result import CURVE_COLUMNS, FaithfulnessResult
-from sumcircuit.analysis.locate import component_scores
+from sumcircuit.analysis.locators import LOCATORS, Ranking, Shape, locator, names
 from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
-from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.analysis.validate import percentile_rank, random_sets, recovered
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
@@ -40,7 +39,8 @@ from sumcircuit.data.sources import load_dataset
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.provenance import provenance
 
-DIFF_LOCATORS = ("kl", "js", "entropy", "weight", "actmag")
+log = logging.getLogger(__name__)
+
 HEAD_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -57,14 +57,24 @@ class FaithfulnessConfig(PairConfig):
         default=None,
         metadata={"help": "diff directory: the kl, js, entropy, weight, actmag locators"},
     )
-    attribution: list[str] = field(
-        default_factory=list,
-        metadata={"help": "attribution directories, one locator each (named by its method)"},
+    sources: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "result directory of each further locator, e.g. "
+            "atp=runs/attribute/atp,exact=runs/exact",
+            "metavar": "LOCATOR=DIR,...",
+        },
     )
-    scan: str | None = field(default=None, metadata={"help": "exact scan directory: locator exact"})
+    attribution: list[str] = field(
+        default_factory=list, metadata={"help": "deprecated: use --sources METHOD=DIR"}
+    )
+    scan: str | None = field(default=None, metadata={"help": "deprecated: use --sources exact=DIR"})
     locators: list[str] = field(
         default_factory=list,
-        metadata={"help": "locators to draw (default: every one the sources give)"},
+        metadata={
+            "help": "locators to draw (default: every one the sources give, and the position "
+            "baselines)"
+        },
     )
     sizes: list[int] = field(
         default_factory=list, metadata={"help": "circuit sizes (default: the standard schedule)"}
@@ -83,11 +93,43 @@ class FaithfulnessConfig(PairConfig):
         super().__post_init__()
         check_at_least(self, ("controls",), 0)
         check_at_least(self, ("min_delta",), 0)
-        if not (self.diff or self.attribution or self.scan):
+        self._fold_deprecated()
+        for name in [*self.sources, *self.locators]:
+            locator(name)  # an unknown name: one sentence listing the valid ones
+        if not (self.diff or self.sources):
             raise SumcircuitError(
-                "faithfulness needs at least one source of rankings: --diff, --attribution or "
-                "--scan"
+                "faithfulness needs at least one source of rankings: --diff or --sources "
+                "LOCATOR=DIR"
             )
+
+    def _fold_deprecated(self) -> None:
+        """``--attribution DIR`` and ``--scan DIR`` into ``--sources``, with a one-line message."""
+        if self.attribution:
+            from sumcircuit.analysis.locator_sources import attribution_method
+
+            found = {attribution_method(d): d for d in self.attribution}
+            log.warning("--attribution is deprecated; use --sources %s", _pairs(found))
+            self.sources, self.attribution = {**self.sources, **found}, []
+        if self.scan:
+            log.warning("--scan is deprecated; use --sources exact=%s", self.scan)
+            self.sources, self.scan = {**self.sources, "exact": self.scan}, None
+
+    def wanted(self) -> list[str]:
+        """The locators to draw: ``locators``, or every one the sources give (the diff's, then
+        each source's, in registry order) and the position baselines."""
+        if self.locators:
+            return list(self.locators)
+        return [
+            name
+            for name in names()
+            if (LOCATORS[name].source == "diff" and self.diff)
+            or name in self.sources
+            or LOCATORS[name].source == "none"
+        ]
+
+
+def _pairs(mapping: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in mapping.items())
 
 
 def default_sizes(n: int, level: str) -> list[int]:
@@ -101,57 +143,23 @@ def default_sizes(n: int, level: str) -> list[int]:
     return [*sizes, n]
 
 
-@dataclass
-class Ranking:
-    """A locator's components, best first, and what it was computed on."""
-
-    name: str
-    order: list[Any]
-    split: str | None
-    limit: int | None
-    source: dict[str, str] = field(default_factory=dict)  # locate's score and directory
-
-
-def rankings(config: FaithfulnessConfig) -> list[Ranking]:
-    """Every locator the sources give (restricted to ``config.locators`` when set)."""
-    found: list[Ranking] = []
-    if config.diff:
-        diff = DiffResult.load(config.diff)
-        data = diff.summary.get("provenance", {}).get("data", {})
-        for score in DIFF_LOCATORS:
-            if score == "actmag" and config.level == "head":
-                continue
-            scores = component_scores(config.diff, config.level, score)
-            found.append(_ranking(score, scores, data, score, config.diff))
-    for directory in config.attribution:
-        result = AttributionResult.load(directory)
-        scores = result.scores(config.level)
-        data = result.provenance.get("data", {})
-        found.append(_ranking(result.method, scores, data, "attribution", directory))
-    if config.scan:
-        result = ScanResult.load(config.scan)
-        data = result.provenance.get("data", {})
-        found.append(_ranking("exact", result.scores(config.level), data, "causal", config.scan))
-    if config.locators:
-        unknown = sorted(set(config.locators) - {r.name for r in found})
-        if unknown:
+def rankings(config: FaithfulnessConfig, shape: Shape) -> list[Ranking]:
+    """The ranking of every locator ``config`` draws (see :meth:`FaithfulnessConfig.wanted`);
+    a locator without a ranking at ``config.level`` is left out unless asked for by name."""
+    found = []
+    for name in config.wanted():
+        spec = locator(name)
+        if config.level not in spec.levels and not config.locators:
+            continue
+        directory = config.diff if spec.source == "diff" else config.sources.get(name)
+        if spec.source != "none" and directory is None:
+            given = ["diff"] * bool(config.diff) + list(config.sources)
             raise SumcircuitError(
-                f"no source gives the locator(s) {', '.join(unknown)}; available: "
-                f"{', '.join(r.name for r in found)}"
+                f"no source gives the locator {name}; pass --sources {name}=DIR (given: "
+                f"{', '.join(given) or 'none'})"
             )
-        found = [r for r in found if r.name in config.locators]
+        found.append(spec.rank(config.level, directory, shape))
     return found
-
-
-def _ranking(
-    name: str, scores: pd.Series, data: dict[str, Any], score: str, directory: str
-) -> Ranking:
-    values = scores.to_numpy(dtype=np.float64)
-    order = np.lexsort((np.arange(len(values)), -values))  # score desc, then index order
-    source = {"score": score, "directory": str(directory)}
-    return Ranking(
-        name, [scores.index[i] for i in order], data.get("split"), data.get("limit"), source
-    )
 
 
 def scoring_documents(
@@ -203,9 +211,9 @@ def _area(fractions: list[float], values: list[float], at_zero: float) -> float:
 def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
     """Curves of every locator on the scoring documents (see the module docstring)."""
     start = time.perf_counter()
-    found = rankings(config)
     pair = prepare_pair(config, stage="faithfulness")
     arch = pair.base.arch
+    found = rankings(config, Shape(arch.n_layers, arch.n_heads))
     prepared, documents = scoring_documents(pair.prepared, config, found)
     pool = (
         list(range(arch.n_layers))
@@ -227,7 +235,7 @@ def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
             keys.append(members)
         return index[members]
 
-    top = {(r.name, n): slot(tuple(r.order[:n])) for r in found for n in sizes}
+    top = {(r.name, n): slot(tuple(r.top(n))) for r in found for n in sizes}
     rand: dict[int, list[int]] = {}
     for n in sizes:
         wanted = not config.control_sizes or n in config.control_sizes
@@ -296,7 +304,7 @@ def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
         random=random_rows,
         areas=areas,
         documents=documents,
-        sources={r.name: r.source for r in found},
+        sources={r.name: r.source() for r in found},
         timing={
             "load_s": loaded - start,
             "patching_s": swept - loaded,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Self
 
 import pandas as pd
 
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import write_json
 from sumcircuit.results import StageResult, write_table
 
@@ -49,7 +50,7 @@ class FaithfulnessResult(StageResult):
     random: list[dict[str, Any]]
     areas: dict[str, dict[str, float]]
     documents: dict[str, Any]
-    sources: dict[str, dict[str, str]]  # locator -> locate's score and the directory it reads
+    sources: dict[str, dict[str, Any]]  # locator -> its name and the directory it reads (or None)
     timing: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +66,8 @@ class FaithfulnessResult(StageResult):
         directory = Path(directory)
         data = self.to_dict()
         for source in data["sources"].values():
+            if source["directory"] is None:  # a position baseline reads no directory
+                continue
             source["directory"] = os.path.relpath(
                 Path(source["directory"]).absolute(), directory.absolute()
             )
@@ -76,12 +79,21 @@ class FaithfulnessResult(StageResult):
     def load(cls, directory: str | Path) -> Self:
         result = super().load(directory)
         for source in result.sources.values():  # relative to the result (absolute: kept)
+            if source.get("directory") is None:
+                continue
             source["directory"] = os.path.normpath(Path(directory) / source["directory"])
         return result
 
-    def best(self) -> str:
-        """The locator with the highest CPR (ties: the lower CMD)."""
-        return max(self.areas, key=lambda k: (self.areas[k]["cpr"], -self.areas[k]["cmd"]))
+    def best(self, candidates: list[str] | None = None) -> str:
+        """The locator with the highest CPR (ties: the lower CMD), among ``candidates`` when
+        given (the study's circuit never comes from a position baseline)."""
+        pool = [k for k in self.areas if candidates is None or k in candidates]
+        if not pool:
+            raise SumcircuitError(
+                f"no candidate locator among the faithfulness curves ({', '.join(self.areas)}); "
+                "add a diff, attribution or exact source"
+            )
+        return max(pool, key=lambda k: (self.areas[k]["cpr"], -self.areas[k]["cmd"]))
 
     def at_size(self, locator: str, size: int) -> dict[str, Any]:
         """The curve row of ``locator`` at circuit size ``size``."""

@@ -1,28 +1,15 @@
-"""Locate the circuit: rank layers or heads of a diff by a score and keep those a rule selects.
+"""Locate the circuit: rank layers or heads by a registered locator and keep those a rule selects.
 
-Scores (higher = more changed), per level, read through :class:`~sumcircuit.analysis.diff.DiffResult`
-and :class:`~sumcircuit.analysis.scan.ScanResult` (which name their own files and columns):
-
-=========  ==================================  =====================================
-score      layer                               head
-=========  ==================================  =====================================
-kl         mean KL(P_base ‖ Q_ft) over heads   KL(P_base ‖ Q_ft)
-js         mean JS over heads                  JS
-entropy    |mean ΔH over heads|                |ΔH|
-weight     relative weight change              relative weight change
-actmag     |ActMag relative change|            (not per head)
-causal     the scan's sufficiency of each      the scan's sufficiency of each head
-           layer alone                         alone
-attribution  the attribution estimate of the   the estimate of each head's
-           same (``sumcircuit attribute``)     sufficiency
-faithful   the most faithful locator of a      (same)
-           ``sumcircuit faithfulness`` result
-           (highest CPR), read as that score
-=========  ==================================  =====================================
+Every locator of :data:`~sumcircuit.analysis.locators.LOCATORS` can rank (``--score NAME``):
+the diff's change measures (``kl``, ``js``, ``entropy`` as |ΔH|, ``weight``, ``actmag``), each
+attribution method (``atp``, ``ig-weights``, ``ig-activations``; ``--source atp=DIR``), the
+exact patching scan (``exact``; ``--source exact=DIR``) and the position baselines
+(``first-k``, ``last-k``, ``evenly-spaced``). ``faithful`` takes the most faithful candidate
+locator of a ``sumcircuit faithfulness`` result (highest CPR).
 
 With ``control_diff`` (a diff between two fine-tunes of different seeds, or a fine-tune on
 another task) the control's score of the same component is subtracted: what changes anyway is
-treated as noise. Rules:
+treated as noise (the diff's locators only). Rules:
 
 - ``topk``: the k highest scores (ties broken by the lower layer, then head);
 - ``zscore``: score ≥ mean + z·std over all components (population std, ddof = 0); if every
@@ -36,50 +23,41 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.faithfulness_result import FaithfulnessResult
-from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.locators import LEVELS, Locator, Ranking, Shape, locator, names
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "LEVELS",
-    "RULES",
-    "SCORES",
-    "LocateConfig",
-    "component_scores",
-    "locate",
-    "select",
-]
+__all__ = ["FAITHFUL", "LEVELS", "RULES", "LocateConfig", "locate", "select"]
 
-LEVELS = ("layer", "head")
-SCORES = ("kl", "js", "entropy", "weight", "actmag", "causal", "attribution", "faithful")
+FAITHFUL = "faithful"
 RULES = ("topk", "zscore", "fdr")
-_ABSOLUTE = ("entropy", "actmag")  # scores ranked by their size, whatever their sign
-# scores read from a patching result instead of the diff: exact scan, attribution estimate
-_PATCHING = {"causal": ScanResult, "attribution": AttributionResult}
+#: Old spellings of a locator, accepted for one release with a deprecation message.
+RENAMED = {"causal": "exact"}
 
 
 @dataclass
 class LocateConfig(DictConfig):
-    """Which diff, which score, which rule."""
+    """Which diff, which locator, which rule."""
 
     diff: str = field(metadata={"help": "diff directory (heads.csv, layers.csv, diff.json)"})
     level: str = field(
         default="layer", metadata={"help": "select layers or heads", "choices": LEVELS}
     )
-    score: str = field(default="kl", metadata={"help": "ranking score", "choices": SCORES})
+    score: str = field(
+        default="kl",
+        metadata={"help": f"locator that ranks: one of {', '.join(names())} or {FAITHFUL}"},
+    )
     rule: str = field(default="topk", metadata={"help": "selection rule", "choices": RULES})
     k: int = field(default=3, metadata={"help": "components kept by topk"})
     z: float = field(default=1.0, metadata={"help": "zscore threshold: mean + z*std"})
@@ -87,13 +65,12 @@ class LocateConfig(DictConfig):
     control_diff: str | None = field(
         default=None, metadata={"help": "diff directory whose scores are subtracted as noise"}
     )
-    scan: str | None = field(
-        default=None, metadata={"help": "scan directory (of sumcircuit scan) for --score causal"}
-    )
-    attribution: str | None = field(
-        default=None,
+    sources: dict[str, str] = field(
+        default_factory=dict,
         metadata={
-            "help": "attribution directory (of sumcircuit attribute) for --score attribution"
+            "help": "result directory of each locator that does not read the diff, e.g. "
+            "atp=runs/attribute/atp,exact=runs/exact",
+            "metavar": "LOCATOR=DIR,...",
         },
     )
     faithfulness: str | None = field(
@@ -103,47 +80,99 @@ class LocateConfig(DictConfig):
             "locator (highest CPR)"
         },
     )
+    scan: str | None = field(default=None, metadata={"help": "deprecated: use --sources exact=DIR"})
+    attribution: str | None = field(
+        default=None, metadata={"help": "deprecated: use --sources METHOD=DIR"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types and choices of every field
+        self._fold_deprecated()
         if self.k < 1:
             raise ConfigError("k", f"{{key}} must be at least 1, got {self.k}")
         if not 0.0 < self.q < 1.0:
             raise ConfigError("q", f"{{key}} must lie strictly between 0 and 1, got {self.q}")
-        if self.score == "causal" and not self.scan:
-            raise SumcircuitError("--score causal needs --scan DIR (the output of sumcircuit scan)")
-        if self.score == "faithful" and not self.faithfulness:
+        if self.score == FAITHFUL:
+            if not self.faithfulness:
+                raise SumcircuitError(
+                    "--score faithful needs --faithfulness DIR (the output of sumcircuit "
+                    "faithfulness)"
+                )
+            return
+        spec = locator(self.score)
+        if self.level not in spec.levels:
             raise SumcircuitError(
-                "--score faithful needs --faithfulness DIR (the output of sumcircuit faithfulness)"
+                f"{self.score} has no {self.level}-level ranking; use --level "
+                f"{' or '.join(spec.levels)} or another --score"
             )
-        if self.score == "attribution" and not self.attribution:
+        if spec.source not in ("diff", "none") and self.score not in self.sources:
             raise SumcircuitError(
-                "--score attribution needs --attribution DIR (the output of sumcircuit attribute)"
+                f"--score {self.score} reads a {spec.source} result: pass --sources "
+                f"{self.score}=DIR (the output of sumcircuit {_COMMANDS[spec.source]})"
             )
-        if self.score == "actmag" and self.level == "head":
+        if self.rule not in spec.rules:
+            if self.rule == "fdr":
+                raise SumcircuitError(
+                    f"--rule fdr needs p-values, which only --score entropy has (not "
+                    f"{self.score}); use topk or zscore"
+                )
             raise SumcircuitError(
-                "actmag is a per-layer measure; use --level layer or another --score"
+                f"--rule {self.rule} does not apply to {self.score}; use {' or '.join(spec.rules)}"
             )
-        if self.rule == "fdr" and self.score != "entropy":
+        if self.control_diff and (self.rule == "fdr" or spec.source != "diff"):
             raise SumcircuitError(
-                f"--rule fdr needs p-values, which only --score entropy has (not {self.score}); "
-                "use topk or zscore"
+                "--control-diff subtracts a diff's scores: it needs one of the diff's locators "
+                "and --rule topk or zscore"
             )
-        if self.rule == "fdr" and self.control_diff:
-            raise SumcircuitError("--rule fdr cannot subtract a --control-diff; use topk or zscore")
+
+    def _fold_deprecated(self) -> None:
+        """``--scan``, ``--attribution`` and ``--score causal``/``attribution`` into
+        ``--sources`` and the locator's name, each with a one-line deprecation message."""
+        if self.score in RENAMED:
+            log.warning("--score %s is deprecated; use --score %s", self.score, RENAMED[self.score])
+            self.score = RENAMED[self.score]
+        if self.scan:
+            log.warning("--scan DIR is deprecated; use --sources exact=DIR")
+            self.sources = {**self.sources, "exact": self.scan}
+            self.scan = None
+        if self.attribution:
+            from sumcircuit.analysis.locator_sources import attribution_method
+
+            method = attribution_method(self.attribution)
+            log.warning("--attribution DIR is deprecated; use --sources %s=DIR", method)
+            self.sources = {**self.sources, method: self.attribution}
+            if self.score == "attribution":
+                self.score = method
+            self.attribution = None
+
+    def source_of(self, spec: Locator) -> str | None:
+        """The directory ``spec`` reads: the diff, its ``sources`` entry, or none."""
+        if spec.source == "diff":
+            return self.diff
+        return self.sources.get(spec.name)
 
 
-def component_scores(directory: str | Path, level: str, score: str) -> pd.Series:
-    """Scores of every component of one diff (or, for ``causal``, scan) directory, indexed by
-    layer (level layer) or (layer, head) (level head); see the module docstring for the table."""
-    if score in _PATCHING:
-        return _PATCHING[score].load(directory).scores(level)
-    return _diff_scores(DiffResult.load(directory), level, score)
+_COMMANDS = {"attribution": "attribute", "exact": "scan"}
 
 
-def _diff_scores(diff: DiffResult, level: str, score: str) -> pd.Series:
-    values = diff.scores(level, score)
-    return values.abs() if score in _ABSOLUTE else values
+def diff_shape(diff: DiffResult) -> Shape:
+    """The layers and heads a diff covers."""
+    return Shape(diff.n_layers, len(diff.heads) // max(1, diff.n_layers))
+
+
+def ranking(config: LocateConfig, diff: DiffResult) -> Ranking:
+    """The ranking ``config.score`` gives, minus the control's scores when one is given."""
+    spec = locator(config.score)
+    found = spec.rank(config.level, config.source_of(spec), diff_shape(diff))
+    if config.control_diff:
+        control = spec.rank(config.level, config.control_diff)
+        if not control.scores.index.equals(found.scores.index):
+            raise SumcircuitError(
+                f"the control diff {config.control_diff!r} covers other components than "
+                f"{config.diff!r}; both must come from models of the same architecture"
+            )
+        found = replace(found, scores=found.scores - control.scores)
+    return found
 
 
 def select(scores: pd.Series, rule: str, *, k: int = 3, z: float = 1.0) -> list:
@@ -167,43 +196,36 @@ def select(scores: pd.Series, rule: str, *, k: int = 3, z: float = 1.0) -> list:
 
 
 def most_faithful(config: LocateConfig) -> LocateConfig:
-    """``config`` with ``--score faithful`` replaced by the most faithful locator's own score and
-    source (the faithfulness result records how each locator's ranking is read)."""
+    """``config`` with ``--score faithful`` replaced by the most faithful candidate locator and
+    the directory it was read from (the faithfulness result records both)."""
     result = FaithfulnessResult.load(config.faithfulness)
     if result.level != config.level:
         raise SumcircuitError(
             f"the faithfulness curves in {config.faithfulness!r} rank {result.level}s, not "
             f"{config.level}s; use --level {result.level}"
         )
-    best = result.best()
-    source = result.sources[best]
+    best = result.best(names(candidates_only=True))
+    directory = result.sources[best]["directory"]
     log.info("most faithful locator: %s (CPR %.3f)", best, result.areas[best]["cpr"])
-    key = {"causal": "scan", "attribution": "attribution"}.get(source["score"])
-    return replace(config, score=source["score"], **({key: source["directory"]} if key else {}))
+    sources = config.sources
+    if directory is not None and locator(best).source != "diff":
+        sources = {**sources, best: directory}
+    return replace(config, score=best, sources=sources)
 
 
 def locate(config: LocateConfig) -> Circuit:
     """Apply ``config`` to a diff directory and return the circuit (see the module docstring)."""
-    if config.score == "faithful":
+    if config.score == FAITHFUL:
         return locate(most_faithful(config))
     diff = DiffResult.load(config.diff)
-    if config.score in _PATCHING:
-        source = config.scan if config.score == "causal" else config.attribution
-        scores = _PATCHING[config.score].load(source).scores(config.level)
-    else:
-        scores = _diff_scores(diff, config.level, config.score)
-    if config.control_diff:
-        control = component_scores(config.control_diff, config.level, config.score)
-        if not control.index.equals(scores.index):
-            raise SumcircuitError(
-                f"the control diff {config.control_diff!r} covers other components than "
-                f"{config.diff!r}; both must come from models of the same architecture"
-            )
-        scores = scores - control
-    _check_scores(scores, config)
+    found = ranking(config, diff)
+    scores = found.scores
+    _check_scores(found, config)
     if config.rule == "fdr":
         heads = diff.significant_heads(config.q)
         chosen = heads if config.level == "head" else sorted({layer for layer, _ in heads})
+    elif config.rule == "topk":
+        chosen = found.top(config.k)
     else:
         chosen = select(scores, config.rule, k=config.k, z=config.z)
     if not chosen:
@@ -221,12 +243,11 @@ def locate(config: LocateConfig) -> Circuit:
             f"rule {config.rule} selected every one of the {len(scores)} {config.level}s, so the "
             f"circuit would be the whole model and nothing could be compared with it; {fix}"
         )
-    ranking = scores.sort_values(ascending=False, kind="stable")
     ranked = [
-        {"layer": int(key[0]), "head": int(key[1]), "score": float(v)}
+        {"layer": int(key[0]), "head": int(key[1]), "score": float(scores[key])}
         if config.level == "head"
-        else {"layer": int(key), "score": float(v)}
-        for key, v in ranking.items()
+        else {"layer": int(key), "score": float(scores[key])}
+        for key in found.order()
     ]
     models = diff.models
     base = dict(models.get("base", {}))
@@ -256,11 +277,13 @@ def locate(config: LocateConfig) -> Circuit:
     )
 
 
-def _check_scores(scores: pd.Series, config: LocateConfig) -> None:
+def _check_scores(found: Ranking, config: LocateConfig) -> None:
     """Refuse scores that cannot rank anything: all zero (nothing changed), or, for topk, all
-    equal (the pick would be the tie-break order alone)."""
-    values = scores.to_numpy(dtype=np.float64)
-    source = config.scan if config.score == "causal" else config.diff
+    equal (the pick would be the tie-break order alone). Position baselines rank by position."""
+    if found.directory is None:
+        return
+    values = found.scores.to_numpy(dtype=np.float64)
+    source = found.directory
     if len(values) and np.all(values == 0.0):
         raise SumcircuitError(
             f"every {config.score} score in {source!r} is 0: the fine-tuned model does not differ "

@@ -1,0 +1,188 @@
+"""The locator registry: every way of ranking components, registered once.
+
+A *locator* ranks the layers (or heads) of a model, best first. What locators share is
+:class:`Ranking`: component scores by level (a ``pd.Series`` indexed by layer or
+``(layer, head)``, higher ranks first), the documents they were computed on, and the directory
+they were read from. Each locator is registered with :func:`register_locator`: its name, the
+kind of result it reads (``source``: a diff, an attribution, an exact scan, or nothing), the
+study stage that produces that result, whether its ranking is signed or absolute (MIB's
+convention: ``absolute`` ranks by |score|), and what it costs. ``locate``, ``faithfulness`` and
+the study's stage planning iterate over :data:`LOCATORS`; adding a locator is one function and
+one registration (see :mod:`sumcircuit.analysis.position` for three).
+
+A *baseline* locator (the position baselines) is drawn on every faithfulness curve as a control
+that every informed locator must beat; it is never the study's circuit (``candidate=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from sumcircuit.errors import SumcircuitError
+
+__all__ = [
+    "LEVELS",
+    "LOCATORS",
+    "SOURCES",
+    "Locator",
+    "Ranking",
+    "Shape",
+    "locator",
+    "register_locator",
+]
+
+LEVELS = ("layer", "head")
+Level = Literal["layer", "head"]
+#: What a locator reads: a diff directory, an attribution directory, an exact scan directory,
+#: or nothing (a rule on positions alone).
+Source = Literal["diff", "attribution", "exact", "none"]
+SOURCES: tuple[str, ...] = ("diff", "attribution", "exact", "none")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The components a ranking is over: ``n_layers`` layers of ``n_heads`` heads."""
+
+    n_layers: int
+    n_heads: int
+
+    def index(self, level: str) -> pd.Index:
+        if level == "layer":
+            return pd.Index(range(self.n_layers), name="layer")
+        return pd.MultiIndex.from_product(
+            [range(self.n_layers), range(self.n_heads)], names=["layer", "head"]
+        )
+
+
+@dataclass
+class Ranking:
+    """One locator's ranking of one level: ``scores`` (higher first; ties: lower index first),
+    the documents it was computed on (``split``, ``limit``; None for a locator that reads no
+    documents) and the ``directory`` it was read from (None for the position baselines)."""
+
+    name: str
+    scores: pd.Series
+    split: str | None = None
+    limit: int | None = None
+    directory: str | None = None
+    #: the top-n rule when it is not a prefix of one order (evenly spaced layers)
+    top_rule: Callable[[int], list[Any]] | None = field(default=None, repr=False)
+
+    def order(self) -> list[Any]:
+        """Every component, best first (score descending, then index order)."""
+        values = self.scores.to_numpy(dtype=np.float64)
+        order = np.lexsort((np.arange(len(values)), -values))
+        return [_plain(self.scores.index[i]) for i in order]
+
+    def top(self, n: int) -> list[Any]:
+        """The ``n`` best components (in ranking order)."""
+        if self.top_rule is not None:
+            return self.top_rule(n)
+        return self.order()[:n]
+
+    def source(self) -> dict[str, Any]:
+        """How ``locate`` reads this ranking again: locator name and directory."""
+        return {"locator": self.name, "directory": self.directory}
+
+
+#: ``scores(result, level, shape, name) -> pd.Series`` (raw, before signed/absolute): ``result``
+#: is the loaded source (a ``DiffResult``, ``AttributionResult``, ``ScanResult``; None for
+#: ``none``).
+ScoreFn = Callable[[Any, str, Shape, str], pd.Series]
+
+
+@dataclass(frozen=True)
+class Locator:
+    """A registered locator (see the module docstring)."""
+
+    name: str
+    source: Source
+    scores: ScoreFn
+    ranking: Literal["signed", "absolute"] = "signed"
+    cost: str = ""
+    stage: str | None = None  # the study stage whose folder it reads
+    levels: tuple[str, ...] = LEVELS
+    rules: tuple[str, ...] = ("topk", "zscore")
+    candidate: bool = True  # may be chosen as the study's circuit (baselines may not)
+    top_rule: Callable[[int, str, Shape], list[Any]] | None = None
+    help: str = ""
+
+    def rank(
+        self, level: str, directory: str | Path | None = None, shape: Shape | None = None
+    ) -> Ranking:
+        """This locator's ranking of ``level`` from ``directory`` (its source's result)."""
+        if level not in self.levels:
+            raise SumcircuitError(
+                f"the {self.name} locator has no {level}-level ranking; use --level "
+                f"{' or '.join(self.levels)} or another locator"
+            )
+        if self.source != "none" and directory is None:
+            raise SumcircuitError(
+                f"the {self.name} locator reads a {self.source} result: give its directory "
+                f"(--source {self.name}=DIR)"
+            )
+        if self.source == "none" and shape is None:
+            raise SumcircuitError(f"the {self.name} locator needs the model's shape")
+        result = None if directory is None else SOURCE_LOADERS[self.source](Path(directory))
+        values = self.scores(result, level, shape, self.name)  # type: ignore[arg-type]
+        if self.ranking == "absolute":
+            values = values.abs()
+        data = {} if result is None else result.provenance.get("data", {})
+        split, limit = data.get("split"), data.get("limit")
+        rule = None
+        if self.top_rule is not None:
+            top_rule, shape_ = self.top_rule, shape
+            rule = lambda n: top_rule(n, level, shape_)  # noqa: E731
+        return Ranking(self.name, values, split, limit, _str(directory), rule)
+
+
+LOCATORS: dict[str, Locator] = {}
+#: How each kind of source directory is loaded (filled by the module that registers them).
+SOURCE_LOADERS: dict[str, Callable[[Path], Any]] = {}
+
+
+def register_locator(name: str, *, source: Source, **options: Any) -> Callable[[ScoreFn], ScoreFn]:
+    """Decorator: register ``fn(directory, level, shape, name) -> pd.Series`` as locator
+    ``name`` (options: the fields of :class:`Locator`)."""
+
+    def add(fn: ScoreFn) -> ScoreFn:
+        if name in LOCATORS:
+            raise ValueError(f"locator {name!r} is registered twice")
+        LOCATORS[name] = Locator(name=name, source=source, scores=fn, **options)
+        return fn
+
+    return add
+
+
+def locator(name: str) -> Locator:
+    """The registered locator ``name``, or one sentence listing the valid names."""
+    _load_builtin()
+    if name not in LOCATORS:
+        raise SumcircuitError(f"unknown locator {name!r}; valid: {', '.join(LOCATORS)}")
+    return LOCATORS[name]
+
+
+def names(*, candidates_only: bool = False) -> list[str]:
+    """Every registered locator's name (only those that may be a study's circuit, with
+    ``candidates_only``)."""
+    _load_builtin()
+    return [n for n, spec in LOCATORS.items() if spec.candidate or not candidates_only]
+
+
+def _load_builtin() -> None:
+    """Import the modules that register the built-in locators (once)."""
+    from sumcircuit.analysis import locator_sources, position  # noqa: F401
+
+
+def _plain(key: Any) -> Any:
+    return tuple(int(x) for x in key) if isinstance(key, tuple) else int(key)
+
+
+def _str(directory: str | Path | None) -> str | None:
+    return None if directory is None else str(directory)
