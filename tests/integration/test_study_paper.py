@@ -14,13 +14,15 @@ from sumcircuit.cli import main
 from sumcircuit.io import read_json
 from sumcircuit.models.tiny import save_tiny
 from sumcircuit.models.trained import TrainingResult
-from sumcircuit.study.config import ARMS, PRESETS
+from sumcircuit.study import arms
+from sumcircuit.study.config import PRESETS
 
 SEEDS = [0, 1, 2]
 DRAWS = 3
 N_LAYERS = 6  # 4 layers outside a 2-layer circuit: random draws of 2 layers can differ
 K = 2
 RANDOMS = [f"random{d}" for d in range(1, DRAWS + 1)]
+ARMS = PRESETS["paper"]["lora"]["arms"]  # every registered arm
 ARM_NAMES = [name for arm in ARMS for name in (RANDOMS if arm == "random" else [arm])]
 # The preset's arms, seeds and draws; every size small (about a minute on 2 idle cores).
 SETS = [
@@ -53,6 +55,7 @@ def test_paper_preset_print_config_resolves_every_arm(capsys) -> None:
     printed = json.loads(capsys.readouterr().out)
     assert printed["preset"] == "paper" and printed["seeds"] == SEEDS
     assert printed["lora"]["arms"] == list(ARMS) and printed["lora"]["random_draws"] == DRAWS
+    assert set(ARMS) == set(arms.ARMS)  # the paper preset runs every registered arm
     assert printed["lora"]["epochs"] == PRESETS["paper"]["lora"]["epochs"]
 
 

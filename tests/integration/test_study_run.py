@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import sumcircuit.training.loop as loop
+from sumcircuit.analysis.locators import locator
 from sumcircuit.cli import main
 from sumcircuit.io import read_json
 from sumcircuit.models.trained import TrainingResult
@@ -150,10 +151,12 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     faith = summary["faithfulness"]
     assert {"kl", "weight", "atp"} <= set(faith["areas"])  # diff locators and the attribution
     best = faith["most_faithful"]
-    assert faith["areas"][best]["cpr"] == max(a["cpr"] for a in faith["areas"].values())
-    assert summary["circuit"]["score"] in (best, "attribution")  # the circuit is the faithful one
+    candidates = [a for k, a in faith["areas"].items() if locator(k).candidate]
+    assert faith["areas"][best]["cpr"] == max(a["cpr"] for a in candidates)
+    assert {"first-k", "last-k", "evenly-spaced"} <= set(faith["areas"])  # position baselines
+    assert summary["circuit"]["score"] == best  # the circuit is the faithful one
     assert faith["documents"]["scoring"]["split"] == "test"
-    assert "exact" not in faith["areas"] and not (out / "scan").exists()  # scan.limit: 0
+    assert "exact" not in faith["areas"] and not (out / "exact").exists()  # exact.limit: 0
     assert summary["attribution_vs_exact"] is None
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "LoRA" in html

@@ -1,4 +1,4 @@
-"""`sumcircuit run` with ``scan.limit`` > 0 on a tiny model: the exact layer scan runs between
+"""`sumcircuit run` with ``exact.limit`` > 0 on a tiny model: the exact layer scan runs between
 attribute and faithfulness, faithfulness draws its ``exact`` locator, and the summary and report
 compare each attribution method (here ``atp`` and ``ig-weights``, one stage each) with it."""
 
@@ -26,14 +26,14 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
         )
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
-    sets = ["scan.limit=2", "scan.n_boot=200", "lora.arms=[standard]", "lora.epochs=1"]
+    sets = ["exact.limit=2", "exact.n_boot=200", "lora.arms=[standard]", "lora.epochs=1"]
     sets += ["attribute.methods=[atp,ig-weights]", "attribute.ig_steps=2"]
     argv = _args(tiny_dirs["llama"], data, out) + [a for s in sets for a in ("--set", s)]
     assert main(argv) == 0
 
-    scan = ScanResult.load(out / "scan")
+    scan = ScanResult.load(out / "exact")
     assert scan.level == "layer" and scan.n_docs == 2 and len(scan.doc_ids) == 2
-    assert (out / "scan" / "stage.json").exists() and (out / "scan" / "scan.png").exists()
+    assert (out / "exact" / "stage.json").exists() and (out / "exact" / "scan.png").exists()
     assert scan.provenance["data"]["split"] == "validation"  # the diff's split, first documents
     summary = read_json(out / "summary.json")
     faith = summary["faithfulness"]
@@ -71,4 +71,4 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
 
     # rerun: every stage, the scan included, is skipped
     assert main(argv) == 0
-    assert "scan" in read_json(out / "summary.json")["timings_s"]["skipped"]
+    assert "exact" in read_json(out / "summary.json")["timings_s"]["skipped"]

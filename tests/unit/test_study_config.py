@@ -118,21 +118,28 @@ def test_print_config_refuses_a_bad_value(capsys) -> None:
     assert "seeds must be" in capsys.readouterr().err
 
 
-def test_scan_section_is_off_by_default_and_reads_the_first_selection_documents() -> None:
+def test_exact_section_is_off_by_default_and_reads_the_first_selection_documents() -> None:
     quick = build_config(preset="quick")
-    assert quick.scan.limit == 0 and not quick.scan.enabled and quick.faithfulness.scan is None
-    config = build_config(preset="quick", sets=["scan.limit=2", "diff.split=test"])
-    assert (config.scan.limit, config.scan.split, config.scan.level) == (2, "test", "layer")
-    assert config.faithfulness.scan == "scan"  # run-relative: the exact locator
-    assert config.to_dict()["scan"]["limit"] == 2 and "split" not in config.to_dict()["scan"]
-    with pytest.raises(SumcircuitError, match=r"^scan\.limit=40 exceeds diff\.limit=32"):
-        build_config(preset="quick", sets=["scan.limit=40"])
-    with pytest.raises(SumcircuitError, match=r"^scan\.limit must be at least 0, got -1$"):
-        build_config(sets=["scan.limit=-1"])
+    assert quick.exact.limit == 0 and not quick.exact.enabled
+    assert "exact" not in quick.faithfulness.sources
+    config = build_config(preset="quick", sets=["exact.limit=2", "diff.split=test"])
+    assert (config.exact.limit, config.exact.split, config.exact.level) == (2, "test", "layer")
+    assert config.faithfulness.sources["exact"] == "exact"  # run-relative: the exact locator
+    assert config.to_dict()["exact"]["limit"] == 2 and "split" not in config.to_dict()["exact"]
+    with pytest.raises(SumcircuitError, match=r"^exact\.limit=40 exceeds diff\.limit=32"):
+        build_config(preset="quick", sets=["exact.limit=40"])
+    with pytest.raises(SumcircuitError, match=r"^exact\.limit must be at least 0, got -1$"):
+        build_config(sets=["exact.limit=-1"])
     with pytest.raises(SumcircuitError, match=r"needs faithfulness\.level=layer"):
-        build_config(sets=["scan.limit=2", "faithfulness.level=head"])
-    with pytest.raises(SumcircuitError, match=r"unknown key\(s\) \['level'\] in section 'scan'"):
-        build_config(sets=["scan.level=head"])
+        build_config(sets=["exact.limit=2", "faithfulness.level=head"])
+    with pytest.raises(SumcircuitError, match=r"unknown key\(s\) \['level'\] in section 'exact'"):
+        build_config(sets=["exact.level=head"])
+
+
+def test_the_old_scan_section_is_read_as_exact_with_a_warning(caplog) -> None:
+    config = build_config(preset="quick", sets=["scan.limit=2"])
+    assert config.exact.limit == 2
+    assert "section 'scan' is now 'exact'" in caplog.text
 
 
 def test_standard_preset_is_sized_to_decide() -> None:
@@ -143,7 +150,7 @@ def test_standard_preset_is_sized_to_decide() -> None:
     assert config.lora.random_draws >= 3 and "targeted-kl" in config.lora.arms
     assert config.faithfulness.split == config.diff.split
     assert config.faithfulness.limit > config.diff.limit  # documents left to score on
-    assert 0 < config.scan.limit <= config.diff.limit
+    assert 0 < config.exact.limit <= config.diff.limit
     assert config.validate.split == "test"  # not the validation documents that chose the circuit
 
 
@@ -154,15 +161,16 @@ def test_attribute_methods_are_one_stage_and_one_locator_each() -> None:
     config = build_config(preset="standard", sets=both)
     assert config.attribute.methods == ["atp", "ig-weights"]
     assert config.attribute.folders == ["attribute/atp", "attribute/ig-weights"]
-    assert config.faithfulness.attribution == config.attribute.folders
-    assert config.locate.attribution == "attribute/atp"  # the first method
+    planned = {"atp": "attribute/atp", "ig-weights": "attribute/ig-weights", "exact": "exact"}
+    assert config.faithfulness.sources == config.locate.sources == planned
     atp, ig = (config.attribute.stage(m) for m in config.attribute.methods)
     assert (atp.method, ig.method, ig.ig_steps) == ("atp", "ig-weights", 8)
     assert "methods" not in atp.to_dict()  # adding a method does not re-run the others
     atp_only = build_config(preset="standard", sets=["attribute.methods=[atp]"]).attribute
     assert atp.to_dict() == atp_only.stage("atp").to_dict()
     one = build_config(sets=["attribute.methods=[ig-weights]"])
-    assert one.attribute.method == "ig-weights" and one.locate.attribution == "attribute/ig-weights"
+    assert one.attribute.method == "ig-weights"
+    assert one.locate.sources == {"ig-weights": "attribute/ig-weights"}
     with pytest.raises(SumcircuitError, match=r"^attribute\.methods must list distinct methods"):
         build_config(sets=["attribute.methods=[atp,atp]"])
     with pytest.raises(SumcircuitError, match=r"^attribute\.methods must list distinct methods"):

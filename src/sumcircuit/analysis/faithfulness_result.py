@@ -85,9 +85,13 @@ class FaithfulnessResult(StageResult):
         return result
 
     def best(self, candidates: list[str] | None = None) -> str:
-        """The locator with the highest CPR (ties: the lower CMD), among ``candidates`` when
-        given (the study's circuit never comes from a position baseline)."""
-        pool = [k for k in self.areas if candidates is None or k in candidates]
+        """The locator with the highest CPR (ties: the lower CMD) among ``candidates``: by
+        default every registered locator that may be a circuit (never a position baseline)."""
+        if candidates is None:
+            from sumcircuit.analysis.locators import names
+
+            candidates = names(candidates_only=True)
+        pool = [k for k in self.areas if k in candidates]
         if not pool:
             raise SumcircuitError(
                 f"no candidate locator among the faithfulness curves ({', '.join(self.areas)}); "

@@ -204,7 +204,7 @@ def most_faithful(config: LocateConfig) -> LocateConfig:
             f"the faithfulness curves in {config.faithfulness!r} rank {result.level}s, not "
             f"{config.level}s; use --level {result.level}"
         )
-    best = result.best(names(candidates_only=True))
+    best = result.best()
     directory = result.sources[best]["directory"]
     log.info("most faithful locator: %s (CPR %.3f)", best, result.areas[best]["cpr"])
     sources = config.sources

@@ -1,7 +1,7 @@
 """The study config: one YAML for the whole pipeline, with presets, CLI overrides and checks.
 
 Precedence: CLI flags > ``--config`` YAML > ``--preset`` > defaults. Each stage section
-(``finetune``, ``diff``, ``attribute``, ``scan``, ``faithfulness``, ``locate``, ``validate``,
+(``finetune``, ``diff``, ``attribute``, ``exact``, ``faithfulness``, ``locate``, ``validate``,
 ``lora``, ``evaluate``) takes the options of that stage; unknown keys are refused with the list
 of valid ones. :func:`build_config` builds every section into its typed stage config
 (:class:`~sumcircuit.training.config.FinetuneConfig`, :class:`~sumcircuit.analysis.diff.DiffConfig`,
@@ -13,6 +13,7 @@ its stage config's dataclass default.
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -24,14 +25,17 @@ from sumcircuit.analysis.attribution import METHODS
 from sumcircuit.analysis.diff import DiffConfig
 from sumcircuit.analysis.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.locate import LocateConfig
+from sumcircuit.analysis.locators import LOCATORS, names
 from sumcircuit.analysis.scan import ScanConfig
 from sumcircuit.analysis.validate import ValidateConfig
 from sumcircuit.configs import DictConfig, check_at_least, coerce
 from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 from sumcircuit.evaluation.evaluate import EvaluateConfig
+from sumcircuit.layout import RunLayout
+from sumcircuit.study.arms import ARMS
 from sumcircuit.training.config import FinetuneConfig
 
-ARMS = ("standard", "targeted", "targeted-kl", "random", "anti", "targeted-equal-budget", "heads")
+log = logging.getLogger(__name__)
 
 # The study's own choices, where they differ from the stage configs' defaults: how many
 # documents each stage reads (a stage config's default, None, reads them all).
@@ -41,7 +45,7 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     # documents are disjoint parts of the validation split: the first 64 select, the rest score.
     "diff": {"limit": 64},
     # The exact layer scan that checks the attribution: off unless given selection documents.
-    "scan": {"limit": 0},
+    "exact": {"limit": 0},
     "faithfulness": {"split": "validation"},
     # The targeted arm's circuit comes from the most faithful locator; targeted-kl keeps KL.
     "locate": {"score": "faithful"},
@@ -53,27 +57,26 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Sized for 10 minutes end to end on a 2-core CPU with the default model: measured 8:48 on
-    # one 2-core AVX-512 machine, 14:02 on a slower one (README "quick preset").
+    # Sized for about 10 minutes on a 2-core CPU with the default model (measured times: README
+    # "Performance").
     "quick": {
         "max_length": 256,
         "seeds": [0],
         # The full fine-tune's learning curve is not read by the summary: no extra eval points.
         "finetune": {"limit": 64, "epochs": 1, "eval_points": 0},
         "diff": {"limit": 32},
-        # atp only: ig-weights at K = 4 took 2.2x atp's time (2:19 vs 1:03) and made the run
-        # 1.17x longer.
+        # atp only: the IG methods cost several times atp (benchmarks/RESULTS.md)
         "attribute": {"batch_size": 4},
-        # 4 scoring documents; random sets only at the circuit's size (k = 3): a forward of
-        # 4 documents takes ~1.5 s here, and every set costs two (sufficiency, necessity).
+        # 4 scoring documents; random sets only at the circuit's size (k = 3): every set costs
+        # two patched forwards per batch (sufficiency, necessity).
         "faithfulness": {"limit": 36, "sizes": [1, 3, 8], "control_sizes": [3], "batch_size": 4},
         "validate": {"limit": 8, "controls": 20, "batch_size": 4},
         "lora": {
             "arms": ["standard", "targeted", "random"],
             "epochs": 1,
             "limit": 48,
-            # 12 steps: at lr 2e-4 the validation loss fell 0.04 nat, at 1e-3 0.24 (measured,
-            # README "Sizes"), as much as the full fine-tune's 16 steps at 3e-5.
+            # 12 steps: at 1e-3 the validation loss falls as much as the full fine-tune's
+            # (README "Sizes" has the lr sweep)
             "lr": 1e-3,
             "random_draws": 1,
             "rouge_val_limit": 8,
@@ -89,10 +92,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune": {"limit": None, "epochs": 1},
         # 64 validation documents select; 12 others (64 < i <= 76) score faithfulness
         "diff": {"limit": 64},
-        # atp only: adding ig-weights (K = 8; --set 'attribute.methods=[atp,ig-weights]') took
-        # 7:45 and made the run 67 min on the slower of two measured CPUs (README, std2)
+        # atp only, to stay within the budget; --set 'attribute.methods=[atp,ig-weights]' adds IG
         "attribute": {"batch_size": 4},
-        "scan": {"limit": 8, "batch_size": 4},
+        "exact": {"limit": 8, "batch_size": 4},
         "faithfulness": {"limit": 76, "sizes": [1, 3, 8], "control_sizes": [3], "batch_size": 4},
         "validate": {"limit": 16, "controls": 20, "batch_size": 4},
         "lora": {
@@ -105,15 +107,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "evaluate": {"limit": None, "batch_size": 16, "max_new_tokens": 40},
     },
-    # The paper's scale as far as the data allows; meant for a GPU or a long CPU run.
-    # On xsum (train 786, validation 107, test 106) it runs 63 stages: finetune, diff, attribute,
-    # faithfulness, locate, locate-kl, validate; 27 LoRA runs (7 arms, random as random1-3: 9
-    # arms x 3 seeds), each 786 pairs x 3 epochs plus per-epoch validation loss and ROUGE on 32
-    # documents; 29 evaluations (base, full and the 27 runs) of 106 test documents each. Diff and
-    # attribute read the first 64 validation documents, faithfulness scores the other 43 (8 sizes
-    # on a 30-layer model, 20 random sets per size), validate reads 100. Scaled from the quick
-    # preset's stage timings (not measured): 37-49x its training data per run at up to twice its
-    # tokens, 9x its LoRA runs — about two days on the 2-core CPU, ~90% of it in the LoRA runs.
+    # The paper's scale as far as the data allows (every arm, 3 seeds, 3 random draws); meant
+    # for a GPU or a long CPU run (its stages and estimated cost: README "paper preset").
     "paper": {
         "max_length": 512,
         "seeds": [0, 1, 2],
@@ -122,7 +117,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "faithfulness": {"limit": None, "controls": 20},
         "validate": {"limit": 100, "controls": 20},
         "lora": {
-            "arms": list(ARMS),
+            "arms": ["standard", "targeted", "targeted-kl", "random", "anti"]
+            + ["targeted-equal-budget", "heads"],
             "epochs": 3,
             "limit": None,
             "random_draws": 3,
@@ -154,6 +150,7 @@ _MANAGED = {
     "control_diff",
     "scan",
     "attribution",
+    "sources",
     "faithfulness",
     "progress",
     "max_steps",
@@ -165,8 +162,10 @@ _MANAGED_IN = {
     "finetune": {"method"},
     "lora": {"seed", "method"},
     "attribute": {"split", "limit", "method"},
-    "scan": {"split", "level"},
+    "exact": {"split", "level"},
 }
+#: Section names of earlier releases, accepted for one release with a deprecation message.
+RENAMED_SECTIONS = {"scan": "exact"}
 LORA_STUDY_KEYS = ("arms", "random_draws", "heads_per_layer", "rouge_val_limit")
 
 
@@ -176,7 +175,7 @@ class LoraStudyConfig(FinetuneConfig):
 
     arms: list[str] = field(
         default_factory=lambda: ["standard", "targeted", "random"],
-        metadata={"help": f"LoRA arms to train, from {', '.join(ARMS)}"},
+        metadata={"help": f"LoRA arms to train, from {', '.join(ARMS)} (study/arms.py)"},
     )
     random_draws: int = field(
         default=1, metadata={"help": "draws of the random-layers arm (a distribution from 3)"}
@@ -237,7 +236,7 @@ class AttributeStudyConfig(AttributeConfig):
 
     @staticmethod
     def folder(method: str) -> str:
-        return f"attribute/{method}"
+        return RunLayout.attribute(method)
 
     @property
     def folders(self) -> list[str]:
@@ -245,8 +244,8 @@ class AttributeStudyConfig(AttributeConfig):
 
 
 @dataclass
-class ScanStudyConfig(ScanConfig):
-    """The ``scan`` section: the exact patching scan of every layer alone on the first ``limit``
+class ExactStudyConfig(ScanConfig):
+    """The ``exact`` section: the exact patching scan of every layer alone on the first ``limit``
     selection documents (the diff's split), which the attribution is checked against and which
     faithfulness draws as its ``exact`` locator; ``limit`` 0 runs no scan stage."""
 
@@ -271,7 +270,7 @@ SECTIONS: dict[str, type[DictConfig]] = {
     "finetune": FinetuneConfig,
     "diff": DiffConfig,
     "attribute": AttributeStudyConfig,
-    "scan": ScanStudyConfig,
+    "exact": ExactStudyConfig,
     "faithfulness": FaithfulnessConfig,
     "locate": LocateConfig,
     "validate": ValidateConfig,
@@ -315,7 +314,7 @@ class StudyConfig(DictConfig):
     finetune: FinetuneConfig = _section("full fine-tuning of the base model")
     diff: DiffConfig = _section("base vs fine-tuned differences")
     attribute: AttributeStudyConfig = _section("attribution patching of every component")
-    scan: ScanStudyConfig = _section("exact layer scan of the first selection documents")
+    exact: ExactStudyConfig = _section("exact layer scan of the first selection documents")
     faithfulness: FaithfulnessConfig = _section("faithfulness curves of every locator")
     locate: LocateConfig = _section("circuit selection")
     validate: ValidateConfig = _section("causal validation of the circuit")
@@ -352,58 +351,75 @@ class StudyConfig(DictConfig):
             reject_unknown_keys(given, section_keys(name), f"section {name!r}")
             values = {**SECTION_DEFAULTS.get(name, {}), **given}
             setattr(self, name, cls.from_dict(self._managed(name) | values, section=name))
-        self._check_scan()
+        self._check_exact()
 
-    def _check_scan(self) -> None:
-        """The scan reads selection documents only, and its rows are layers."""
-        limit, selection = self.scan.limit, self.diff.limit
+    def _check_exact(self) -> None:
+        """The exact scan reads selection documents only, and its rows are layers."""
+        limit, selection = self.exact.limit, self.diff.limit
         if selection is not None and limit > selection:
             raise ConfigError(
                 "limit",
                 f"{{key}}={limit} exceeds diff.limit={selection}: the scan reads the first "
                 "selection documents only",
-                "scan.limit",
+                "exact.limit",
             )
-        if self.scan.enabled and self.faithfulness.level != "layer":
+        if self.exact.enabled and self.faithfulness.level != "layer":
             raise ConfigError(
                 "limit",
-                "{key} > 0 needs faithfulness.level=layer: the study's scan is a layer scan",
-                "scan.limit",
+                "{key} > 0 needs faithfulness.level=layer: the study's exact scan is a layer scan",
+                "exact.limit",
             )
 
     def _managed(self, section: str) -> dict[str, Any]:
-        """What the study sets in a section: models, data, lengths, run-relative paths."""
+        """What the study sets in a section: models, data, lengths, and the stages it reads (by
+        their run-relative folder, which the runner makes absolute and derives its inputs from)."""
+        L = RunLayout
         common = {"data": self.data, "max_length": self.max_length, "template": self.template}
         train = common | {"model": self.model, "seed": self.seeds[0], "out": section}
         train |= {"resume": True, "overwrite": True}
-        finetuned = self.finetuned or "finetune"  # external, or the finetune stage's folder
+        finetuned = self.finetuned or L.FINETUNE  # external, or the finetune stage's folder
         pair = common | {"base": self.model, "finetuned": finetuned, "seed": self.seeds[0]}
+        selection = (
+            {"split": self.diff.split, "limit": self.diff.limit}
+            if section
+            in (
+                "attribute",
+                "exact",
+            )
+            else {}
+        )
+        sources = (
+            {"diff": L.DIFF, "sources": self.locator_sources()}
+            if section
+            in (
+                "faithfulness",
+                "locate",
+            )
+            else {}
+        )
         return {
             "finetune": train | {"method": "full"},
             "diff": pair | {"per_doc": True},
-            "attribute": pair | self._from_built(section),
-            "scan": pair | self._from_built(section) | {"level": "layer"},
-            "faithfulness": pair | {"diff": "diff"} | self._from_built(section),
-            "locate": {"diff": "diff", "faithfulness": "faithfulness"} | self._from_built(section),
-            "validate": pair | {"circuit": "locate"},
+            # attribution and the exact scan read the diff's selection documents; the scan
+            # the first of them (its own limit), layer by layer
+            "attribute": pair | selection,
+            "exact": pair | {"split": selection.get("split"), "level": "layer"},
+            "faithfulness": pair | sources,
+            "locate": sources | {"faithfulness": L.FAITHFULNESS},
+            "validate": pair | {"circuit": L.LOCATE},
             "lora": train | {"method": "lora"},
             "evaluate": common | {"model": self.model},
         }[section]
 
-    def _from_built(self, section: str) -> dict[str, Any]:
-        """What a section takes from sections built before it: the attribute section reads the
-        diff's documents, the scan the first of them (its own limit), faithfulness the scan
-        when it runs and every attribution method's stage, locate the first method's."""
-        if section == "attribute":
-            return {"split": self.diff.split, "limit": self.diff.limit}
-        if section == "scan":
-            return {"split": self.diff.split}
-        if section == "faithfulness":
-            scan = "scan" if self.scan.enabled else None
-            return {"scan": scan, "attribution": self.attribute.folders}
-        if section == "locate":
-            return {"attribution": self.attribute.folders[0]}
-        return {}
+    def locator_sources(self) -> dict[str, str]:
+        """Every registered locator whose source a stage of this study produces (the diff's
+        locators read ``diff``), by the folder of that stage."""
+        planned = [*self.attribute.folders, *([RunLayout.EXACT] * self.exact.enabled)]
+        return {
+            name: LOCATORS[name].stage  # type: ignore[misc]
+            for name in names()
+            if LOCATORS[name].stage in planned
+        }
 
     @staticmethod
     def section_dict(section: str, config: DictConfig) -> dict[str, Any]:
@@ -464,6 +480,19 @@ def parse_override(text: str) -> dict[str, Any]:
     raise SumcircuitError(f"--set {text!r}: use at most one dot (section.key=value)")
 
 
+def _renamed(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` with sections of earlier releases under their new names (one warning each)."""
+    for old, new in RENAMED_SECTIONS.items():
+        if old in data:
+            log.warning(
+                "%s: section %r is now %r; the old name goes in a later release", where, old, new
+            )
+            data = {k: v for k, v in data.items() if k != old} | {
+                new: {**(data[old] or {}), **(data.get(new) or {})}
+            }
+    return data
+
+
 def build_config(
     *,
     preset: str | None = None,
@@ -478,7 +507,7 @@ def build_config(
             raise SumcircuitError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
         data = _merge(data, PRESETS[preset]) | {"preset": preset}
     if config_file is not None:
-        file_data = read_yaml(config_file)
+        file_data = _renamed(read_yaml(config_file), f"config file {str(config_file)!r}")
         reject_unknown_keys(file_data, StudyConfig, f"config file {str(config_file)!r}")
         if file_data.get("preset") and preset is None:
             return build_config(
@@ -486,7 +515,7 @@ def build_config(
             )
         data = _merge(data, file_data)
     for text in sets or []:
-        override = parse_override(text)
+        override = _renamed(parse_override(text), f"--set {text!r}")
         reject_unknown_keys(override, StudyConfig, f"--set {text!r}")
         data = _merge(data, override)
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})

@@ -24,7 +24,8 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,75 @@ Options = DictConfig | dict[str, Any]
 #: tail, not a same-size change in the middle of a weight file.
 WHOLE_HASH_LIMIT = 50 << 20
 EDGE = 1 << 20
+
+
+@dataclass
+class Stage:
+    """One stage of a plan: ``run(config, folder)``, its config's ``paths`` fields made absolute.
+
+    ``paths`` names the config fields whose values name other stages (a run-relative folder, or
+    a list or dict of them): those stages are its inputs. ``options`` may be a function that
+    builds the config once its ``after`` stages finished (what it reads to build it)."""
+
+    name: str
+    options: Options | Callable[[], Options]
+    run: Callable[[Any, Path], None]
+    paths: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    weight: float = 1.0  # relative expected cost, for the time estimate
+
+    def inputs(self, known: set[str], options: Options | None = None) -> tuple[str, ...]:
+        """The stages this one reads: ``after`` and every planned stage its ``paths`` name."""
+        options = options if options is not None else self.options
+        named = [] if callable(options) else _refs(options, self.paths, known)
+        return tuple(dict.fromkeys([*self.after, *named]))
+
+
+def _refs(options: Options, paths: tuple[str, ...], known: set[str]) -> list[str]:
+    found: list[str] = []
+    for name in paths:
+        value = getattr(options, name)
+        values = (
+            value.values()
+            if isinstance(value, dict)
+            else (value if isinstance(value, (list, tuple)) else [value])
+        )
+        found += [v for v in values if isinstance(v, str) and v in known]
+    return found
+
+
+def _absolute(options: Options, paths: tuple[str, ...], known: set[str], root: Path) -> Options:
+    """``options`` with every stage its ``paths`` fields name replaced by that stage's folder."""
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return str(root / value) if isinstance(value, str) and value in known else value
+
+    if not paths:
+        return options
+    return replace(options, **{name: resolve(getattr(options, name)) for name in paths})
+
+
+def order(stages: list[Stage]) -> list[Stage]:
+    """The stages with every one after its inputs, otherwise in the order given."""
+    known = {s.name for s in stages}
+    missing = {(s.name, i) for s in stages for i in s.inputs(known) if i not in known}
+    if missing:
+        raise ValueError(f"stages read stages that are not planned: {sorted(missing)}")
+    done: list[Stage] = []
+    left = list(stages)
+    while left:
+        ready = next(
+            (s for s in left if all(i in {d.name for d in done} for i in s.inputs(known))), None
+        )
+        if ready is None:
+            raise ValueError(f"the stages {[s.name for s in left]} read each other in a cycle")
+        done.append(ready)
+        left.remove(ready)
+    return done
 
 
 def _clock(seconds: float) -> str:
@@ -182,6 +252,25 @@ class StageRunner:
             marker_path, {"hash": digest, "files": files, "wall_s": wall, "finished": time.time()}
         )
         log.info("%s: finished in %s", label, _clock(wall))
+
+    @classmethod
+    def for_plan(cls, run_dir: Path, stages: list[Stage]) -> StageRunner:
+        ordered = order(stages)
+        return cls(run_dir, [s.name for s in ordered], {s.name: s.weight for s in ordered})
+
+    def run_plan(self, stages: list[Stage]) -> None:
+        """Run every stage after its inputs (see :class:`Stage`), each with the absolute paths
+        of what it reads, skipping those that finished before with the same inputs."""
+        known = {s.name for s in stages}
+        for stage in order(stages):
+            options = stage.options() if callable(stage.options) else stage.options
+            resolved = _absolute(options, stage.paths, known, self.run_dir)
+            self.run(
+                stage.name,
+                options,
+                partial(stage.run, resolved),
+                after=stage.inputs(known, options),
+            )
 
     def _eta(self, name: str) -> str:
         """Remaining-time estimate from the stages timed so far and their expected weights."""

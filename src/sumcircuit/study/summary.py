@@ -27,6 +27,7 @@ from sumcircuit.analysis.validate import CausalResult
 from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
 from sumcircuit.io import write_json
+from sumcircuit.layout import RunLayout
 from sumcircuit.models.trained import TrainingResult, final_value, steps_to_target
 from sumcircuit.provenance import provenance
 from sumcircuit.report.causal_plots import plot_attribution_vs_exact
@@ -326,15 +327,15 @@ def _vs_exact(
 ) -> tuple[list[dict[str, Any]] | None, list[tuple[str, str]]]:
     """Each attribution method's agreement with the exact layer scan, and its scatter (when the
     scan ran)."""
-    if not config.scan.enabled:
+    if not config.exact.enabled:
         return None, []
     found, figures = [], []
     for method, folder in zip(config.attribute.methods, config.attribute.folders, strict=True):
         vs = attribution_vs_exact(
-            AttributionResult.load(run / folder), ScanResult.load(run / "scan")
+            AttributionResult.load(run / folder), ScanResult.load(run / RunLayout.EXACT)
         )
         png = plot_attribution_vs_exact(
-            run / folder, run / "scan", run / "report" / f"attribution_vs_exact_{method}"
+            run / folder, run / RunLayout.EXACT, run / "report" / f"attribution_vs_exact_{method}"
         )
         caption = (
             f"attribution ({vs['method']}) vs exact patching of each layer on the first "

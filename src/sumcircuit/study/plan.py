@@ -1,0 +1,186 @@
+"""The study's stage graph, declared once.
+
+Each :class:`Stage` is a folder of the run directory (its name, from
+:class:`~sumcircuit.layout.RunLayout`), the config it hashes, the function that fills its folder,
+and its inputs: the config fields whose values name other stages (``diff: diff``,
+``sources: {atp: attribute/atp}``, ``adapter: lora/targeted-s0``) and, for a config that can
+only be built once upstream stages finished (a LoRA arm's layers come from the circuit),
+``after``. :meth:`~sumcircuit.study.stages.StageRunner.run_plan` derives the order, the
+skip/redo decisions and the absolute paths each stage is handed from these declarations.
+
+:func:`plan_study` reads like the pipeline::
+
+    finetune ─► diff ─► attribute/<method> ... ─► [exact] ─► faithfulness ─► locate [locate-kl]
+        ─► validate ─► lora/<arm>-s<seed> ... ─► evaluate/<model> ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.layout import RunLayout
+from sumcircuit.study.arms import FAITHFUL, Arm, ArmContext, arm
+from sumcircuit.study.config import StudyConfig
+from sumcircuit.study.external import EXTERNAL_FILE, ExternalFinetune
+from sumcircuit.study.stages import Stage
+
+__all__ = ["StudyPlan", "plan_study"]
+
+
+@dataclass
+class StudyPlan:
+    stages: list[Stage]
+    arm_names: list[str]  # the LoRA table's rows, in order
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+
+def plan_study(
+    config: StudyConfig, layout: RunLayout, external: ExternalFinetune | None
+) -> StudyPlan:
+    """Every stage of the study (see the module docstring)."""
+    from sumcircuit.analysis.attribute import run_attribute
+    from sumcircuit.analysis.diff import run_diff
+    from sumcircuit.analysis.faithfulness import faithfulness
+    from sumcircuit.analysis.locate import locate
+    from sumcircuit.analysis.scan import scan
+    from sumcircuit.analysis.validate import validate
+    from sumcircuit.evaluation.evaluate import evaluate
+    from sumcircuit.report.causal_plots import plot_faithfulness, plot_scan
+    from sumcircuit.report.plots import plot_diff
+    from sumcircuit.training.loop import finetune
+
+    L = RunLayout
+    # A fine-tune made elsewhere is recorded, not trained: its stage hashes the model's checksum,
+    # and every stage that reads the model depends on that record.
+    ft = ("finetuned",) if external is None else ()
+    read_ft = () if external is None else (L.FINETUNE,)
+
+    def pair(name: str, options: Any, fn: Callable, *paths: str, weight: float) -> Stage:
+        return Stage(name, options, fn, paths=(*ft, *paths), after=read_ft, weight=weight)
+
+    if external is None:
+        stages = [Stage(L.FINETUNE, config.finetune, _finetune(finetune), weight=3.0)]
+    else:
+        stages = [Stage(L.FINETUNE, external.to_dict(), lambda _, folder: external.save(folder))]
+    stages.append(pair(L.DIFF, config.diff, _saved(run_diff, plot_diff, L.DIFF_PLOTS), weight=1))
+    for method in config.attribute.methods:
+        weight = 0.5 * max(1.0, config.attribute.ig_steps / 2 if method != "atp" else 1.0)
+        stage = config.attribute.stage(method)
+        stages.append(pair(L.attribute(method), stage, _saved(run_attribute), weight=weight))
+    if config.exact.enabled:
+        stages.append(pair(L.EXACT, config.exact, _saved(scan, plot_scan), weight=0.5))
+    stages.append(
+        pair(
+            L.FAITHFULNESS,
+            config.faithfulness,
+            _saved(faithfulness, plot_faithfulness),
+            "diff",
+            "sources",
+            weight=1.0,
+        )
+    )
+    arms = [arm(name) for name in config.lora.arms]
+    circuits = [
+        FAITHFUL,
+        *dict.fromkeys(a.circuit for a in arms if a.circuit not in (None, FAITHFUL)),
+    ]
+    for locator in circuits:
+        options = config.locate if locator == FAITHFUL else replace(config.locate, score=locator)
+        paths = ("diff", "faithfulness", "sources")
+        stages.append(Stage(_locate_stage(locator), options, _saved(locate), paths, weight=0.05))
+    stages.append(pair(L.VALIDATE, config.validate, _saved(validate), "circuit", weight=2.0))
+
+    arm_names, evaluated = [], {L.BASE_EVAL: config.evaluate, L.FULL_EVAL: _full_eval(config)}
+    for spec in arms:
+        for row, draw in spec.variants(config.lora.random_draws):
+            arm_names.append(row)
+            for seed in config.seeds:
+                name = L.lora(row, seed)
+                after = () if spec.circuit is None else (L.DIFF, _locate_stage(spec.circuit))
+                options = _arm_options(config, layout, spec, draw, seed, name)
+                stages.append(Stage(name, options, _finetune(finetune), after=after, weight=2.0))
+                evaluated[L.run_key(row, seed)] = replace(config.evaluate, adapter=name)
+    for key, eval_config in evaluated.items():
+        stages.append(
+            Stage(
+                L.evaluate(key),
+                eval_config,
+                _saved(evaluate, out=True),
+                ("model", "adapter"),
+                after=read_ft if key == L.FULL_EVAL else (),
+                weight=0.4,
+            )
+        )
+    return StudyPlan(stages, arm_names)
+
+
+def _locate_stage(locator: str) -> str:
+    return RunLayout.locate(None if locator == FAITHFUL else locator)
+
+
+def _full_eval(config: StudyConfig) -> Any:
+    """The full fine-tune's evaluation: the finetune stage's model folder, or the external one."""
+    return replace(config.evaluate, model=config.diff.finetuned)
+
+
+def _arm_options(
+    config: StudyConfig, layout: RunLayout, spec: Arm, draw: int, seed: int, out: str
+) -> Callable[[], Any]:
+    """The arm's fine-tuning config, built once the circuits it reads exist."""
+
+    def build() -> Any:
+        adapts: dict[str, Any] = {}
+        if spec.circuit is not None:
+            from sumcircuit.analysis.diff_result import DiffResult
+
+            diff = DiffResult.load(layout / RunLayout.DIFF)
+            study = Circuit.load(layout / _locate_stage(FAITHFUL))
+            own = Circuit.load(layout / _locate_stage(spec.circuit))
+            context = ArmContext(
+                own,
+                study,
+                ranked=diff.layers_ranked,
+                n_layers=diff.n_layers,
+                draw=draw,
+                seed=config.seeds[0],
+                diff=diff,
+                heads_per_layer=config.lora.heads_per_layer,
+            )
+            adapts = spec.adapts(context)
+        return config.lora.arm(seed=seed, out=out, **adapts)
+
+    return build
+
+
+def _finetune(finetune: Callable) -> Callable[[Any, Path], None]:
+    def run(stage_config: Any, folder: Path) -> None:
+        (folder / EXTERNAL_FILE).unlink(missing_ok=True)  # an earlier run's external record
+        finetune(replace(stage_config, out=str(folder)))
+
+    return run
+
+
+def _saved(
+    compute: Callable, plot: Callable | None = None, plots: str | None = None, *, out: bool = False
+) -> Callable[[Any, Path], None]:
+    """A stage that computes a result from its config and saves it into its folder (then draws
+    its figures there, or in ``folder/plots``); ``out``: the function saves it itself."""
+
+    def run(stage_config: Any, folder: Path) -> None:
+        if out:
+            compute(replace(stage_config, out=str(folder)))
+            return
+        compute(stage_config).save(folder)
+        if plot is not None and plots:
+            plot(folder, folder / plots)
+        elif plot is not None:
+            plot(folder)
+
+    return run
