@@ -37,6 +37,7 @@ from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.io import check_writable_dir, read_json, write_json
+from sumcircuit.layout import RunLayout
 from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.external import EXTERNAL_FILE, check_external
 from sumcircuit.study.stages import StageRunner
@@ -307,7 +308,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
 
         runner.run(f"evaluate/{key}", eval_config, do_eval, after=after)
 
-    summary_path = write_summary(out, config, arm_names=arm_names, runner=runner)
+    summary_path = write_summary(RunLayout(out), config, arm_names=arm_names, runner=runner)
     log.info("summary: %s", summary_path)
     from sumcircuit.report.html import build_report
 
