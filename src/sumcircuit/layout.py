@@ -118,3 +118,7 @@ class RunLayout:
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))
+
+    def resolve(self, relative: str) -> Path:
+        """A path :meth:`relative` wrote (a figure the summary lists), back under the root."""
+        return self.root / relative

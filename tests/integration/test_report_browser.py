@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumcircuit.io import write_json
 from sumcircuit.report.html import build_report
+from sumcircuit.report.summary_result import StudySummary
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -39,17 +39,12 @@ def _red_figure(path: Path) -> None:
 
 def test_report_renders_with_its_figures(tmp_path: Path) -> None:
     _red_figure(tmp_path / "fig.png")
-    write_json(
-        tmp_path / "summary.json",
-        {
-            "model": "tiny",
-            "dataset": "pairs <b>not bold</b>",
-            "figures": {"diff": [["fig.png", "red test figure"]]},
-            "lora": {
-                "standard": {"rougeL": 0.2, "rougeL_ci95": [0.1, 0.3], "trainable_params": 10}
-            },
-        },
-    )
+    StudySummary(
+        model="tiny",
+        dataset="pairs <b>not bold</b>",
+        figures={"diff": [("fig.png", "red test figure")]},
+        lora={"standard": {"rougeL": 0.2, "rougeL_ci95": [0.1, 0.3], "trainable_params": 10}},
+    ).save(tmp_path)
     report = build_report(tmp_path)
     profile = tmp_path / "profile"
     common = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}"]

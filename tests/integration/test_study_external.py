@@ -10,8 +10,8 @@ import pytest
 import sumcircuit.training.loop as loop
 from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.cli import main
-from sumcircuit.io import read_json
 from sumcircuit.models.tiny import save_tiny
+from sumcircuit.report.summary_result import StudySummary
 from sumcircuit.study.external import ExternalFinetune
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
@@ -71,10 +71,10 @@ def test_run_with_an_external_finetune_skips_training_it(
     assert models["finetuned"]["source"] == str(finetuned.resolve())
     assert models["finetuned"]["sha256"] == external.identity["sha256"]
 
-    summary = read_json(out / "summary.json")
-    assert summary["finetuned"] == {"path": external.path, "sha256": external.identity["sha256"]}
-    assert summary["lora"]["full"]["trainable_params"] is None
-    assert 0.0 <= summary["lora"]["full"]["rougeL"] <= 1.0
+    summary = StudySummary.load(out)
+    assert summary.finetuned == {"path": external.path, "sha256": external.identity["sha256"]}
+    assert summary.lora["full"]["trainable_params"] is None
+    assert 0.0 <= summary.lora["full"]["rougeL"] <= 1.0
 
     # Resumed with the same inputs: nothing runs again.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")}

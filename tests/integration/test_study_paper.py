@@ -11,9 +11,9 @@ import pytest
 import sumcircuit.training.loop as loop
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.cli import main
-from sumcircuit.io import read_json
 from sumcircuit.models.tiny import save_tiny
 from sumcircuit.models.trained import TrainingResult
+from sumcircuit.report.summary_result import StudySummary
 from sumcircuit.study import arms
 from sumcircuit.study.config import PRESETS
 
@@ -83,7 +83,7 @@ def test_paper_preset_trains_every_arm_seed_and_draw_then_skips_all(
     assert main(_args(model, xsum_sample, out)) == 0
     assert trained == []
     assert {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")} == stamps
-    assert set(read_json(out / "summary.json")["timings_s"]["skipped"]) == {
+    assert set(StudySummary.load(out).timings_s["skipped"]) == {
         p.parent.relative_to(out).as_posix() for p in stamps
     }
 
@@ -99,15 +99,15 @@ def _check_run(out: Path) -> None:
         assert (out / "evaluate" / key / "stage.json").is_file(), key
     assert sorted(p.name for p in (out / "evaluate").iterdir()) == sorted(eval_stages)
 
-    summary = read_json(out / "summary.json")
-    assert summary["preset"] == "paper" and summary["config"]["seeds"] == SEEDS
-    assert summary["config"]["lora"]["arms"] == list(ARMS)
-    assert summary["config"]["lora"]["random_draws"] == DRAWS
-    assert set(summary["lora"]) == {"base", "full", *ARM_NAMES}
-    versus = summary["comparisons"]["vs_standard"]
+    summary = StudySummary.load(out)
+    assert summary.preset == "paper" and summary.config["seeds"] == SEEDS
+    assert summary.config["lora"]["arms"] == list(ARMS)
+    assert summary.config["lora"]["random_draws"] == DRAWS
+    assert set(summary.lora) == {"base", "full", *ARM_NAMES}
+    versus = summary.comparisons["vs_standard"]
     assert set(versus) == {"base", "full", *ARM_NAMES} - {"standard"}
     assert all(versus[name]["rougeL"] and versus[name]["loglik"] for name in versus)
-    rows = summary["lora"]
+    rows = summary.lora
     for name in ARM_NAMES:
         assert 0.0 <= rows[name]["rougeL"] <= 1.0 and rows[name]["epochs"] == 1, name
         step, total = rows[name]["steps_to_target"], rows[name]["total_steps"]
@@ -118,7 +118,7 @@ def _check_run(out: Path) -> None:
             assert run.config["layers"] == rows[name]["layers"], (name, seed)
             assert run.config["heads"] == rows[name]["heads"], (name, seed)
 
-    circuit = summary["circuit"]["layers"]
+    circuit = summary.circuit["layers"]
     assert len(circuit) == K and rows["targeted"]["layers"] == circuit
     assert rows["targeted-equal-budget"]["layers"] == circuit
     assert rows["targeted-kl"]["layers"] == Circuit.load(out / "locate-kl").layers
@@ -126,7 +126,7 @@ def _check_run(out: Path) -> None:
     for layers in draws:
         assert len(layers) == K and not set(layers) & set(circuit)
     assert len({tuple(d) for d in draws}) > 1  # seeded draws: not all the same pair
-    outside = [layer for layer in summary["layers_ranked"] if layer not in circuit]
+    outside = [layer for layer in summary.layers_ranked if layer not in circuit]
     assert sorted(rows["anti"]["layers"]) == sorted(outside[-K:])  # least changed, not circuit
     assert all(h[0] in circuit for h in rows["heads"]["heads"])
 

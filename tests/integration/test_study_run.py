@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 import sumcircuit.training.loop as loop
 from sumcircuit.analysis.locators import locator
 from sumcircuit.cli import main
-from sumcircuit.io import read_json
 from sumcircuit.models.trained import TrainingResult
+from sumcircuit.report.summary_result import StudySummary
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -111,53 +111,53 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     for stage, mtime in finished.items():  # finished stages were not redone
         assert (out / stage / "stage.json").stat().st_mtime_ns == mtime, stage
 
-    summary = read_json(out / "summary.json")
-    assert set(summary["lora"]) == {"base", "full", "standard", "targeted", "random"}
-    for row in summary["lora"].values():
+    summary = StudySummary.load(out)
+    assert set(summary.lora) == {"base", "full", "standard", "targeted", "random"}
+    for row in summary.lora.values():
         assert 0.0 <= row["rougeL"] <= 1.0 and row["rougeL_ci95"][0] <= row["rougeL_ci95"][1]
         assert row["loglik"] < 0 and row["loglik_ci95"][0] <= row["loglik"] <= row["loglik_ci95"][1]
-    comps = summary["comparisons"]
+    comps = summary.comparisons
     assert set(comps["vs_standard"]) == {"base", "full", "targeted", "random"}
     assert set(comps["vs_base"]) == {"full", "standard", "targeted", "random"}
     for against in comps.values():
         for diffs in against.values():
             assert set(diffs) == {"rougeL", "loglik"} and diffs["loglik"]["n"] == 3
-    lora_claim = summary["paper_claims"][2]
+    lora_claim = summary.paper_claims[2]
     assert set(lora_claim["verdicts"]) == {"rougeL", "loglik"}
     assert (
-        summary["lora"]["targeted"]["trainable_params"] * 2
-        == summary["lora"]["standard"]["trainable_params"]
+        summary.lora["targeted"]["trainable_params"] * 2
+        == summary.lora["standard"]["trainable_params"]
     )
-    assert summary["lora"]["targeted"]["layers"] == summary["circuit"]["layers"]
+    assert summary.lora["targeted"]["layers"] == summary.circuit["layers"]
     for name in ("standard", "targeted", "random"):  # 2 epochs x 2 steps, ROUGE-L on
-        row = summary["lora"][name]
+        row = summary.lora[name]
         assert row["total_steps"] == 4 and row["target_metric"] == "val_rougeL"
         assert row["steps_to_target"] is None or 1 <= row["steps_to_target"] <= 4
-    assert summary["lora"]["standard"]["steps_to_target"] is not None  # reaches its own final
+    assert summary.lora["standard"]["steps_to_target"] is not None  # reaches its own final
     for name in ("standard", "targeted", "random"):  # the same, on the smooth validation loss
-        step = summary["lora"][name]["steps_to_target_loss"]
+        step = summary.lora[name]["steps_to_target_loss"]
         assert step is None or 1 <= step <= 4
-    assert summary["lora"]["standard"]["steps_to_target_loss"] is not None  # its own final
-    assert "its validation loss" in summary["paper_claims"][2]["ours"]
-    assert summary["lora"]["random"]["layers"] != summary["circuit"]["layers"]
-    assert [c["holds"] in (True, False, None) for c in summary["paper_claims"]] == [True] * 3
-    assert all(c["evidence"] and "evidence_data" in c for c in summary["paper_claims"])
-    middle = summary["paper_claims"][0]["evidence_data"]  # the study's diff keeps per-doc values
+    assert summary.lora["standard"]["steps_to_target_loss"] is not None  # its own final
+    assert "its validation loss" in summary.paper_claims[2]["ours"]
+    assert summary.lora["random"]["layers"] != summary.circuit["layers"]
+    assert [c["holds"] in (True, False, None) for c in summary.paper_claims] == [True] * 3
+    assert all(c["evidence"] and "evidence_data" in c for c in summary.paper_claims)
+    middle = summary.paper_claims[0]["evidence_data"]  # the study's diff keeps per-doc values
     assert middle["method"] == "bootstrap over documents" and 0 <= middle["support"] <= 1
-    vs_random = summary["targeted_vs_random"]["rougeL"]
-    assert vs_random["draws"] == [summary["lora"]["random"]["rougeL"]]
+    vs_random = summary.targeted_vs_random["rougeL"]
+    assert vs_random["draws"] == [summary.lora["random"]["rougeL"]]
     assert vs_random["percentile"] in (0.0, 50.0, 100.0)
-    assert set(summary["causal"]) >= {"sufficiency", "necessity", "random_percentile"}
-    faith = summary["faithfulness"]
+    assert set(summary.causal) >= {"sufficiency", "necessity", "random_percentile"}
+    faith = summary.faithfulness
     assert {"kl", "weight", "atp"} <= set(faith["areas"])  # diff locators and the attribution
     best = faith["most_faithful"]
     candidates = [a for k, a in faith["areas"].items() if locator(k).candidate]
     assert faith["areas"][best]["cpr"] == max(a["cpr"] for a in candidates)
     assert {"first-k", "last-k", "evenly-spaced"} <= set(faith["areas"])  # position baselines
-    assert summary["circuit"]["score"] == best  # the circuit is the faithful one
+    assert summary.circuit["score"] == best  # the circuit is the faithful one
     assert faith["documents"]["scoring"]["split"] == "test"
     assert "exact" not in faith["areas"] and not (out / "exact").exists()  # exact.limit: 0
-    assert summary["attribution_vs_exact"] is None
+    assert summary.attribution_vs_exact is None
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "LoRA" in html
     assert "Which locator is faithful" in html and "(chosen)" in html

@@ -13,7 +13,7 @@ from test_study_run import WORDS, _args
 from sumcircuit.analysis.agreement import TRUSTED_PEARSON
 from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.cli import main
-from sumcircuit.io import read_json
+from sumcircuit.report.summary_result import StudySummary
 
 
 def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
@@ -35,13 +35,13 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
     assert scan.level == "layer" and scan.n_docs == 2 and len(scan.doc_ids) == 2
     assert (out / "exact" / "stage.json").exists() and (out / "exact" / "scan.png").exists()
     assert scan.provenance["data"]["split"] == "validation"  # the diff's split, first documents
-    summary = read_json(out / "summary.json")
-    faith = summary["faithfulness"]
+    summary = StudySummary.load(out)
+    faith = summary.faithfulness
     assert {"exact", "atp", "ig-weights"} <= set(faith["areas"])
     assert {"split": "validation", "limit": 2} in faith["documents"]["selection"]
-    found = summary["attribution_vs_exact"]
+    found = summary.attribution_vs_exact
     assert [vs["method"] for vs in found] == ["atp", "ig-weights"]
-    n_layers = len(summary["layers_ranked"])
+    n_layers = len(summary.layers_ranked)
     for vs in found:
         assert (vs["level"], vs["n_docs"]) == ("layer", 2)
         assert vs["attribution_n_docs"] == 2  # the estimate on the scan's own documents
@@ -52,14 +52,14 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
         assert vs["exact"] == scan.scores("layer").tolist()
     atp, ig = found
     assert atp["attribution"] != ig["attribution"]  # two methods, two estimates
-    figures = [path for path, _ in summary["figures"]["agreement"]]
+    figures = [path for path, _ in summary.figures["agreement"]]
     assert figures == [
         "report/attribution_vs_exact_atp.png",
         "report/attribution_vs_exact_ig-weights.png",
     ]
     assert all((out / path).exists() for path in figures)
     # a method whose ranking does not follow exact patching says so under its scatter
-    for vs, (_, caption) in zip(found, summary["figures"]["agreement"], strict=True):
+    for vs, (_, caption) in zip(found, summary.figures["agreement"], strict=True):
         assert vs["trusted"] == (vs["pearson"] >= TRUSTED_PEARSON)
         assert ("does not follow exact patching" in caption) == (not vs["trusted"])
     for method in ("atp", "ig-weights"):
@@ -71,4 +71,4 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
 
     # rerun: every stage, the scan included, is skipped
     assert main(argv) == 0
-    assert "exact" in read_json(out / "summary.json")["timings_s"]["skipped"]
+    assert "exact" in StudySummary.load(out).timings_s["skipped"]

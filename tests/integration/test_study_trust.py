@@ -12,7 +12,7 @@ import pytest
 
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.cli import main
-from sumcircuit.io import read_json
+from sumcircuit.report.summary_result import StudySummary
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 SETS = [
@@ -67,7 +67,7 @@ def test_a_truncated_diff_table_reruns_diff_and_what_follows(
     run = _copy(study, tmp_path)
     original = (run / "diff" / "layers.csv").read_bytes()
     circuit = Circuit.load(run / "locate")
-    summary = read_json(run / "summary.json")
+    summary = StudySummary.load(run)
     _cut_rows(run / "diff" / "layers.csv", 1)
     with caplog.at_level("INFO"):
         assert main(_args(study, run)) == 0
@@ -78,11 +78,11 @@ def test_a_truncated_diff_table_reruns_diff_and_what_follows(
     assert (run / "diff" / "layers.csv").read_bytes() == original
     again = Circuit.load(run / "locate")
     assert (again.layers, again.heads) == (circuit.layers, circuit.heads)
-    rerun = read_json(run / "summary.json")
+    rerun = StudySummary.load(run)
     for arm in ("targeted", "random"):  # trained on the layers of the whole diff, as before
-        assert rerun["lora"][arm]["layers"] == summary["lora"][arm]["layers"]
-    assert "diff" not in rerun["timings_s"]["skipped"]
-    assert "lora/standard-s0" in rerun["timings_s"]["skipped"]  # depends on no diff
+        assert rerun.lora[arm]["layers"] == summary.lora[arm]["layers"]
+    assert "diff" not in rerun.timings_s["skipped"]
+    assert "lora/standard-s0" in rerun.timings_s["skipped"]  # depends on no diff
 
 
 def test_a_corrupt_circuit_is_repaired_with_one_line(

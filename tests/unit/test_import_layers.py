@@ -31,3 +31,12 @@ def test_shared_modules_import_no_training_or_evaluation():
     assert not {
         m for m in modules if m.startswith(("sumcircuit.training", "sumcircuit.evaluation"))
     }
+
+
+def test_report_imports_no_study():
+    """The report reads the study's summary through a class below ``study/``."""
+    modules = imported_by(
+        "sumcircuit.report.html", "sumcircuit.report.figures", "sumcircuit.report.summary_result"
+    )
+    assert "sumcircuit.report.summary_result" in modules
+    assert not {m for m in modules if m.startswith(("sumcircuit.study", "sumcircuit.commands"))}

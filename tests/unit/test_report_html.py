@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from sumcircuit.io import write_json
+import pytest
+
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.report.html import build_report
+from sumcircuit.report.summary_result import StudySummary
 from sumcircuit.study.claims import entropy_claim, lora_claim, middle_layers_claim
 
 PNG = base64.b64decode(
@@ -17,21 +20,14 @@ PNG = base64.b64decode(
 def test_report_inlines_figures_and_escapes_text(tmp_path: Path) -> None:
     (tmp_path / "fig.png").write_bytes(PNG)
     evil = "<script>alert('x')</script>"
-    write_json(
-        tmp_path / "summary.json",
-        {
-            "model": "tiny",
-            "dataset": evil,
-            "paper_claims": [entropy_claim(0.7, [0.55, 0.8])],
-            "figures": {"diff": [["fig.png", "delta entropy heatmap"]]},
-            "examples": [
-                {"id": "1", "document": evil, "reference": "ref & co", "arms": {"full": evil}}
-            ],
-            "lora": {
-                "standard": {"rougeL": 0.2, "rougeL_ci95": [0.1, 0.3], "trainable_params": 10}
-            },
-        },
-    )
+    StudySummary(
+        model="tiny",
+        dataset=evil,
+        paper_claims=[entropy_claim(0.7, [0.55, 0.8])],
+        figures={"diff": [("fig.png", "delta entropy heatmap")]},
+        examples=[{"id": "1", "document": evil, "reference": "ref & co", "arms": {"full": evil}}],
+        lora={"standard": {"rougeL": 0.2, "rougeL_ci95": [0.1, 0.3], "trainable_params": 10}},
+    ).save(tmp_path)
     html = build_report(tmp_path).read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert (
@@ -67,17 +63,14 @@ def test_report_shows_loglik_and_both_comparisons(tmp_path: Path) -> None:
     diff = {"mean_diff": 0.1, "ci95": [0.05, 0.15], "p_value": 0.001, "n": 9}
     claim = lora_claim(lora, {"rougeL": diff | {"ci95": [-0.01, 0.2]}, "loglik": diff})
     lora["standard"] |= {"rougeL_ci95": [0.1, 0.3], "loglik_ci95": [-2.4, -2.0]}
-    write_json(
-        tmp_path / "summary.json",
-        {
-            "paper_claims": [claim],
-            "lora": lora,
-            "comparisons": {
-                "vs_standard": {"targeted": {"rougeL": diff, "loglik": diff}},
-                "vs_base": {"targeted": {"rougeL": diff, "loglik": None}},
-            },
+    StudySummary(
+        paper_claims=[claim],
+        lora=lora,
+        comparisons={
+            "vs_standard": {"targeted": {"rougeL": diff, "loglik": diff}},
+            "vs_base": {"targeted": {"rougeL": diff, "loglik": None}},
         },
-    )
+    ).save(tmp_path)
     html = build_report(tmp_path).read_text()
     assert "log-likelihood / token [95% CI]" in html and "-2.200" in html
     assert "[-2.400, -2.000]" in html
@@ -85,3 +78,20 @@ def test_report_shows_loglik_and_both_comparisons(tmp_path: Path) -> None:
     body = html.split("ΔROUGE-L")[1]
     assert body.count("<td>standard</td>") == 1 and body.count("<td>base</td>") == 1
     assert "undecided (CI too wide) — ROUGE-L: undecided; log-likelihood: holds" in html
+
+
+def test_a_damaged_summary_is_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text('{"model": "tiny", "lora": ')
+    with pytest.raises(SumcircuitError, match=r"summary\.json' is damaged \(not valid JSON"):
+        build_report(tmp_path)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_an_untrusted_attribution_method_gets_advice() -> None:
+    from sumcircuit.report.figures import untrusted_advice
+
+    vs = {"method": "atp", "pearson": 0.36, "trusted": False}
+    advice = untrusted_advice(vs)
+    assert advice is not None and advice.startswith("atp's layer ranking does not follow exact")
+    assert "(Pearson r 0.36 < 0.7)" in advice and "attribute.methods=[atp,ig-weights]" in advice
+    assert untrusted_advice(vs | {"pearson": 0.9, "trusted": True}) is None

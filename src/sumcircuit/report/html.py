@@ -1,4 +1,5 @@
-"""One self-contained HTML report of a study, built from ``RUN/summary.json`` and figure files.
+"""One self-contained HTML report of a study, built from its summary (:class:`StudySummary`,
+``RUN/summary.json``) and the figure files it lists.
 
 No network: images are inlined as base64 data URIs, the style sheet is inline and there is no
 script. Every text that comes from data, models or configs is HTML-escaped.
@@ -12,7 +13,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from sumcircuit.io import read_json, write_text
+from sumcircuit.io import write_text
+from sumcircuit.layout import RunLayout
+from sumcircuit.report.summary_result import StudySummary
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -73,12 +76,12 @@ _VERDICTS = {True: "holds", False: "does not hold", None: "undecided (CI too wid
 _METRIC_NAMES = {"rougeL": "ROUGE-L", "loglik": "log-likelihood"}
 
 
-def _claims(summary: dict[str, Any]) -> str:
+def _claims(summary: StudySummary) -> str:
     rows, classes = [], []
-    for claim in summary.get("paper_claims", []):
-        holds = claim.get("holds")
+    for claim in summary.claims():
+        holds = claim["holds"]
         verdict = _VERDICTS[holds]
-        per_metric = claim.get("verdicts") or {}
+        per_metric = claim["verdicts"]
         if per_metric:  # each outcome's own verdict, in a fixed order
             short = {True: "holds", False: "does not hold", None: "undecided"}
             names = [m for m in _METRIC_NAMES if m in per_metric]
@@ -92,30 +95,30 @@ def _claims(summary: dict[str, Any]) -> str:
                 _e(claim["paper"]),
                 _e(claim["ours"]),
                 _e(verdict),
-                _e(claim.get("evidence", "")),  # a summary written before evidence existed
+                _e(claim["evidence"]),
             ]
         )
         classes.append(f"holds-{str(holds).lower() if holds is not None else 'null'}")
     return _table(["claim", "paper", "this study", "verdict", "evidence"], rows, classes)
 
 
-def _lora(summary: dict[str, Any]) -> str:
+def _lora(summary: StudySummary) -> str:
     rows = []
-    for arm, r in summary.get("lora", {}).items():
+    for arm, r in summary.lora_rows().items():
         rows.append(
             [
                 _e(arm),
-                _num(r.get("rouge1")),
-                _num(r.get("rouge2")),
-                _num(r.get("rougeL")) + f' <span class="muted">{_ci(r.get("rougeL_ci95"))}</span>',
-                _num(r.get("rougeLsum")),
-                _num(r.get("loglik")) + f' <span class="muted">{_ci(r.get("loglik_ci95"))}</span>',
-                _num(r.get("trainable_params")),
-                _num(r.get("epochs")),
-                _num(r.get("steps_to_target"))
-                + f' <span class="muted">of {_num(r.get("total_steps"))}</span>',
-                _num(r.get("steps_to_target_loss")),
-                _num(r.get("wall_s"), 0),
+                _num(r["rouge1"]),
+                _num(r["rouge2"]),
+                _num(r["rougeL"]) + f' <span class="muted">{_ci(r["rougeL_ci95"])}</span>',
+                _num(r["rougeLsum"]),
+                _num(r["loglik"]) + f' <span class="muted">{_ci(r["loglik_ci95"])}</span>',
+                _num(r["trainable_params"]),
+                _num(r["epochs"]),
+                _num(r["steps_to_target"])
+                + f' <span class="muted">of {_num(r["total_steps"])}</span>',
+                _num(r["steps_to_target_loss"]),
+                _num(r["wall_s"], 0),
             ]
         )
     headers = [
@@ -137,7 +140,7 @@ def _lora(summary: dict[str, Any]) -> str:
         "mean log-probability per token (natural log, teacher-forced after the generation "
         "prompt; higher is better).</p>"
     )
-    return out + _comparisons(summary.get("comparisons") or {})
+    return out + _comparisons(summary.differences())
 
 
 def _diff_cells(diff: dict[str, Any] | None) -> list[str]:
@@ -146,16 +149,13 @@ def _diff_cells(diff: dict[str, Any] | None) -> list[str]:
     return [f"{diff['mean_diff']:+.3f}", _ci(diff["ci95"]), _num(diff.get("p_value"))]
 
 
-def _comparisons(comps: dict[str, dict[str, Any]]) -> str:
-    rows = []
-    for key, against in comps.items():
-        reference = key.removeprefix("vs_")
-        for arm, diffs in against.items():
-            rows.append(
-                [_e(arm), _e(reference)]
-                + _diff_cells(diffs.get("rougeL"))
-                + _diff_cells(diffs.get("loglik"))
-            )
+def _comparisons(differences: list[tuple[str, str, dict[str, Any]]]) -> str:
+    rows = [
+        [_e(arm), _e(reference)]
+        + _diff_cells(diffs.get("rougeL"))
+        + _diff_cells(diffs.get("loglik"))
+        for arm, reference, diffs in differences
+    ]
     if not rows:
         return ""
     return (
@@ -168,8 +168,8 @@ def _comparisons(comps: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _causal(summary: dict[str, Any]) -> str:
-    causal = summary.get("causal") or {}
+def _causal(summary: StudySummary) -> str:
+    causal = summary.causal
     if not causal:
         return '<p class="muted">not run</p>'
     rows = []
@@ -177,15 +177,15 @@ def _causal(summary: dict[str, Any]) -> str:
         rows.append(
             [
                 _e(key),
-                _num(causal.get(key)),
-                _ci(causal.get(f"{key}_ci95")),
-                _num((causal.get("random_percentile") or {}).get(key), 1),
-                _num((causal.get("controls_mean") or {}).get(key)),
+                _num(causal[key]),
+                _ci(causal[f"{key}_ci95"]),
+                _num(causal["random_percentile"].get(key), 1),  # {}: no random controls
+                _num(causal["controls_mean"][key]),
             ]
         )
     text = (
-        f"<p>m = mean log-likelihood per summary token: base {_num(causal.get('m_base'))}, "
-        f"fine-tuned {_num(causal.get('m_ft'))}; {_num(causal.get('n_controls'))} random component "
+        f"<p>m = mean log-likelihood per summary token: base {_num(causal['m_base'])}, "
+        f"fine-tuned {_num(causal['m_ft'])}; {_num(causal['n_controls'])} random component "
         "sets of the same size as controls.</p>"
     )
     return text + _table(
@@ -193,18 +193,18 @@ def _causal(summary: dict[str, Any]) -> str:
     )
 
 
-def _faithfulness(summary: dict[str, Any]) -> str:
-    faith = summary.get("faithfulness") or {}
+def _faithfulness(summary: StudySummary) -> str:
+    faith = summary.faithfulness
     if not faith:
         return '<p class="muted">not run</p>'
-    k = faith.get("circuit_size")
-    at_k = faith.get("at_circuit_size", {})
+    k = faith["circuit_size"]
+    at_k = faith["at_circuit_size"]
     rows = []
     for name, area in sorted(faith["areas"].items(), key=lambda kv: -kv[1]["cpr"]):
-        point = at_k.get(name, {})
+        point = at_k.get(name, {})  # a locator whose curve has no point at the circuit's size
         rows.append(
             [
-                _e(name) + (" (chosen)" if name == faith.get("most_faithful") else ""),
+                _e(name) + (" (chosen)" if name == faith["most_faithful"] else ""),
                 _num(area["cpr"]),
                 _num(area["cmd"]),
                 _num(point.get("sufficiency")),
@@ -214,12 +214,12 @@ def _faithfulness(summary: dict[str, Any]) -> str:
                 _num(point.get("necessity_percentile"), 1),
             ]
         )
-    docs = faith.get("documents", {})
-    scoring = docs.get("scoring", {})
+    docs = faith["documents"]
+    scoring = docs["scoring"]
     text = (
-        f"<p>Each locator ranks {_e(faith.get('level'))}s on the selection documents "
-        f"({_e(docs.get('selection'))}); its top-n are patched on {_num(scoring.get('n_docs'))} "
-        f"other {_e(scoring.get('split'))} documents. CPR: area under the sufficiency curve "
+        f"<p>Each locator ranks {_e(faith['level'])}s on the selection documents "
+        f"({_e(docs['selection'])}); its top-n are patched on {_num(scoring['n_docs'])} "
+        f"other {_e(scoring['split'])} documents. CPR: area under the sufficiency curve "
         "(higher is better); CMD: area under |1 − sufficiency| (lower is better). The circuit "
         "comes from the most faithful locator.</p>"
     )
@@ -238,32 +238,32 @@ def _faithfulness(summary: dict[str, Any]) -> str:
     )
 
 
-def _vs_exact(summary: dict[str, Any], figures: str) -> str:
+def _vs_exact(summary: StudySummary, figures: str) -> str:
     """Each attribution method against the exact layer scan; nothing when the study ran no
     scan."""
-    found = summary.get("attribution_vs_exact")
+    found = summary.attribution_vs_exact
     if not found:
         return ""
     rows = [
         [
-            _e(vs.get("method")),
-            _num(vs.get("pearson")),
-            _num(vs.get("kendall")),
-            _num(vs.get("top3_overlap"), 2),
+            _e(vs["method"]),
+            _num(vs["pearson"]),
+            _num(vs["kendall"]),
+            _num(vs["top3_overlap"], 2),
         ]
         for vs in found
     ]
     text = (
         "<p>Each attribution method's estimate of each layer against exact patching of that "
-        f"layer alone, on the first {_num(found[0].get('n_docs'))} selection documents.</p>"
+        f"layer alone, on the first {_num(found[0]['n_docs'])} selection documents.</p>"
     )
     table = _table(["method", "Pearson r", "Kendall τ", "top-3 overlap"], rows)
     return f"<h2>Attribution vs exact patching</h2>{text}{table}{figures}"
 
 
-def _examples(summary: dict[str, Any]) -> str:
+def _examples(summary: StudySummary) -> str:
     parts = []
-    for ex in summary.get("examples", []):
+    for ex in summary.examples:
         rows = [["reference", _e(ex["reference"])]] + [
             [_e(arm), _e(text)] for arm, text in ex["arms"].items()
         ]
@@ -275,26 +275,31 @@ def _examples(summary: dict[str, Any]) -> str:
 
 
 def build_report(run_dir: str | Path) -> Path:
-    """Write ``RUN/report.html`` from ``RUN/summary.json`` and the figures it lists."""
-    run_dir = Path(run_dir)
-    summary = read_json(run_dir / "summary.json")
-    entropy = summary.get("entropy", {})
-    circuit = summary.get("circuit", {})
-    figures = summary.get("figures", {})
+    """Write ``RUN/report.html`` from the run's :class:`StudySummary` and the figures it lists."""
+    layout = RunLayout(Path(run_dir))
+    summary = StudySummary.load(layout.root)
+    entropy, circuit = summary.entropy, summary.circuit
 
     def figs(section: str) -> str:
-        return "".join(_figure(run_dir / rel, caption) for rel, caption in figures.get(section, []))
+        return "".join(
+            _figure(layout.resolve(rel), caption) for rel, caption in summary.figures_of(section)
+        )
 
+    details = {
+        "config": summary.config,
+        "provenance": summary.provenance,
+        "timings_s": summary.timings_s,
+    }
     body = f"""
 <h1>sumcircuit report</h1>
-<p class="muted">model {_e(summary.get("model"))} · data {_e(summary.get("dataset"))} ·
-{_num(summary.get("n_docs_analysed"))} documents analysed · preset {_e(summary.get("preset"))}</p>
+<p class="muted">model {_e(summary.model)} · data {_e(summary.dataset)} ·
+{_num(summary.n_docs_analysed)} documents analysed · preset {_e(summary.preset)}</p>
 <h2>The paper's claims</h2>{_claims(summary)}
 <h2>Where fine-tuning changed the model</h2>
 <p>{_num(entropy.get("frac_heads_decreased"), 3)} of heads lost entropy in the summary region
 (95% CI {_ci(entropy.get("ci95"))}); {_num(entropy.get("frac_heads_sig_decreased"), 3)} significantly
 (Benjamini–Hochberg q &lt; 0.05). Layers ranked by attention KL, most changed first:
-{_e(summary.get("layers_ranked"))}.</p>
+{_e(summary.layers_ranked)}.</p>
 {figs("diff")}
 <h2>Circuit</h2>
 <p>Rule {_e(circuit.get("rule"))} on score {_e(circuit.get("score"))}: layers {_e(circuit.get("layers"))};
@@ -305,13 +310,12 @@ heads {_e(circuit.get("heads"))}. Layers and heads are numbered from 0.</p>
 <h2>LoRA: targeted vs standard</h2>{_lora(summary)}{figs("lora")}
 <h2>Example summaries</h2>{_examples(summary)}
 <h2>Config and provenance</h2>
-<pre>{_e(json.dumps({"config": summary.get("config"), "provenance": summary.get("provenance"), "timings_s": summary.get("timings_s")}, indent=2, sort_keys=True))}</pre>
+<pre>{_e(json.dumps(details, indent=2, sort_keys=True))}</pre>
 """
     html = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>sumcircuit report — {_e(summary.get('model'))}</title><style>{_CSS}</style></head>"
+        f"<title>sumcircuit report — {_e(summary.model)}</title><style>{_CSS}</style></head>"
         f"<body>{body}</body></html>\n"
     )
-    out = run_dir / "report.html"
-    write_text(out, html)
-    return out
+    write_text(layout.report_file, html)
+    return layout.report_file

@@ -85,7 +85,5 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False) 
     plan = plan_study(config, layout, external)
     runner = StageRunner.for_plan(layout.root, plan.stages)
     runner.run_plan(plan.stages)
-    log.info(
-        "summary: %s", write_summary(layout.root, config, arm_names=plan.arm_names, runner=runner)
-    )
+    log.info("summary: %s", write_summary(layout, config, arm_names=plan.arm_names, runner=runner))
     return build_report(layout.root)

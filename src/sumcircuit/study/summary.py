@@ -1,11 +1,14 @@
 """``RUN/summary.json``: every stage's headline numbers, the LoRA table and the paper's claims.
 
-Reads the stages' outputs only through their result classes' ``load``. Two test outcomes per
-model: ROUGE of its generated summaries, and the held-out log-likelihood per reference-summary
-token (``loglik``, see :mod:`sumcircuit.evaluation.loglik`). With several seeds, each arm's
-per-example scores are first averaged over seeds, then bootstrapped over examples; every model
-is compared to the standard arm and to the base model by a paired bootstrap over the same test
-examples (``comparisons``). A model evaluated before ``loglik`` existed has it as None.
+Reads the stages' outputs only through their result classes' ``load``, computes the numbers and
+saves them as a :class:`~sumcircuit.report.summary_result.StudySummary`; the report's figures
+are drawn in ``report/`` (:func:`~sumcircuit.report.figures.draw_study_figures`). Two test
+outcomes per model: ROUGE of its generated summaries, and the held-out log-likelihood per
+reference-summary token (``loglik``, see :mod:`sumcircuit.evaluation.loglik`). With several
+seeds, each arm's per-example scores are first averaged over seeds, then bootstrapped over
+examples; every model is compared to the standard arm and to the base model by a paired
+bootstrap over the same test examples (``comparisons``). A model evaluated before ``loglik``
+existed has it as None.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.agreement import TRUSTED_PEARSON, attribution_vs_exact
+from sumcircuit.analysis.agreement import attribution_vs_exact
 from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.circuit import Circuit
 from sumcircuit.analysis.diff_result import DiffResult
@@ -26,12 +29,11 @@ from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.analysis.validate import CausalResult
 from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
-from sumcircuit.io import write_json
 from sumcircuit.layout import RunLayout
 from sumcircuit.models.trained import TrainingResult, final_value, steps_to_target
 from sumcircuit.provenance import provenance
-from sumcircuit.report.causal_plots import plot_attribution_vs_exact
-from sumcircuit.report.lora_plots import learning_curves, metric_bars
+from sumcircuit.report.figures import draw_study_figures, untrusted_advice
+from sumcircuit.report.summary_result import StudySummary
 from sumcircuit.stats import bootstrap_ci, paired_bootstrap_diff
 from sumcircuit.study import claims, evidence
 from sumcircuit.study.config import StudyConfig
@@ -44,17 +46,23 @@ N_EXAMPLES = 3  # example summaries shown in the report
 SCORES = (*METRICS, LOGLIK)  # per-example scores of an evaluated model
 COMPARED = ("rougeL", LOGLIK)  # the outcomes models are compared on
 REFERENCES = ("standard", "base")  # comparisons[f"vs_{reference}"][model] = model - reference
+BASE, FULL = RunLayout.BASE_EVAL, RunLayout.FULL_EVAL  # the models that are not a LoRA arm
 
 
-def _predictions(run: Path, key: str) -> pd.DataFrame:
+def _eval_key(name: str, seed: int) -> str:
+    """The evaluation of a model: ``base``, ``full`` or an arm's run of ``seed``."""
+    return name if name in (BASE, FULL) else RunLayout.run_key(name, seed)
+
+
+def _predictions(layout: RunLayout, key: str) -> pd.DataFrame:
     """Per-example predictions and ROUGE of one evaluate stage, indexed by id."""
-    return EvalResult.load(run / "evaluate" / key).predictions.set_index("id")
+    return EvalResult.load(layout / layout.evaluate(key)).predictions.set_index("id")
 
 
-def _per_example(run: Path, keys: list[str]) -> pd.DataFrame:
+def _per_example(layout: RunLayout, keys: list[str]) -> pd.DataFrame:
     """Per-example ROUGE and loglik averaged over the given evaluate stages (seeds), indexed by
     id (loglik NaN where any seed lacks it)."""
-    frames = [_predictions(run, key)[list(SCORES)] for key in keys]
+    frames = [_predictions(layout, key)[list(SCORES)] for key in keys]
     return sum(frames[1:], frames[0]) / len(frames)
 
 
@@ -164,28 +172,30 @@ def _paired_power(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
 
 
 def write_summary(
-    run: Path, config: StudyConfig, *, arm_names: list[str], runner: StageRunner
+    layout: RunLayout, config: StudyConfig, *, arm_names: list[str], runner: StageRunner
 ) -> Path:
+    """Compute the summary of the finished run in ``layout``, draw the report's figures and save
+    it; returns the path of ``summary.json``."""
     seeds, seed0 = config.seeds, config.seeds[0]
-    diff_result = DiffResult.load(run / "diff")
+    diff_result = DiffResult.load(layout / layout.DIFF)
     diff = diff_result.summary
-    circuit = Circuit.load(run / "locate")
-    causal = CausalResult.load(run / "validate")
+    circuit = Circuit.load(layout / layout.locate())
+    causal = CausalResult.load(layout / layout.VALIDATE)
 
-    frames = {"base": _per_example(run, ["base"]), "full": _per_example(run, ["full"])}
+    frames = {BASE: _per_example(layout, [BASE]), FULL: _per_example(layout, [FULL])}
     trainings: dict[str, list[dict[str, Any]]] = {}
     for name in arm_names:
-        frames[name] = _per_example(run, [f"{name}-s{s}" for s in seeds])
+        frames[name] = _per_example(layout, [layout.run_key(name, s) for s in seeds])
         trainings[name] = [
-            TrainingResult.load(run / "lora" / f"{name}-s{s}").to_dict() for s in seeds
+            TrainingResult.load(layout / layout.lora(name, s)).to_dict() for s in seeds
         ]
-    full_row = _full_training(run / "finetune")
+    full_row = _full_training(layout / layout.FINETUNE)
 
     target_key, target = _to_target(trainings["standard"])
     # the smooth outcome beside ROUGE-L: validation loss is measured on every curve point
     loss_target = final_value([r.get("curve", []) for r in trainings["standard"]], "val_loss")
     lora: dict[str, Any] = {
-        "base": score_row(frames["base"], seed0)
+        BASE: score_row(frames[BASE], seed0)
         | {
             "trainable_params": 0,
             "epochs": 0,
@@ -193,7 +203,7 @@ def write_summary(
             "total_steps": 0,
             "wall_s": 0.0,
         },
-        "full": score_row(frames["full"], seed0) | full_row,
+        FULL: score_row(frames[FULL], seed0) | full_row,
     }
     for name, runs in trainings.items():
         lora[name] = score_row(frames[name], seed0) | {
@@ -231,37 +241,35 @@ def write_summary(
         "ablation": causal.ablation,
     }
 
-    faith = FaithfulnessResult.load(run / "faithfulness")
-    figures = _figures(run, trainings, lora, arm_names)
-    vs_exact, figures["agreement"] = _vs_exact(run, config)
-    examples = _examples(run, ["full", *arm_names], seeds[0])
+    faith = FaithfulnessResult.load(layout / layout.FAITHFULNESS)
+    examples = _examples(layout, [FULL, *arm_names], seeds[0])
     vs_random = evidence.targeted_vs_random(lora)
     targeted_vs_standard = versus.get("vs_standard", {}).get("targeted")
-    summary = {
-        "model": config.model,
-        "finetuned": lora["full"].get("external"),  # None: fine-tuned by the study
-        "dataset": config.data,
-        "preset": config.preset,
-        "n_docs_analysed": diff["n_docs"],
-        "entropy": {
+    summary = StudySummary(
+        model=config.model,
+        finetuned=lora[FULL].get("external"),  # None: fine-tuned by the study
+        dataset=config.data,
+        preset=config.preset,
+        n_docs_analysed=diff["n_docs"],
+        entropy={
             "frac_heads_decreased": diff["frac_heads_entropy_decreased"],
             "ci95": diff["frac_heads_entropy_decreased_ci95"],
             "frac_heads_sig_decreased": diff["frac_heads_sig_decreased"],
         },
-        "layers_ranked": diff_result.layers_ranked,
-        "circuit": {
+        layers_ranked=diff_result.layers_ranked,
+        circuit={
             "layers": circuit.layers,
             "heads": [list(h) for h in circuit.heads],
             "rule": circuit.rule,
             "score": circuit.score,
         },
-        "causal": causal_summary,
-        "faithfulness": _faithfulness(faith, len(circuit.layers)),
-        "attribution_vs_exact": vs_exact,
-        "lora": lora,
-        "comparisons": versus,
-        "targeted_vs_random": vs_random,
-        "paper_claims": [
+        causal=causal_summary,
+        faithfulness=_faithfulness(faith, len(circuit.layers)),
+        attribution_vs_exact=_vs_exact(layout, config),
+        lora=lora,
+        comparisons=versus,
+        targeted_vs_random=vs_random,
+        paper_claims=[
             claims.middle_layers_claim(
                 diff_result.layers_ranked,
                 n_layers,
@@ -281,15 +289,15 @@ def write_summary(
                 vs_random,
             ),
         ],
-        "figures": figures,
-        "examples": examples,
-        "timings_s": {**runner.timings, "skipped": runner.skipped},
-        "config": config.to_dict(),
-        "provenance": provenance(config.to_dict(), seed=seed0),
-    }
-    path = run / "summary.json"
-    write_json(path, summary)
-    return path
+        examples=examples,
+        timings_s={**runner.timings, "skipped": runner.skipped},
+        config=config.to_dict(),
+        provenance=provenance(config.to_dict(), seed=seed0),
+    )
+    summary.figures = draw_study_figures(
+        layout, summary, arms=arm_names, seed=seed0, exact=layout.EXACT
+    )
+    return summary.save(layout.root)
 
 
 def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
@@ -322,86 +330,30 @@ def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
     }
 
 
-def _vs_exact(
-    run: Path, config: StudyConfig
-) -> tuple[list[dict[str, Any]] | None, list[tuple[str, str]]]:
-    """Each attribution method's agreement with the exact layer scan, and its scatter (when the
-    scan ran)."""
+def _vs_exact(layout: RunLayout, config: StudyConfig) -> list[dict[str, Any]] | None:
+    """Each attribution method's agreement with the exact layer scan (None: no scan ran); a
+    method whose ranking does not follow the scan is warned about."""
     if not config.exact.enabled:
-        return None, []
-    found, figures = [], []
-    for method, folder in zip(config.attribute.methods, config.attribute.folders, strict=True):
+        return None
+    found = []
+    for method in config.attribute.methods:
         vs = attribution_vs_exact(
-            AttributionResult.load(run / folder), ScanResult.load(run / RunLayout.EXACT)
+            AttributionResult.load(layout / layout.attribute(method)),
+            ScanResult.load(layout / layout.EXACT),
         )
-        png = plot_attribution_vs_exact(
-            run / folder, run / RunLayout.EXACT, run / "report" / f"attribution_vs_exact_{method}"
-        )
-        caption = (
-            f"attribution ({vs['method']}) vs exact patching of each layer on the first "
-            f"{vs['n_docs']} selection documents (Pearson r {vs['pearson']:.2f})"
-        )
-        if not vs["trusted"]:
-            advice = (
-                f"{method}'s layer ranking does not follow exact patching on this model "
-                f"(Pearson r {vs['pearson']:.2f} < {TRUSTED_PEARSON}); read its locator with "
-                "care, or add --set 'attribute.methods=[atp,ig-weights]'"
-            )
+        advice = untrusted_advice(vs)
+        if advice:
             log.warning(advice)
-            caption += f" — {advice}"
         found.append(vs)
-        figures.append((str(png.relative_to(run)), caption))
-    return found, figures
+    return found
 
 
-def _figures(
-    run: Path, trainings: dict[str, list[dict[str, Any]]], lora: dict[str, Any], arms: list[str]
-) -> dict[str, list[tuple[str, str]]]:
-    plots = run / "report"
-    curves = learning_curves(
-        {name: runs[0] for name, runs in trainings.items()}, plots / "lora_curves"
-    )
-    rows = {k: lora[k] for k in ["base", "full", *arms]}
-    bars = metric_bars(rows, plots / "rouge_bars", key="rougeL", label="test ROUGE-L")
-    loglik_bars = metric_bars(
-        rows,
-        plots / "loglik_bars",
-        key=LOGLIK,
-        label="test log-likelihood per reference token",
-        from_zero=False,
-    )
-    diff_pngs = sorted((run / "diff" / "plots").glob("*.png"))
-    causal_pngs = sorted((run / "validate").glob("*.png"))
-    faith_pngs = sorted((run / "faithfulness").glob("*.png"))
-    rel = lambda p: str(p.relative_to(run))  # noqa: E731
-    return {
-        "diff": [(rel(p), p.stem.replace("_", " ")) for p in diff_pngs],
-        "causal": [(rel(p), p.stem.replace("_", " ")) for p in causal_pngs],
-        "faithfulness": [
-            (rel(p), "faithfulness curves: each locator's top-n layers, random sets as a band")
-            for p in faith_pngs
-        ],
-        "lora": [
-            (rel(bars), "test ROUGE-L by arm, 95% CI"),
-            *(
-                [(rel(loglik_bars), "test log-likelihood per reference token by arm, 95% CI")]
-                if loglik_bars
-                else []
-            ),
-            (rel(curves), "learning curves (first seed)"),
-        ],
-    }
-
-
-def _examples(run: Path, names: list[str], seed: int) -> list[dict[str, Any]]:
-    def key(name: str) -> str:
-        return name if name == "full" else f"{name}-s{seed}"
-
-    base = _predictions(run, "base")
-    others = {n: _predictions(run, key(n)) for n in names}
+def _examples(layout: RunLayout, names: list[str], seed: int) -> list[dict[str, Any]]:
+    base = _predictions(layout, BASE)
+    others = {n: _predictions(layout, _eval_key(n, seed)) for n in names}
     rows = []
     for example_id in list(base.index)[:N_EXAMPLES]:
-        arms = {"base": base.loc[example_id, "prediction"]} | {
+        arms = {BASE: base.loc[example_id, "prediction"]} | {
             n: f.loc[example_id, "prediction"] for n, f in others.items()
         }
         rows.append(
