@@ -5,8 +5,9 @@ A *locator* ranks components by a score computed on the **selection** documents:
 ``kl``, ``js``, ``entropy`` (|ΔH|), ``weight``, ``actmag``; an attribution result (named by its
 method, e.g. ``atp``, ``ig-weights``); an exact ``scan`` (``exact``). Each top-n set is patched on
 the **scoring** documents, which must be disjoint from the selection documents — selecting and
-scoring on the same documents is circular. By default scoring uses another split than the
-sources were computed on; on the same split the selection documents are left out.
+scoring on the same documents is circular. On the split the sources were computed on (``split``
+is the scoring split) the selection documents are left out; another split (``--split test``)
+shares none.
 
 At each size n (layers: 1, 2, 3, 5, 8, 13, 21, ... and all; heads: 1, 2, 5, 10, 20, 50 and 100%
 of them): sufficiency f(n) = Σ_d (m_patch − m_base) / Σ_d (m_ft − m_base) (the base model with
@@ -46,10 +47,6 @@ HEAD_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 @dataclass
 class FaithfulnessConfig(PairConfig):
-    split: str = field(
-        default="test",
-        metadata={"help": "split of the scoring documents (disjoint from the selection ones)"},
-    )
     level: Literal["layer", "head"] = field(
         default="layer", metadata={"help": "rank whole layers or single heads"}
     )
@@ -161,7 +158,8 @@ def scoring_documents(
     excluded: set[str] = set()
     limits = [r.limit for r in found if r.split == config.split]
     if limits:  # the selection documents were the first `limit` of the same split
-        on_split = load_dataset(config.data).split(config.split)
+        columns = {"document_field": config.document_field, "summary_field": config.summary_field}
+        on_split = load_dataset(config.data, **columns).split(config.split)
         none_means_all = [len(on_split) if n is None else n for n in limits]
         excluded = {e.id for e in on_split[: max(none_means_all)]}
     keep = [i for i, doc in enumerate(prepared.ids) if doc not in excluded]
