@@ -44,7 +44,8 @@ def sources(tmp_path_factory):
 
 def test_curves_of_every_locator_on_disjoint_documents(sources, capsys) -> None:
     root, pair = sources
-    argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--attribution", f"{root}/att"]
+    argv = ["faithfulness", *pair, "--split", "test", "--diff", f"{root}/diff"]
+    argv += ["--attribution", f"{root}/att"]
     assert main([*argv, "--controls", "5", "--out", f"{root}/f"]) == 0
     result = FaithfulnessResult.load(root / "f")
     assert set(result.areas) == {"kl", "js", "entropy", "weight", "actmag", "atp"}
@@ -91,7 +92,8 @@ def test_refusals_are_one_sentence(sources, capsys) -> None:
 
 def test_locate_takes_the_most_faithful_locator(sources) -> None:
     root, pair = sources
-    argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--attribution", f"{root}/att"]
+    argv = ["faithfulness", *pair, "--split", "test", "--diff", f"{root}/diff"]
+    argv += ["--attribution", f"{root}/att"]
     if not (root / "f" / "faithfulness.json").exists():
         assert main([*argv, "--controls", "5", "--out", f"{root}/f"]) == 0
     result = FaithfulnessResult.load(root / "f")
