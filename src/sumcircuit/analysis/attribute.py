@@ -28,13 +28,13 @@ import torch
 from sumcircuit.analysis.attribution import Attribution, attribute
 from sumcircuit.analysis.patching import PairConfig, prepare_pair
 from sumcircuit.analysis.scan import COLUMNS, ScanResult
-from sumcircuit.analysis.validate import recovered
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.distributed import Processes
 from sumcircuit.io import write_json
 from sumcircuit.provenance import provenance
 from sumcircuit.results import read_table, write_table
+from sumcircuit.stats import recovered
 
 NECESSITY = ("necessity", "necessity_lo", "necessity_hi")
 ROW_COLUMNS = (*COLUMNS, *NECESSITY)

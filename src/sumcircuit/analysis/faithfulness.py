@@ -34,12 +34,12 @@ from sumcircuit.analysis.faithfulness_result import CURVE_COLUMNS, FaithfulnessR
 from sumcircuit.analysis.locate import component_scores
 from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
 from sumcircuit.analysis.scan import ScanResult
-from sumcircuit.analysis.validate import percentile_rank, random_sets, recovered
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.data.sources import load_dataset
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.provenance import provenance
+from sumcircuit.stats import percentile_rank, random_sets, recovered
 
 DIFF_LOCATORS = ("kl", "js", "entropy", "weight", "actmag")
 HEAD_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)

@@ -26,11 +26,11 @@ from sumcircuit.analysis.patching import (
     prepare_pair,
     run_record,
 )
-from sumcircuit.analysis.validate import recovered
 from sumcircuit.configs import check_at_least
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import write_json
 from sumcircuit.results import StageResult, write_table
+from sumcircuit.stats import recovered
 
 CSV_FILE = "scan.csv"
 JSON_FILE = "scan.json"
