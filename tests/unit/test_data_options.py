@@ -11,7 +11,7 @@ import pytest
 from sumcircuit.analysis.attribute import AttributeConfig
 from sumcircuit.analysis.diff import DiffConfig
 from sumcircuit.analysis.faithfulness import FaithfulnessConfig
-from sumcircuit.analysis.patching import PairConfig
+from sumcircuit.analysis.patching import PairConfig, PatchingConfig
 from sumcircuit.analysis.scan import ScanConfig
 from sumcircuit.analysis.validate import ValidateConfig
 from sumcircuit.data.batching import prepare_for
@@ -51,6 +51,8 @@ def test_the_pair_fields_are_pair_configs(cls: type) -> None:
     names = ("base", "finetuned", "dtype", "device", "seed", "n_boot")
     own, pair = _fields(cls), _fields(PairConfig)
     assert all(own[name] is pair[name] for name in names)
+    if cls not in (PairConfig, DiffConfig):  # the patching stages: one min_delta
+        assert own["min_delta"] is _fields(PatchingConfig)["min_delta"]
 
 
 @pytest.mark.parametrize("cls", STAGES, ids=lambda c: c.__name__)

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from sumcircuit.analysis.attribution import Attribution, attribute
-from sumcircuit.analysis.patching import PairConfig, prepare_pair
+from sumcircuit.analysis.patching import PatchingConfig, prepare_pair
 from sumcircuit.analysis.scan import COLUMNS, ScanResult
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
@@ -42,7 +42,7 @@ LEVELS = ("layer", "head", "mlp")
 
 
 @dataclass
-class AttributeConfig(PairConfig):
+class AttributeConfig(PatchingConfig):
     method: Literal["atp", "ig-activations", "ig-weights"] = field(
         default="atp",
         metadata={
@@ -51,15 +51,10 @@ class AttributeConfig(PairConfig):
         },
     )
     ig_steps: int = field(default=8, metadata={"help": "points on the path for the IG methods"})
-    min_delta: float = field(
-        default=1e-6,
-        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_at_least(self, ("ig_steps",), 1)
-        check_at_least(self, ("min_delta",), 0)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from sumcircuit.analysis.attribute import AttributionResult
 from sumcircuit.analysis.diff_result import DiffResult
 from sumcircuit.analysis.faithfulness_result import CURVE_COLUMNS, FaithfulnessResult
 from sumcircuit.analysis.locate import component_scores
-from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
+from sumcircuit.analysis.patching import Components, PatchingConfig, patch_effects, prepare_pair
 from sumcircuit.analysis.scan import ScanResult
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
@@ -46,7 +46,7 @@ HEAD_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 @dataclass
-class FaithfulnessConfig(PairConfig):
+class FaithfulnessConfig(PatchingConfig):
     level: Literal["layer", "head"] = field(
         default="layer", metadata={"help": "rank whole layers or single heads"}
     )
@@ -71,15 +71,10 @@ class FaithfulnessConfig(PairConfig):
         default_factory=list,
         metadata={"help": "sizes that get random sets (default: every size; fewer is cheaper)"},
     )
-    min_delta: float = field(
-        default=1e-6,
-        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_at_least(self, ("controls",), 0)
-        check_at_least(self, ("min_delta",), 0)
         if not (self.diff or self.attribution or self.scan):
             raise SumcircuitError(
                 "faithfulness needs at least one source of rankings: --diff, --attribution or "

@@ -396,6 +396,21 @@ class PairConfig(SplitDataOptions):
 
 
 @dataclass
+class PatchingConfig(PairConfig):
+    """What every patching stage (scan, attribute, faithfulness, validate) reads: the pair, the
+    documents, and the smallest fine-tuning effect worth explaining."""
+
+    min_delta: float = field(
+        default=1e-6,
+        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self, ("min_delta",), 0)
+
+
+@dataclass
 class Pair:
     base: LoadedModel
     ft: LoadedModel

@@ -31,7 +31,7 @@ from sumcircuit.analysis.patching import (
     Ablation,
     Components,
     Effects,
-    PairConfig,
+    PatchingConfig,
     patch_effects,
     prepare_pair,
     run_record,
@@ -48,7 +48,7 @@ RESULT_FILE = "causal.json"
 
 
 @dataclass
-class ValidateConfig(PairConfig):
+class ValidateConfig(PatchingConfig):
     circuit: str = field(default="", metadata={"help": "circuit JSON written by locate"})
     controls: int = field(default=20, metadata={"help": "random component sets of the same size"})
     ablation: Ablation = field(
@@ -62,16 +62,12 @@ class ValidateConfig(PairConfig):
             "choices": ("all", "document", "summary"),
         },
     )
-    min_delta: float = field(
-        default=1e-6,
-        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.circuit:
             raise ConfigError("circuit", "{key} is required: the circuit JSON written by locate")
-        check_at_least(self, ("controls", "min_delta"), 0)
+        check_at_least(self, ("controls",), 0)
 
 
 # -- controls ------------------------------------------------------------------------------------
