@@ -1,4 +1,5 @@
-"""Pinned tests for sumcircuit.study.evidence: hand-computed values and an independent loop."""
+"""Pinned tests for the claims' evidence (sumcircuit.study.evidence and the statistics it rests on
+from sumcircuit.stats): hand-computed values and an independent loop."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import pytest
 import scipy.stats
 
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.stats import (
+    binomial_power,
+    min_detectable_effect,
+    n_to_detect,
+    paired_power,
+    percentile_among,
+    topk_bootstrap,
+    wilson_interval,
+)
 from sumcircuit.study.claims import (
     band_mask,
     entropy_claim,
@@ -16,18 +26,7 @@ from sumcircuit.study.claims import (
     lora_evidence,
     middle_layers_claim,
 )
-from sumcircuit.study.evidence import (
-    binomial_power,
-    min_detectable_effect,
-    n_to_detect,
-    paired_power,
-    percentile_among,
-    random_draw_arms,
-    support_verdict,
-    targeted_vs_random,
-    topk_bootstrap,
-    wilson_interval,
-)
+from sumcircuit.study.evidence import random_draw_arms, support_verdict, targeted_vs_random
 
 Z = 1.959963984540054 + 0.8416212335729143  # z_{0.975} + z_{0.8}
 

@@ -26,15 +26,15 @@ import pandas as pd
 import torch
 
 from sumcircuit.analysis.attribution import Attribution, attribute
-from sumcircuit.analysis.patching import PairConfig, prepare_pair
+from sumcircuit.analysis.patching import PatchingConfig, prepare_pair
 from sumcircuit.analysis.scan import COLUMNS, ScanResult
-from sumcircuit.analysis.validate import recovered
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.distributed import Processes
 from sumcircuit.io import write_json
 from sumcircuit.provenance import provenance
 from sumcircuit.results import read_table, write_table
+from sumcircuit.stats import recovered
 
 NECESSITY = ("necessity", "necessity_lo", "necessity_hi")
 ROW_COLUMNS = (*COLUMNS, *NECESSITY)
@@ -42,7 +42,7 @@ LEVELS = ("layer", "head", "mlp")
 
 
 @dataclass
-class AttributeConfig(PairConfig):
+class AttributeConfig(PatchingConfig):
     method: Literal["atp", "ig-activations", "ig-weights"] = field(
         default="atp",
         metadata={
@@ -51,15 +51,10 @@ class AttributeConfig(PairConfig):
         },
     )
     ig_steps: int = field(default=8, metadata={"help": "points on the path for the IG methods"})
-    min_delta: float = field(
-        default=1e-6,
-        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_at_least(self, ("ig_steps",), 1)
-        check_at_least(self, ("min_delta",), 0)
 
 
 @dataclass

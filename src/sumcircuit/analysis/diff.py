@@ -42,19 +42,19 @@ from sumcircuit.analysis.attention_capture import (
 )
 from sumcircuit.analysis.diff_result import MEASURES, DiffResult
 from sumcircuit.analysis.diff_stats import summarize
+from sumcircuit.analysis.patching import PairConfig
 from sumcircuit.analysis.weights import (
     head_weight_changes,
     layer_weight_changes,
     parameter_weight_changes,
 )
-from sumcircuit.configs import DictConfig, check_at_least
 from sumcircuit.data.batching import iter_batches, prepare_for
-from sumcircuit.data.prompting import TEMPLATES, Batch
+from sumcircuit.data.prompting import Batch
 from sumcircuit.distributed import Processes
-from sumcircuit.errors import ConfigError, SumcircuitError
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel
-from sumcircuit.models.pair import DTYPES, check_pair, load_pair
+from sumcircuit.models.pair import check_pair, load_pair
 from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,9 @@ REGIONS = ("summary", "document", "all")
 
 
 @dataclass
-class DiffConfig(DictConfig):
-    """What to compare, on which documents, and how."""
+class DiffConfig(PairConfig):
+    """What to compare (the pair and documents of :class:`PairConfig`), and where."""
 
-    finetuned: str = field(metadata={"help": "fine-tuned model: preset, local directory or HF id"})
-    base: str = field(
-        default="smollm2-135m", metadata={"help": "base model (its tokenizer is used)"}
-    )
-    data: str = field(default="xsum", metadata={"help": "dataset name, local file or hf:NAME"})
-    split: str = field(default="validation", metadata={"help": "split to analyse"})
-    limit: int | None = field(default=None, metadata={"help": "first N documents of the split"})
     region: str = field(
         default="summary",
         metadata={
@@ -82,27 +75,7 @@ class DiffConfig(DictConfig):
             "choices": REGIONS,
         },
     )
-    batch_size: int = field(default=4, metadata={"help": "documents per forward pass"})
-    max_length: int = field(
-        default=512, metadata={"help": "tokens per example (document truncated)"}
-    )
-    template: str = field(
-        default="plain", metadata={"help": "prompt template", "choices": TEMPLATES}
-    )
     per_doc: bool = field(default=False, metadata={"help": "also write per_doc.parquet"})
-    dtype: str = field(
-        default="float32", metadata={"help": "model dtype", "choices": tuple(DTYPES)}
-    )
-    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
-    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()  # types and choices of every field
-        if not self.finetuned:
-            raise ConfigError("finetuned", "diff needs a fine-tuned model: pass {key} MODEL")
-        check_at_least(self, ("batch_size", "max_length", "n_boot", "limit"), 1)
-        check_at_least(self, ("seed",), 0)
 
 
 class _PairRunner:

@@ -6,9 +6,10 @@ computed on the **selection** documents: the diff's ``kl``, ``js``, ``entropy`` 
 ``weight``, ``actmag``; an attribution result (named by its method, e.g. ``atp``,
 ``ig-weights``); the exact patching scan (``exact``); and the position baselines (``first-k``,
 ``last-k``, ``evenly-spaced``), which read no documents and are drawn on every curve as the
-controls every other locator must beat. Each top-n set is patched on the **scoring** documents, which must be disjoint from the selection documents — selecting and
-scoring on the same documents is circular. By default scoring uses another split than the
-sources were computed on; on the same split the selection documents are left out.
+controls every other locator must beat. Each top-n set is patched on the **scoring**
+documents, which must be disjoint from the selection documents — selecting and scoring on the
+same documents is circular. By default scoring uses another split (``test``) than the sources
+were computed on; on the same split the selection documents are left out.
 
 At each size n (layers: 1, 2, 3, 5, 8, 13, 21, ... and all; heads: 1, 2, 5, 10, 20, 50 and 100%
 of them): sufficiency f(n) = Σ_d (m_patch − m_base) / Σ_d (m_ft − m_base) (the base model with
@@ -31,13 +32,14 @@ import numpy as np
 
 from sumcircuit.analysis.faithfulness_result import CURVE_COLUMNS, FaithfulnessResult
 from sumcircuit.analysis.locators import LOCATORS, Ranking, Shape, locator, names
-from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
-from sumcircuit.analysis.validate import percentile_rank, random_sets, recovered
+from sumcircuit.analysis.patching import Components, PatchingConfig, patch_effects, prepare_pair
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
+from sumcircuit.data.options import scoring_split
 from sumcircuit.data.sources import load_dataset
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.provenance import provenance
+from sumcircuit.stats import percentile_rank, random_sets, recovered
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,8 @@ HEAD_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 @dataclass
-class FaithfulnessConfig(PairConfig):
-    split: str = field(
-        default="test",
-        metadata={"help": "split of the scoring documents (disjoint from the selection ones)"},
-    )
+class FaithfulnessConfig(PatchingConfig):
+    split: str = scoring_split()
     level: Literal["layer", "head"] = field(
         default="layer", metadata={"help": "rank whole layers or single heads"}
     )
@@ -83,10 +82,6 @@ class FaithfulnessConfig(PairConfig):
     control_sizes: list[int] = field(
         default_factory=list,
         metadata={"help": "sizes that get random sets (default: every size; fewer is cheaper)"},
-    )
-    min_delta: float = field(
-        default=1e-6,
-        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
     )
 
     def __post_init__(self) -> None:
@@ -169,7 +164,8 @@ def scoring_documents(
     excluded: set[str] = set()
     limits = [r.limit for r in found if r.split == config.split]
     if limits:  # the selection documents were the first `limit` of the same split
-        on_split = load_dataset(config.data).split(config.split)
+        columns = {"document_field": config.document_field, "summary_field": config.summary_field}
+        on_split = load_dataset(config.data, **columns).split(config.split)
         none_means_all = [len(on_split) if n is None else n for n in limits]
         excluded = {e.id for e in on_split[: max(none_means_all)]}
     keep = [i for i, doc in enumerate(prepared.ids) if doc not in excluded]

@@ -41,9 +41,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.configs import DictConfig, check_at_least
+from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
-from sumcircuit.data.prompting import Batch, Template
+from sumcircuit.data.options import SplitDataOptions
+from sumcircuit.data.prompting import Batch
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.hooks import hooks
@@ -370,17 +371,15 @@ def patch_effects(
 
 # -- a model pair and its data -----------------------------------------------------------------
 @dataclass
-class PairConfig(DictConfig):
-    """What every patching stage reads: a base model, its fine-tune, and documents."""
+class PairConfig(SplitDataOptions):
+    """What every stage that compares a base model with its fine-tune reads: the two models and
+    the documents (:class:`~sumcircuit.data.options.SplitDataOptions`)."""
 
-    base: str = field(default="smollm2-135m", metadata={"help": "base model: preset, dir or HF id"})
+    base: str = field(
+        default="smollm2-135m",
+        metadata={"help": "base model: preset, dir or HF id (its tokenizer encodes the data)"},
+    )
     finetuned: str = field(default="", metadata={"help": "fine-tuned model: dir or HF id"})
-    data: str = field(default="xsum", metadata={"help": "dataset name or local file"})
-    split: str = field(default="validation", metadata={"help": "split to read documents from"})
-    limit: int | None = field(default=None, metadata={"help": "first N documents of the split"})
-    batch_size: int = field(default=8, metadata={"help": "documents per forward"})
-    max_length: int = field(default=512, metadata={"help": "tokens per document+summary"})
-    template: Template = field(default="plain", metadata={"help": "prompt template"})
     dtype: str = field(
         default="float32", metadata={"help": "model dtype", "choices": tuple(DTYPES)}
     )
@@ -389,12 +388,26 @@ class PairConfig(DictConfig):
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples for CIs"})
 
     def __post_init__(self) -> None:
-        super().__post_init__()  # types and choices of every field
+        super().__post_init__()  # types, choices and the data options
         if not self.finetuned:
             raise ConfigError("finetuned", "{key} is required: the fine-tuned model to explain")
-        check_at_least(self, ("limit", "batch_size", "max_length"), 1)
         check_at_least(self, ("n_boot",), 100)
         check_at_least(self, ("seed",), 0)
+
+
+@dataclass
+class PatchingConfig(PairConfig):
+    """What every patching stage (scan, attribute, faithfulness, validate) reads: the pair, the
+    documents, and the smallest fine-tuning effect worth explaining."""
+
+    min_delta: float = field(
+        default=1e-6,
+        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self, ("min_delta",), 0)
 
 
 @dataclass

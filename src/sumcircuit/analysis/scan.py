@@ -21,16 +21,15 @@ import pandas as pd
 
 from sumcircuit.analysis.patching import (
     Components,
-    PairConfig,
+    PatchingConfig,
     patch_effects,
     prepare_pair,
     run_record,
 )
-from sumcircuit.analysis.validate import recovered
-from sumcircuit.configs import check_at_least
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import write_json
 from sumcircuit.results import StageResult, write_table
+from sumcircuit.stats import recovered
 
 CSV_FILE = "scan.csv"
 JSON_FILE = "scan.json"
@@ -39,18 +38,10 @@ LEVELS = ("layer", "head")
 
 
 @dataclass
-class ScanConfig(PairConfig):
+class ScanConfig(PatchingConfig):
     level: Literal["layer", "head"] = field(
         default="layer", metadata={"help": "scan single layers or single heads"}
-    )
-    min_delta: float = field(
-        default=1e-6,
-        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()  # level: checked against its Literal
-        check_at_least(self, ("min_delta",), 0)
+    )  # checked against its Literal by DictConfig
 
 
 @dataclass

@@ -18,9 +18,7 @@ over documents (controls re-scored on each resample).
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -33,16 +31,17 @@ from sumcircuit.analysis.patching import (
     Ablation,
     Components,
     Effects,
-    PairConfig,
+    PatchingConfig,
     patch_effects,
     prepare_pair,
     run_record,
 )
 from sumcircuit.configs import check_at_least
-from sumcircuit.errors import ConfigError, SumcircuitError
+from sumcircuit.data.options import scoring_split
+from sumcircuit.errors import ConfigError
 from sumcircuit.models.archs import Arch
 from sumcircuit.results import StageResult
-from sumcircuit.stats import bootstrap_ci, ratio_bootstrap_ci
+from sumcircuit.stats import bootstrap_ci, percentile_ci, percentile_rank, random_sets, recovered
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,8 @@ RESULT_FILE = "causal.json"
 
 
 @dataclass
-class ValidateConfig(PairConfig):
+class ValidateConfig(PatchingConfig):
+    split: str = scoring_split()
     circuit: str = field(default="", metadata={"help": "circuit JSON written by locate"})
     controls: int = field(default=20, metadata={"help": "random component sets of the same size"})
     ablation: Ablation = field(
@@ -64,97 +64,15 @@ class ValidateConfig(PairConfig):
             "choices": ("all", "document", "summary"),
         },
     )
-    min_delta: float = field(
-        default=1e-6,
-        metadata={"help": "|m_ft − m_base| below this means there is nothing to explain"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.circuit:
             raise ConfigError("circuit", "{key} is required: the circuit JSON written by locate")
-        check_at_least(self, ("controls", "min_delta"), 0)
+        check_at_least(self, ("controls",), 0)
 
 
-# -- pure computations -------------------------------------------------------------------------
-def percentile_rank(value: np.ndarray, controls: np.ndarray) -> np.ndarray:
-    """100 · (#controls < value + ½ #controls == value) / K along the last axis of ``controls``.
-
-    value: (...,), controls: (..., K) → (...,).
-    """
-    value = np.asarray(value, dtype=np.float64)[..., None]
-    below = (controls < value).sum(-1)
-    ties = (controls == value).sum(-1)
-    return 100.0 * (below + 0.5 * ties) / controls.shape[-1]
-
-
-def recovered(
-    num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int, min_delta: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ratio of means Σ num / Σ den per column with bootstrap CIs.
-
-    num: (n_docs, n_sets), den: (n_docs,) → (value, lo, hi), each (n_sets,). Raises when
-    |mean(den)| ≤ min_delta: the fine-tune changed nothing the metric can see.
-    """
-    delta = float(np.mean(den))
-    if abs(delta) <= min_delta:
-        raise SumcircuitError(
-            f"the fine-tuned and base models give the same summary log-likelihood "
-            f"(m_ft − m_base = {delta:.3g} nats/token): there is nothing to explain; "
-            "check that --finetuned is the fine-tuned model"
-        )
-    value = num.sum(0) / den.sum()
-    lo, hi = ratio_bootstrap_ci(
-        num, np.repeat(den[:, None], num.shape[1], axis=1), n_boot=n_boot, seed=seed
-    )
-    return value, np.asarray(lo), np.asarray(hi)
-
-
-def percentile_ci(
-    num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int
-) -> tuple[float, float]:
-    """Bootstrap CI over documents of the circuit's percentile among controls.
-
-    num: (n_docs, 1 + K), column 0 the circuit; den: (n_docs,).
-    """
-    values = np.column_stack([num, den])  # (n, K + 2)
-
-    def stat(x: np.ndarray, axis: int) -> np.ndarray:
-        sums = x.sum(axis=axis)  # (chunk, K + 2)
-        ratios = sums[:, :-1] / sums[:, -1:]
-        return percentile_rank(ratios[:, 0], ratios[:, 1:])
-
-    lo, hi = bootstrap_ci(values, stat=stat, n_boot=n_boot, seed=seed)
-    return float(lo), float(hi)
-
-
-def random_sets(
-    pool: list[Any], size: int, count: int, exclude: tuple[Any, ...], *, seed: int
-) -> list[tuple[Any, ...]]:
-    """``count`` distinct sorted ``size``-subsets of ``pool``, none equal to ``exclude`` (seeded)."""
-    total = math.comb(len(pool), size)
-    available = total - (1 if len(exclude) == size and set(exclude) <= set(pool) else 0)
-    if count > available:
-        raise SumcircuitError(
-            f"--controls {count} asks for more random sets than exist: only {available} distinct "
-            f"sets of {size} out of {len(pool)} components differ from the circuit; lower "
-            f"--controls to at most {available}"
-        )
-    rng = np.random.default_rng(seed)
-    exclude = tuple(sorted(exclude))
-    if total <= 20 * count + 1000:  # small: enumerate and draw without replacement
-        every = [c for c in itertools.combinations(sorted(pool), size) if c != exclude]
-        return [every[i] for i in sorted(rng.choice(len(every), count, replace=False))]
-    chosen: list[tuple[Any, ...]] = []
-    seen = {exclude}
-    while len(chosen) < count:
-        pick = tuple(sorted(pool[i] for i in rng.choice(len(pool), size, replace=False)))
-        if pick not in seen:
-            seen.add(pick)
-            chosen.append(pick)
-    return chosen
-
-
+# -- controls ------------------------------------------------------------------------------------
 def control_sets(circuit: Circuit, arch: Arch, count: int, *, seed: int) -> list[Components]:
     """K random sets of the circuit's size and level (layers, or heads anywhere in the model)."""
     if circuit.level == "layer":

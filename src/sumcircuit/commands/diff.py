@@ -9,7 +9,7 @@ from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.distributed import Processes
 from sumcircuit.io import check_writable_dir
 
-FLAGS = ConfigFlags(DiffConfig)
+FLAGS = ConfigFlags(DiffConfig, required=("finetuned",))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from sumcircuit.data.examples import Example
+from sumcircuit.data.options import DataOptions
 from sumcircuit.data.prompting import Batch, Encoded, Prompter, Template, collate
 from sumcircuit.data.sources import load_dataset
 from sumcircuit.errors import SumcircuitError
@@ -70,10 +71,12 @@ def prepare(
     )
 
 
-def prepare_for(config: Any, tokenizer: PreTrainedTokenizerBase, **overrides: Any) -> Prepared:
-    """:func:`prepare` with a stage config's ``data``, ``split``, ``limit``, ``max_length`` and
-    ``template`` (those it has); keywords override them or add the other options."""
-    names = ("data", "split", "limit", "max_length", "template")
+def prepare_for(
+    config: DataOptions, tokenizer: PreTrainedTokenizerBase, **overrides: Any
+) -> Prepared:
+    """:func:`prepare` with a stage config's data options (its ``split`` if it has one);
+    keywords override them or add the other options."""
+    names = ("data", "split", "limit", "max_length", "template", "document_field", "summary_field")
     args = {name: getattr(config, name) for name in names if hasattr(config, name)} | overrides
     return prepare(args.pop("data"), args.pop("split"), tokenizer, **args)
 

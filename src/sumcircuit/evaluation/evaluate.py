@@ -18,14 +18,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sumcircuit.configs import DictConfig, check_at_least
+from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import prepare_for
+from sumcircuit.data.options import SplitDataOptions, scoring_split
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.loglik import loglik_on_split
@@ -60,22 +61,16 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class EvaluateConfig(DictConfig):
-    """What to evaluate and how to generate."""
+class EvaluateConfig(SplitDataOptions):
+    """What to evaluate, on which examples (:class:`~sumcircuit.data.options.SplitDataOptions`),
+    and how to generate."""
 
+    split: str = scoring_split()
     model: str = field(default="smollm2-135m", metadata=_help("preset, local dir or HF id"))
     adapter: str | None = field(default=None, metadata=_help("LoRA adapter directory"))
-    data: str = field(default="xsum", metadata=_help("dataset name, file or hf:NAME"))
-    split: str = field(default="test", metadata=_help("split to evaluate"))
     out: str = field(default="", metadata=_help("result JSON file"))
-    limit: int | None = field(default=None, metadata=_help("first N examples of the split"))
-    batch_size: int = field(default=16, metadata=_help("prompts generated together"))
     max_new_tokens: int = field(default=48, metadata=_help("summary length cap in tokens"))
     num_beams: int = field(default=1, metadata=_help("1 = greedy, >1 = beam search"))
-    max_length: int = field(
-        default=512, metadata=_help("prompt + summary tokens (the document is cut)")
-    )
-    template: Literal["plain", "chat"] = field(default="plain", metadata=_help("prompt template"))
     stop_at_newline: bool = field(
         default=True, metadata=_help("end a summary at its first newline (one-sentence data)")
     )
@@ -85,15 +80,11 @@ class EvaluateConfig(DictConfig):
     )
     seed: int = field(default=0, metadata=_help("seed of torch and of the bootstrap"))
     n_boot: int = field(default=2000, metadata=_help("bootstrap resamples for the CIs"))
-    document_field: str = field(default="document", metadata=_help("document column"))
-    summary_field: str = field(default="summary", metadata=_help("summary column"))
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types and choices of every field
-        check_at_least(
-            self, ("batch_size", "max_new_tokens", "num_beams", "max_length", "n_boot", "limit"), 1
-        )
+        check_at_least(self, ("max_new_tokens", "num_beams", "n_boot"), 1)
         check_at_least(self, ("seed",), 0)
         if self.max_new_tokens >= self.max_length:
             raise ConfigError(
@@ -283,8 +274,6 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
         loaded.tokenizer,
         with_summary=False,
         reserve=config.max_new_tokens,
-        document_field=config.document_field,
-        summary_field=config.summary_field,
     )
     log.info(
         "evaluating %s on %d examples of %s/%s",

@@ -4,7 +4,7 @@
 straddles the threshold (the honest answer with this much data). Every row also carries
 ``evidence`` (one or two sentences: what decided the verdict, or for an undecided one the smallest
 effect the current n can detect and the n that would decide it) and ``evidence_data`` (the
-numbers, from :mod:`sumcircuit.study.evidence`).
+numbers, from :mod:`sumcircuit.study.evidence` and :mod:`sumcircuit.stats`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from sumcircuit.stats import binomial_power, topk_bootstrap
 from sumcircuit.study import evidence
 
 # Paper: layers 2, 3 and 5 of GPT-2 small's 12 change most — relative depths 0.17-0.42.
@@ -58,8 +59,8 @@ def lora_evidence(
     """``row`` (from :func:`lora_claim`) with its evidence: per outcome, what the paired CI of
     targeted − standard decided (``comparison``: outcome -> paired difference, as for
     :func:`lora_claim`), for an undecided outcome its minimum detectable effect (``power``:
-    outcome -> :func:`evidence.paired_power`), and targeted's percentile among the random-layer
-    draws (``vs_random``: :func:`evidence.targeted_vs_random`)."""
+    outcome -> :func:`~sumcircuit.stats.paired_power`), and targeted's percentile among the
+    random-layer draws (``vs_random``: :func:`evidence.targeted_vs_random`)."""
     data = {"comparison": comparison, "power": power or {}, "vs_random": vs_random}
     measured = {m: d for m, d in (comparison or {}).items() if d}
     if not measured:
@@ -101,8 +102,8 @@ def middle_layers_claim(
     """Do >= 2 of the top-``k`` layers by KL lie in the paper's band of relative depth?
 
     With ``per_doc_kl`` (n_docs, L) the verdict is the bootstrap support over documents
-    (:func:`evidence.topk_bootstrap`, decided at >= 95% / <= 5%); without it (a diff run without
-    --per-doc) the single ranking decides, and ``ours`` says so."""
+    (:func:`~sumcircuit.stats.topk_bootstrap`, decided at >= 95% / <= 5%); without it (a diff
+    run without --per-doc) the single ranking decides, and ``ours`` says so."""
     top = layers_ranked[:k]
     depths = [round(relative_depth(layer, n_layers), 2) for layer in top]
     band = band_mask(n_layers)
@@ -129,7 +130,7 @@ def middle_layers_claim(
                 "band_layers": inside,
             },
         }
-    boot = evidence.topk_bootstrap(per_doc_kl, np.asarray(band), k=k, n_boot=n_boot, seed=seed)
+    boot = topk_bootstrap(per_doc_kl, np.asarray(band), k=k, n_boot=n_boot, seed=seed)
     lo, hi = boot["support_ci95"]
     freq = boot["top_k_frequency"]
     often = sorted(range(n_layers), key=lambda layer: (-freq[layer], layer))[: k + 2]
@@ -155,7 +156,7 @@ def entropy_claim(
     documents; ``n_heads`` adds the binomial minimum detectable departure from 0.5."""
     lo, hi = ci95
     holds = True if lo > 0.5 else False if hi < 0.5 else None
-    binomial = evidence.binomial_power(frac, n_heads) if n_heads else None
+    binomial = binomial_power(frac, n_heads) if n_heads else None
     docs = f"{n_docs} documents" if n_docs else "documents"
     if holds is None:
         text = f"The bootstrap 95% CI over {docs} includes 50%"

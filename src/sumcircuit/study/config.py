@@ -38,22 +38,25 @@ from sumcircuit.training.config import FinetuneConfig
 log = logging.getLogger(__name__)
 
 # The study's own choices, where they differ from the stage configs' defaults: how many
-# documents each stage reads (a stage config's default, None, reads them all).
+# documents each stage reads (a stage config's default, None, reads them all), and the
+# patching stages' and evaluation's batch sizes (8 documents, 16 prompts; the shared default
+# is 4).
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "finetune": {"limit": 64},
     # Selection documents (diff and attribution: the same ones) and the faithfulness scoring
     # documents are disjoint parts of the validation split: the first 64 select, the rest score.
     "diff": {"limit": 64},
+    "attribute": {"batch_size": 8},
     # The exact layer scan that checks the attribution: off unless given selection documents.
-    "exact": {"limit": 0},
-    "faithfulness": {"split": "validation"},
+    "exact": {"limit": 0, "batch_size": 8},
+    "faithfulness": {"split": "validation", "batch_size": 8},
     # The targeted arm's circuit comes from the most faithful locator; targeted-kl keeps KL.
     "locate": {"score": "faithful"},
     # Causal validation of the chosen circuit on test documents: the circuit was chosen on
     # validation documents (selection and faithfulness scoring), so this check is independent.
-    "validate": {"limit": 50, "split": "test"},
+    "validate": {"limit": 50, "split": "test", "batch_size": 8},
     "lora": {"limit": 64},
-    "evaluate": {"limit": 20},
+    "evaluate": {"limit": 20, "batch_size": 16},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,6 +136,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 _MANAGED = {
     "model",
     "data",
+    "document_field",
+    "summary_field",
     "out",
     "base",
     "finetuned",

@@ -34,7 +34,7 @@ from sumcircuit.models.trained import TrainingResult, final_value, steps_to_targ
 from sumcircuit.provenance import provenance
 from sumcircuit.report.figures import draw_study_figures, untrusted_advice
 from sumcircuit.report.summary_result import StudySummary
-from sumcircuit.stats import bootstrap_ci, paired_bootstrap_diff
+from sumcircuit.stats import bootstrap_ci, paired_bootstrap_diff, paired_power
 from sumcircuit.study import claims, evidence
 from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.external import ExternalFinetune
@@ -167,7 +167,7 @@ def _paired_power(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
         if metric in targeted.columns and metric in standard.columns:
             diffs = (targeted.loc[standard.index, metric] - standard[metric]).dropna()
             if len(diffs) >= 2:
-                out[metric] = evidence.paired_power(diffs.to_numpy())
+                out[metric] = paired_power(diffs.to_numpy())
     return out
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from sumcircuit.configs import DictConfig, check_at_least, check_fraction
+from sumcircuit.configs import check_at_least, check_fraction
+from sumcircuit.data.options import DataOptions
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.io import config_hash
 
@@ -33,11 +34,11 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class FinetuneConfig(DictConfig):
-    """Everything that defines one fine-tuning run."""
+class FinetuneConfig(DataOptions):
+    """Everything that defines one fine-tuning run: the training data (train split; the
+    validation split for the checks during training) and how to train."""
 
     model: str = field(default="smollm2-135m", metadata=_help("preset, local dir or HF id"))
-    data: str = field(default="xsum", metadata=_help("dataset name, file or hf:NAME"))
     out: str = field(default="", metadata=_help("output directory"))
     method: Method = field(default="lora", metadata=_help("full fine-tuning or LoRA adapters"))
     layers: list[int] | None = field(
@@ -60,9 +61,6 @@ class FinetuneConfig(DictConfig):
         metadata=_help("raise the rank so trainable params match LoRA on all layers"),
     )
     epochs: int = field(default=1, metadata=_help("passes over the training set"))
-    limit: int | None = field(default=None, metadata=_help("first N training examples"))
-    max_length: int = field(default=512, metadata=_help("tokens per example (document cut)"))
-    batch_size: int = field(default=4, metadata=_help("examples per micro-batch per process"))
     grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
     lr: float | None = field(
         default=None, metadata=_help("peak learning rate (default: 3e-5 full, 2e-4 lora)")
@@ -77,7 +75,6 @@ class FinetuneConfig(DictConfig):
         metadata=_help("matmul autocast: auto = bf16 where the hardware is fast at it, else fp32"),
     )
     seed: int = field(default=0, metadata=_help("seed of adapter init, data order, dropout"))
-    template: Literal["plain", "chat"] = field(default="plain", metadata=_help("prompt template"))
     val_limit: int = field(default=32, metadata=_help("validation docs for per-epoch loss"))
     rouge_every_epoch: int = field(
         default=0,
@@ -133,8 +130,7 @@ class FinetuneConfig(DictConfig):
             )
         if self.heads is not None and "mlp" in self.targets:
             raise SumcircuitError("the MLP has no heads; drop mlp from --targets with --heads")
-        check_at_least(self, ("epochs", "max_length", "batch_size", "grad_accum"), 1)
-        check_at_least(self, ("limit", "max_steps"), 1)
+        check_at_least(self, ("epochs", "grad_accum", "max_steps"), 1)
         check_fraction(self, "warmup")
         if self.lr <= 0:
             raise ConfigError("lr", f"{{key}} must be positive, got {self.lr}")

@@ -1,4 +1,5 @@
-"""Seeded, vectorised statistics for per-document results: bootstrap CIs, paired tests, FDR.
+"""Seeded, vectorised bootstrap over documents: CIs of means and ratios of means, paired
+differences, the fraction of items below zero, recovered fractions and top-k support.
 
 Every resampling function draws its document indices as
 ``numpy.random.default_rng(seed).integers(0, n, size=(n_boot, n))``, so a 2-D call
@@ -12,21 +13,22 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.stats
 
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.stats.power import wilson_interval
 
 __all__ = [
     "PairedDiff",
-    "bh_qvalues",
     "bootstrap_ci",
     "fraction_negative_ci",
     "paired_bootstrap_diff",
     "ratio_bootstrap_ci",
-    "wilcoxon_p",
+    "recovered",
+    "resample_counts",
+    "topk_bootstrap",
 ]
 
 # Upper bound on the elements of one gathered (chunk, n_docs, n_items) block for a generic stat.
@@ -192,59 +194,6 @@ def paired_bootstrap_diff(
     return PairedDiff(float(d.mean()), (float(lo), float(hi)), p, n)
 
 
-def wilcoxon_p(diffs: np.ndarray) -> np.ndarray:
-    """Two-sided paired Wilcoxon signed-rank p-value per column.
-
-    diffs: (n_docs, n_items) paired differences (e.g. H_ft − H_base per document and head), or
-    (n_docs,) for one item. ``scipy.stats.wilcoxon`` with its defaults (zero_method="wilcox",
-    method="auto"), NaNs omitted. A column whose differences are all zero gets p = 1.0.
-    Returns (n_items,) float64 (shape () for 1-D input).
-    """
-    arr = np.asarray(diffs, dtype=np.float64)
-    if arr.ndim not in (1, 2) or arr.shape[0] == 0:
-        raise SumcircuitError(
-            f"diffs must be a non-empty (n_docs,) or (n_docs, n_items) array; got {arr.shape}."
-        )
-    cols = arr.reshape(arr.shape[0], -1)
-    out = np.ones(cols.shape[1], dtype=np.float64)
-    informative = np.any(np.nan_to_num(cols) != 0.0, axis=0)
-    if informative.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = scipy.stats.wilcoxon(cols[:, informative], axis=0, nan_policy="omit")
-        out[informative] = np.nan_to_num(np.asarray(res.pvalue, dtype=np.float64), nan=1.0)
-    return out.reshape(arr.shape[1:])
-
-
-def _bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values of a finite 1-D vector (fallback for old scipy)."""
-    m = p.size
-    order = np.argsort(p)
-    scaled = p[order] * m / np.arange(1, m + 1)
-    q_sorted = np.minimum.accumulate(scaled[::-1])[::-1]
-    q = np.empty_like(q_sorted)
-    q[order] = np.clip(q_sorted, 0.0, 1.0)
-    return q
-
-
-def bh_qvalues(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg q-values: q_(i) = min_{j ≥ i} min(1, p_(j) · m / j), p sorted.
-
-    m is the number of non-NaN p-values; NaN entries stay NaN and do not count in m.
-    Any shape; the result has the same shape.
-    """
-    arr = np.asarray(p, dtype=np.float64)
-    flat = arr.ravel()
-    ok = ~np.isnan(flat)
-    if np.any((flat[ok] < 0.0) | (flat[ok] > 1.0)):
-        raise SumcircuitError("p-values must lie in [0, 1]; check the test that produced them.")
-    out = np.full(flat.shape, np.nan)
-    if ok.any():
-        fdc = getattr(scipy.stats, "false_discovery_control", None)
-        out[ok] = fdc(flat[ok], method="bh") if fdc is not None else _bh(flat[ok])
-    return out.reshape(arr.shape)
-
-
 def fraction_negative_ci(
     deltas: np.ndarray,
     *,
@@ -267,3 +216,81 @@ def fraction_negative_ci(
     boot = np.mean((counts @ arr) < 0.0, axis=1)  # (n_boot,); sign of the sum = sign of mean
     lo, hi = _percentile_interval(boot, confidence)
     return fraction, (float(lo), float(hi))
+
+
+def recovered(
+    num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int, min_delta: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ratio of means Σ num / Σ den per column with bootstrap CIs.
+
+    num: (n_docs, n_sets), den: (n_docs,) → (value, lo, hi), each (n_sets,). Raises when
+    |mean(den)| ≤ min_delta: the fine-tune changed nothing the metric can see.
+    """
+    delta = float(np.mean(den))
+    if abs(delta) <= min_delta:
+        raise SumcircuitError(
+            f"the fine-tuned and base models give the same summary log-likelihood "
+            f"(m_ft − m_base = {delta:.3g} nats/token): there is nothing to explain; "
+            "check that --finetuned is the fine-tuned model"
+        )
+    value = num.sum(0) / den.sum()
+    lo, hi = ratio_bootstrap_ci(
+        num, np.repeat(den[:, None], num.shape[1], axis=1), n_boot=n_boot, seed=seed
+    )
+    return value, np.asarray(lo), np.asarray(hi)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores along the last axis, ties to the lower index."""
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+
+
+def topk_bootstrap(
+    per_doc_scores: np.ndarray,
+    in_band: np.ndarray,
+    *,
+    k: int = 3,
+    min_in_band: int = 2,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Bootstrap over documents of the top-``k`` layers and of "≥ min_in_band of them in band".
+
+    per_doc_scores: (n_docs, L), e.g. each document's KL averaged over a layer's heads;
+    in_band: (L,) bool. In each resample (:func:`resample_counts`) every layer's score is the
+    mean over the drawn documents of its per-document score, layers are ranked highest first
+    (ties: lower layer first) and the top ``k`` taken. ``top_k_frequency[l]`` is the fraction of
+    resamples in which layer ``l`` is among them; ``support`` the fraction in which at least
+    ``min_in_band`` of them lie in the band: the bootstrap probability that this holds for a fresh
+    sample of documents. ``support_ci95`` is the Wilson interval of that proportion over the
+    ``n_boot`` resamples, i.e. Monte Carlo error only, not a second layer of sampling error.
+    """
+    scores = np.asarray(per_doc_scores, dtype=np.float64)
+    band = np.asarray(in_band, dtype=bool).reshape(-1)
+    if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] != band.size:
+        raise SumcircuitError(
+            f"per-document layer scores must be (n_docs >= 1, {band.size} layers); "
+            f"got shape {scores.shape}"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise SumcircuitError("per-document layer scores contain NaN or inf")
+    if n_boot < 1 or not 1 <= k <= band.size:
+        raise SumcircuitError(f"need n_boot >= 1 and 1 <= k <= {band.size}; got {n_boot}, {k}")
+    n, n_layers = scores.shape
+    top = _top_k(resample_counts(n, n_boot, seed) @ scores / n, k)  # (n_boot, k)
+    frequency = np.bincount(top.ravel(), minlength=n_layers) / n_boot  # (L,)
+    hits = int((band[top].sum(axis=1) >= min_in_band).sum())
+    observed = _top_k(scores.mean(axis=0), k)
+    return {
+        "n_docs": int(n),
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "k": int(k),
+        "min_in_band": int(min_in_band),
+        "band_layers": [int(x) for x in np.flatnonzero(band)],
+        "top_k": [int(x) for x in observed],
+        "top_k_in_band": int(band[observed].sum()),
+        "top_k_frequency": [float(x) for x in frequency],
+        "support": hits / n_boot,
+        "support_ci95": list(wilson_interval(hits, n_boot)),
+    }
