@@ -5,7 +5,7 @@ of ``scan`` (the base model with that component patched in from the fine-tuned m
 forward per component) against the attribution estimates of ``atp``, ``ig-activations`` and
 ``ig-weights`` on the same documents. Both are normalised the same way: Σ_d effect_d /
 Σ_d (m_ft,d − m_base,d). Printed: Pearson and Kendall correlation, top-10 overlap (by signed
-score; :func:`sumcircuit.analysis.agreement.agreement`) and seconds, per level; the exact head
+score; :func:`sumcircuit.analysis.causal.agreement.agreement`) and seconds, per level; the exact head
 scan's time against each method's time for all heads and MLPs. A JSON copy goes to ``--json``.
 
     python benchmarks/attribution_bench.py --finetuned RUN/finetune/full --limit 8
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sumcircuit.analysis.agreement import agreement
-from sumcircuit.analysis.attribution import METHODS, attribute
-from sumcircuit.analysis.patching import Components, PairConfig, patch_effects, prepare_pair
+from sumcircuit.analysis.causal.agreement import agreement
+from sumcircuit.analysis.causal.attribution import METHODS, attribute
+from sumcircuit.analysis.causal.patching import Components, PairConfig, patch_effects, prepare_pair
 
 
 def _cpu() -> str:

@@ -31,9 +31,9 @@ from contextlib import ExitStack
 import numpy as np
 import torch
 
-from sumcircuit.analysis.accumulate import DiffAccumulator, head_region_sums
-from sumcircuit.analysis.attention_capture import Rows, gather_rows
-from sumcircuit.analysis.diff import DiffConfig, _PairRunner, run_diff
+from sumcircuit.analysis.diff.accumulate import DiffAccumulator, head_region_sums
+from sumcircuit.analysis.diff.capture import Rows, gather_rows
+from sumcircuit.analysis.diff.run import DiffConfig, _PairRunner, run_diff
 from sumcircuit.data.batching import iter_batches, prepare
 from sumcircuit.models.loader import load_model
 

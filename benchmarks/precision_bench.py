@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from sumcircuit.analysis.diff import DiffConfig, run_diff
-from sumcircuit.analysis.scan import ScanConfig, scan
+from sumcircuit.analysis.causal.exact import ExactConfig, exact_scan
+from sumcircuit.analysis.diff.run import DiffConfig, run_diff
 from sumcircuit.data.batching import prepare
 from sumcircuit.evaluation.generate import generate_ids
 from sumcircuit.evaluation.loglik import reference_loglik, teacher_forced
@@ -101,7 +101,7 @@ def bench_scan(base: str, finetuned: str, docs: int, max_length: int) -> dict:
     out = {}
     for prec in PRECISIONS:
         pair = _pair(base, finetuned, docs, max_length, prec)
-        result = scan(ScanConfig(**pair, batch_size=4, level="layer"))
+        result = exact_scan(ExactConfig(**pair, batch_size=4, level="layer"))
         out[prec] = {
             "seconds": result.timing["patching_s"],
             "suff": result.scores("layer").to_numpy(),

@@ -11,8 +11,8 @@ import pytest
 from test_diff_ddp import free_port, torchrun_env
 from test_diff_tiny import write_data
 
-from sumcircuit.analysis.attribute import AttributionResult
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.causal.attribute import AttributionResult
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.tiny import PEAKED_STD, save_tiny

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import load_model
@@ -197,10 +197,10 @@ CASES = [
      + QUICK + " --circuit {other_circuit} --out {out}", "the circuit was made for model 'gpt2'"),
     ("validate-negative-controls", "validate --base {llama} --finetuned {ft} --circuit {circuit} "
      "--controls -1 --out {out}", "--controls must be at least 0"),
-    # -- scan ---------------------------------------------------------------------------------
-    ("scan-other-architecture", "scan --base {llama} --finetuned {gpt2} --data {data} " + QUICK
+    # -- exact (and its old name, scan) ----------------------------------------------------
+    ("exact-other-architecture", "exact --base {llama} --finetuned {gpt2} --data {data} " + QUICK
      + " --out {out}", "different architectures"),
-    ("scan-missing-data", "scan --base {llama} --finetuned {ft} --data {out}.csv --out {out}",
+    ("scan-old-name-missing-data", "scan --base {llama} --finetuned {ft} --data {out}.csv --out {out}",
      "{out}.csv does not exist"),
     # -- evaluate -----------------------------------------------------------------------------
     ("evaluate-damaged-adapter", "evaluate --model {llama} --adapter {damaged_adapter} --data "
@@ -281,7 +281,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
 
 def test_table_covers_every_command():
     commands = {c[1].split()[0] for c in CASES}
-    assert commands >= {"finetune", "diff", "locate", "validate", "scan", "evaluate", "compare",
+    assert commands >= {"finetune", "diff", "locate", "validate", "exact", "evaluate", "compare",
                         "plot", "data", "models", "run"}  # fmt: skip
     assert len(CASES) >= 45 and len({c[0] for c in CASES}) == len(CASES)
 

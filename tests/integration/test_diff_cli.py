@@ -5,8 +5,8 @@ import json
 import pandas as pd
 from test_diff_tiny import write_data
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.diff_stats import HEAD_COLUMNS, LAYER_COLUMNS
+from sumcircuit.analysis.diff.stats import HEAD_COLUMNS, LAYER_COLUMNS
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
 from sumcircuit.models.tiny import save_tiny
 

@@ -19,7 +19,7 @@ import pandas as pd
 from test_diff_tiny import write_data
 
 import sumcircuit
-from sumcircuit.analysis.diff import DiffResult
+from sumcircuit.analysis.diff.run import DiffResult
 from sumcircuit.cli import main
 from sumcircuit.models.tiny import PEAKED_STD, save_tiny
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sumcircuit.analysis.diff import DiffConfig, DiffResult, run_diff
-from sumcircuit.analysis.diff_stats import HEAD_COLUMNS, LAYER_COLUMNS
+from sumcircuit.analysis.diff.run import DiffConfig, DiffResult, run_diff
+from sumcircuit.analysis.diff.stats import HEAD_COLUMNS, LAYER_COLUMNS
 from sumcircuit.data.batching import prepare
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch

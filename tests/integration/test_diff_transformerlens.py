@@ -9,8 +9,8 @@ import torch
 from test_diff_tiny import write_data
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sumcircuit.analysis.attention_capture import Rows, capture_attention, gather_rows, row_probs
-from sumcircuit.analysis.diff import DiffConfig, run_diff
+from sumcircuit.analysis.diff.capture import Rows, capture_attention, gather_rows, row_probs
+from sumcircuit.analysis.diff.run import DiffConfig, run_diff
 from sumcircuit.data.batching import prepare
 from sumcircuit.metrics.attention import entropy, kl
 from sumcircuit.models.archs import Arch

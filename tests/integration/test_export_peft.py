@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from peft import LoraConfig, get_peft_model
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import read_json

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_diff_tiny import WORDS
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.faithfulness import FaithfulnessResult, default_sizes
-from sumcircuit.analysis.locators import locator, names
+from sumcircuit.analysis.causal.faithfulness import FaithfulnessResult, default_sizes
+from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.locate.registry import locator, names
 from sumcircuit.cli import main
 from sumcircuit.models.tiny import PEAKED_STD, save_tiny
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import sumcircuit.training.loop as loop
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.loader import load_model

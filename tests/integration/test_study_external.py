@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 import sumcircuit.training.loop as loop
-from sumcircuit.analysis.diff_result import DiffResult
+from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.cli import main
+from sumcircuit.layout import RunLayout
 from sumcircuit.models.tiny import save_tiny
 from sumcircuit.report.summary_result import StudySummary
 from sumcircuit.study.external import ExternalFinetune
@@ -60,13 +61,13 @@ def test_run_with_an_external_finetune_skips_training_it(
     assert main(_args(tiny_dirs["llama"], finetuned, tiny_data, out)) == 0
     assert methods == ["lora"]  # the standard arm only: no full fine-tuning
 
-    external = ExternalFinetune.load(out / "finetune")
+    external = ExternalFinetune.load(RunLayout(out) / RunLayout.FINETUNE)
     assert external.path == str(finetuned.resolve())
     assert external.identity["sha256"] and len(external.identity["sha256"]) == 64
-    assert (out / "finetune" / "stage.json").exists()
-    assert not (out / "finetune" / "model.safetensors").exists()
+    assert (RunLayout(out) / RunLayout.FINETUNE / "stage.json").exists()
+    assert not (RunLayout(out) / RunLayout.FINETUNE / "model.safetensors").exists()
 
-    models = DiffResult.load(out / "diff").summary["provenance"]["models"]
+    models = DiffResult.load(RunLayout(out) / RunLayout.DIFF).summary["provenance"]["models"]
     assert models["base"]["source"] == str(tiny_dirs["llama"])
     assert models["finetuned"]["source"] == str(finetuned.resolve())
     assert models["finetuned"]["sha256"] == external.identity["sha256"]

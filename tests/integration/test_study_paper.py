@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import sumcircuit.training.loop as loop
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
+from sumcircuit.layout import RunLayout
 from sumcircuit.models.tiny import save_tiny
 from sumcircuit.models.trained import TrainingResult
 from sumcircuit.report.summary_result import StudySummary
@@ -73,7 +74,7 @@ def test_paper_preset_trains_every_arm_seed_and_draw_then_skips_all(
     monkeypatch.setattr(loop, "finetune", record)
     assert main(_args(model, xsum_sample, out)) == 0
 
-    lora_stages = [f"lora/{name}-s{seed}" for name in ARM_NAMES for seed in SEEDS]
+    lora_stages = [RunLayout.lora(name, seed) for name in ARM_NAMES for seed in SEEDS]
     assert trained == ["finetune", *lora_stages]
     _check_run(out)
 
@@ -90,14 +91,16 @@ def test_paper_preset_trains_every_arm_seed_and_draw_then_skips_all(
 
 def _check_run(out: Path) -> None:
     """Every arm × seed trained and evaluated; the summary and report show every arm."""
-    lora_stages = [f"lora/{name}-s{seed}" for name in ARM_NAMES for seed in SEEDS]
+    lora_stages = [RunLayout.lora(name, seed) for name in ARM_NAMES for seed in SEEDS]
     assert len(lora_stages) == 27
-    eval_stages = ["base", "full", *(s.removeprefix("lora/") for s in lora_stages)]
+    eval_stages = ["base", "full", *(s.removeprefix(f"{RunLayout.LORA}/") for s in lora_stages)]
     for stage in ["finetune", "locate-kl", *lora_stages]:
         assert (out / stage / "stage.json").is_file(), stage
     for key in eval_stages:
-        assert (out / "evaluate" / key / "stage.json").is_file(), key
-    assert sorted(p.name for p in (out / "evaluate").iterdir()) == sorted(eval_stages)
+        assert (RunLayout(out) / RunLayout.evaluate(key) / "stage.json").is_file(), key
+    assert sorted(p.name for p in (RunLayout(out) / RunLayout.EVALUATE).iterdir()) == sorted(
+        eval_stages
+    )
 
     summary = StudySummary.load(out)
     assert summary.preset == "paper" and summary.config["seeds"] == SEEDS
@@ -114,7 +117,7 @@ def _check_run(out: Path) -> None:
         assert total >= 1 and (step is None or 0 <= step <= total), name
         # each seed of an arm trained the layers (heads) its row reports
         for seed in SEEDS:
-            run = TrainingResult.load(out / "lora" / f"{name}-s{seed}")
+            run = TrainingResult.load(RunLayout(out) / RunLayout.lora(name, seed))
             assert run.config["layers"] == rows[name]["layers"], (name, seed)
             assert run.config["heads"] == rows[name]["heads"], (name, seed)
 
@@ -138,13 +141,13 @@ def _check_run(out: Path) -> None:
     assert 0 < params["heads"] < params["targeted"]
     # equal budget: rank_eq = round(rank * n_standard / n_targeted) (training/adapters.py), so
     # the counts differ by at most half the targeted arm's entries per unit of rank
-    budget = TrainingResult.load(out / "lora" / "targeted-equal-budget-s0").budget
+    budget = TrainingResult.load(RunLayout(out) / RunLayout.lora("targeted-equal-budget", 0)).budget
     assert budget["standard_params"] == params["standard"]
     assert budget["targeted_params"] == params["targeted-equal-budget"]
     assert budget["targeted_params_at_rank"] == params["targeted"]
     per_rank = params["targeted"] / budget["rank"]
     assert abs(params["targeted-equal-budget"] - params["standard"]) <= per_rank / 2
 
-    html = (out / "report.html").read_text()
+    html = RunLayout(out).report_file.read_text()
     for name in ["base", "full", *ARM_NAMES]:
         assert f">{name}<" in html, name

@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 import sumcircuit.training.loop as loop
-from sumcircuit.analysis.locators import locator
+from sumcircuit.analysis.locate.registry import locator
 from sumcircuit.cli import main
+from sumcircuit.layout import RunLayout
 from sumcircuit.models.trained import TrainingResult
 from sumcircuit.report.summary_result import StudySummary
 
@@ -81,15 +82,15 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 130
     arm_dir = Path(killed["config"].out)
     assert (arm_dir / "checkpoint.json").exists() and not (arm_dir / "stage.json").exists()
-    assert (out / "lora" / "standard-s0" / "stage.json").exists()
-    assert not (out / "summary.json").exists()
+    assert (RunLayout(out) / RunLayout.lora("standard", 0) / "stage.json").exists()
+    assert not RunLayout(out).summary_file.exists()
     finished = {
         p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("stage.json")
     }
-    assert {"finetune", "diff", "attribute/atp", "faithfulness", "locate", "validate"} <= set(
-        finished
-    )
-    assert "lora/standard-s0" in finished
+    L = RunLayout
+    upstream = {L.FINETUNE, L.DIFF, L.attribute("atp"), L.FAITHFULNESS, L.LOCATE, L.VALIDATE}
+    assert upstream <= set(finished)
+    assert RunLayout.lora("standard", 0) in finished
 
     monkeypatch.setattr(loop, "finetune", real_finetune)
     with caplog.at_level("INFO", logger="sumcircuit"):
@@ -156,9 +157,11 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert {"first-k", "last-k", "evenly-spaced"} <= set(faith["areas"])  # position baselines
     assert summary.circuit["score"] == best  # the circuit is the faithful one
     assert faith["documents"]["scoring"]["split"] == "test"
-    assert "exact" not in faith["areas"] and not (out / "exact").exists()  # exact.limit: 0
+    assert (
+        "exact" not in faith["areas"] and not RunLayout(out) / RunLayout.EXACT.exists()
+    )  # exact.limit: 0
     assert summary.attribution_vs_exact is None
-    html = (out / "report.html").read_text()
+    html = RunLayout(out).report_file.read_text()
     assert html.count("data:image/png;base64,") >= 4 and "LoRA" in html
     assert "Which locator is faithful" in html and "(chosen)" in html
     assert "Attribution vs exact patching" not in html
@@ -169,7 +172,7 @@ def test_run_refuses_a_directory_holding_another_study(
 ) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    (out / "study.json").write_text(json.dumps({"model": "other", "data": "xsum"}))
+    RunLayout(out).study_file.write_text(json.dumps({"model": "other", "data": "xsum"}))
     assert (
         main(
             ["run", "--out", str(out), "--model", str(tiny_dirs["llama"]), "--data", str(tiny_data)]

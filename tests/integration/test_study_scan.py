@@ -10,9 +10,10 @@ from pathlib import Path
 
 from test_study_run import WORDS, _args
 
-from sumcircuit.analysis.agreement import TRUSTED_PEARSON
-from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.causal.agreement import TRUSTED_PEARSON
+from sumcircuit.analysis.causal.exact import ExactResult
 from sumcircuit.cli import main
+from sumcircuit.layout import RunLayout
 from sumcircuit.report.summary_result import StudySummary
 
 
@@ -31,9 +32,11 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
     argv = _args(tiny_dirs["llama"], data, out) + [a for s in sets for a in ("--set", s)]
     assert main(argv) == 0
 
-    scan = ScanResult.load(out / "exact")
+    scan = ExactResult.loadRunLayout(out) / RunLayout.EXACT
     assert scan.level == "layer" and scan.n_docs == 2 and len(scan.doc_ids) == 2
-    assert (out / "exact" / "stage.json").exists() and (out / "exact" / "scan.png").exists()
+    assert (RunLayout(out) / RunLayout.EXACT / "stage.json").exists() and (
+        RunLayout(out) / RunLayout.EXACT / "exact.png"
+    ).exists()
     assert scan.provenance["data"]["split"] == "validation"  # the diff's split, first documents
     summary = StudySummary.load(out)
     faith = summary.faithfulness
@@ -64,7 +67,7 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
         assert ("does not follow exact patching" in caption) == (not vs["trusted"])
     for method in ("atp", "ig-weights"):
         assert (out / "attribute" / method / "stage.json").exists()
-    html = (out / "report.html").read_text()
+    html = RunLayout(out).report_file.read_text()
     assert "Attribution vs exact patching" in html and "Pearson r" in html
     assert 'alt="attribution (atp) vs exact patching of each layer' in html
     assert 'alt="attribution (ig-weights) vs exact patching of each layer' in html

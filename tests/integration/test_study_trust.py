@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
+from sumcircuit.layout import RunLayout
 from sumcircuit.report.summary_result import StudySummary
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
@@ -65,45 +66,45 @@ def test_a_truncated_diff_table_reruns_diff_and_what_follows(
     study: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
     run = _copy(study, tmp_path)
-    original = (run / "diff" / "layers.csv").read_bytes()
-    circuit = Circuit.load(run / "locate")
+    original = (RunLayout(run) / RunLayout.DIFF / "layers.csv").read_bytes()
+    circuit = Circuit.load(RunLayout(run) / RunLayout.LOCATE)
     summary = StudySummary.load(run)
-    _cut_rows(run / "diff" / "layers.csv", 1)
+    _cut_rows(RunLayout(run) / RunLayout.DIFF / "layers.csv", 1)
     with caplog.at_level("INFO"):
         assert main(_args(study, run)) == 0
     assert "Traceback" not in capsys.readouterr().err
     lines = _reruns(caplog)
     assert len(lines) == 1, lines
     assert lines[0].startswith("stage diff: layers.csv changed since it was written (size ")
-    assert (run / "diff" / "layers.csv").read_bytes() == original
-    again = Circuit.load(run / "locate")
+    assert (RunLayout(run) / RunLayout.DIFF / "layers.csv").read_bytes() == original
+    again = Circuit.load(RunLayout(run) / RunLayout.LOCATE)
     assert (again.layers, again.heads) == (circuit.layers, circuit.heads)
     rerun = StudySummary.load(run)
     for arm in ("targeted", "random"):  # trained on the layers of the whole diff, as before
         assert rerun.lora[arm]["layers"] == summary.lora[arm]["layers"]
     assert "diff" not in rerun.timings_s["skipped"]
-    assert "lora/standard-s0" in rerun.timings_s["skipped"]  # depends on no diff
+    assert RunLayout.lora("standard", 0) in rerun.timings_s["skipped"]  # depends on no diff
 
 
 def test_a_corrupt_circuit_is_repaired_with_one_line(
     study: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
     run = _copy(study, tmp_path)
-    circuit = Circuit.load(run / "locate")
-    path = run / "locate" / "circuit.json"
+    circuit = Circuit.load(RunLayout(run) / RunLayout.LOCATE)
+    path = RunLayout(run) / RunLayout.LOCATE / "circuit.json"
     path.write_text(path.read_text()[:25])
     with caplog.at_level("INFO"):
         assert main(_args(study, run)) == 0
     assert "Traceback" not in capsys.readouterr().err
     lines = _reruns(caplog)
     assert len(lines) == 1 and lines[0].startswith("stage locate: circuit.json changed"), lines
-    assert Circuit.load(run / "locate").layers == circuit.layers
+    assert Circuit.load(RunLayout(run) / RunLayout.LOCATE).layers == circuit.layers
 
 
 def test_locate_and_plot_refuse_a_truncated_diff_with_one_sentence(
     study: dict[str, Path], tmp_path: Path, capsys
 ) -> None:
-    diff = Path(shutil.copytree(study["run"] / "diff", tmp_path / "diff"))
+    diff = Path(shutil.copytree(RunLayout(study["run"]) / RunLayout.DIFF, tmp_path / "diff"))
     _cut_rows(diff / "layers.csv", 1)
     for argv in (
         ["locate", "--diff", str(diff), "--out", str(tmp_path / "circuit.json")],

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.scan import ScanResult
-from sumcircuit.analysis.validate import CausalResult
+from sumcircuit.analysis.causal.exact import ExactResult
+from sumcircuit.analysis.causal.validate import ValidateResult
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.cli import main
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import load_model
@@ -93,10 +93,10 @@ def run_validate(
     )  # fmt: skip
 
 
-def test_validate_writes_causal_json_with_controls(setup, tmp_path, capsys) -> None:
+def test_validate_writes_validate_json_with_controls(setup, tmp_path, capsys) -> None:
     circuit = write_circuit(setup, "two", layers=[1, 2])
     assert run_validate(setup, circuit, tmp_path, "--controls", "3", "--seed", "4") == 0
-    data = json.loads((tmp_path / "causal.json").read_text())
+    data = json.loads((tmp_path / "validate.json").read_text())
     for key in ("m_base", "m_ft", "sufficiency", "necessity", "controls", "random_percentile"):
         assert key in data
     assert data["m_ft"] != data["m_base"]
@@ -110,7 +110,7 @@ def test_validate_writes_causal_json_with_controls(setup, tmp_path, capsys) -> N
     assert len(data["per_doc"]["m_suff"]) == data["n_docs"] == len(DOCS)
     assert len(data["per_doc"]["m_suff_controls"][0]) == 3
     assert data["provenance"]["models"]["finetuned"]["sha256"]
-    result = CausalResult.load(tmp_path)
+    result = ValidateResult.load(tmp_path)
     assert result.to_frame().shape[0] == 4
     assert "sufficiency" in capsys.readouterr().out
 
@@ -118,7 +118,7 @@ def test_validate_writes_causal_json_with_controls(setup, tmp_path, capsys) -> N
 def test_all_layers_recover_everything_and_the_empty_circuit_nothing(setup, tmp_path) -> None:
     every = write_circuit(setup, "every", layers=[0, 1, 2, 3])
     assert run_validate(setup, every, tmp_path / "all", "--controls", "0") == 0
-    full = CausalResult.load(tmp_path / "all")
+    full = ValidateResult.load(tmp_path / "all")
     assert full.sufficiency["value"] == pytest.approx(1.0, abs=1e-5)
     assert full.necessity["value"] == pytest.approx(1.0, abs=1e-5)
     assert full.random_percentile is None
@@ -130,7 +130,7 @@ def test_all_layers_recover_everything_and_the_empty_circuit_nothing(setup, tmp_
 def test_head_circuit_with_zero_ablation(setup, tmp_path) -> None:
     heads = write_circuit(setup, "heads", level="head", heads=[(1, 0), (2, 3)])
     assert run_validate(setup, heads, tmp_path, "--controls", "2", "--ablation", "zero") == 0
-    result = CausalResult.load(tmp_path)
+    result = ValidateResult.load(tmp_path)
     assert result.ablation == "zero"
     assert all(
         len(c["components"]["heads"]) == 2 and not c["components"]["mlps"] for c in result.controls
@@ -178,7 +178,7 @@ def test_bad_input_is_one_clear_sentence(setup, tmp_path, capsys, case, message)
 def run_scan(setup, out, level: str) -> int:
     return main(
         [
-            "scan",
+            "exact",
             "--base", str(setup["base"]),
             "--finetuned", str(setup["ft"]),
             "--data", str(setup["data"]),
@@ -190,7 +190,7 @@ def run_scan(setup, out, level: str) -> int:
 
 def test_layer_scan_csv_contract_plots_and_agreement_with_validate(setup, tmp_path) -> None:
     assert run_scan(setup, tmp_path / "scan", "layer") == 0
-    frame = pd.read_csv(tmp_path / "scan" / "scan.csv")
+    frame = pd.read_csv(tmp_path / "scan" / "exact.csv")
     assert list(frame.columns) == [
         "layer",
         "head",
@@ -201,9 +201,9 @@ def test_layer_scan_csv_contract_plots_and_agreement_with_validate(setup, tmp_pa
     assert frame["layer"].tolist() == [0, 1, 2, 3] and (frame["head"] == -1).all()
     assert (frame["sufficiency_lo"] <= frame["sufficiency"]).all()
     assert (frame["sufficiency"] <= frame["sufficiency_hi"]).all()
-    assert (tmp_path / "scan" / "scan.png").stat().st_size > 0
-    assert (tmp_path / "scan" / "scan.svg").stat().st_size > 0
-    assert ScanResult.load(tmp_path / "scan").to_frame().equals(frame)
+    assert (tmp_path / "scan" / "exact.png").stat().st_size > 0
+    assert (tmp_path / "scan" / "exact.svg").stat().st_size > 0
+    assert ExactResult.load(tmp_path / "scan").to_frame().equals(frame)
     # the scan's layer 2 is the validate sufficiency of the one-layer circuit [2]
     circuit = write_circuit(setup, "layer2", layers=[2])
     assert main(
@@ -213,13 +213,13 @@ def test_layer_scan_csv_contract_plots_and_agreement_with_validate(setup, tmp_pa
             "--out", str(tmp_path / "v"),
         ]
     ) == 0  # fmt: skip
-    expected = CausalResult.load(tmp_path / "v").sufficiency["value"]
+    expected = ValidateResult.load(tmp_path / "v").sufficiency["value"]
     assert frame.loc[2, "sufficiency"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_head_scan_has_one_row_per_head(setup, tmp_path) -> None:
     assert run_scan(setup, tmp_path, "head") == 0
-    frame = pd.read_csv(tmp_path / "scan.csv")
+    frame = pd.read_csv(tmp_path / "exact.csv")
     assert len(frame) == 4 * 4 and sorted(set(frame["head"])) == [0, 1, 2, 3]
-    assert (tmp_path / "scan.png").exists()
+    assert (tmp_path / "exact.png").exists()
     assert torch.isfinite(torch.tensor(frame["sufficiency"].to_numpy())).all()

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sumcircuit.analysis.agreement import agreement, attribution_vs_exact
-from sumcircuit.analysis.attribute import AttributionResult
-from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.causal.agreement import agreement, attribution_vs_exact
+from sumcircuit.analysis.causal.attribute import AttributionResult
+from sumcircuit.analysis.causal.exact import ExactResult
 
 
 def test_pearson_kendall_and_top_k_by_hand() -> None:
@@ -63,7 +63,7 @@ def test_the_estimate_is_taken_on_the_scans_documents() -> None:
     attribution = AttributionResult(
         "all", _rows([3.0, -2.0]), -2.0, -1.0, 3, {}, method="ig-weights", per_doc=per_doc
     )
-    scan = ScanResult("layer", _rows([0.3, 0.6]), -2.5, -1.5, 2, {}, doc_ids=["d0", "d1"])
+    scan = ExactResult("layer", _rows([0.3, 0.6]), -2.5, -1.5, 2, {}, doc_ids=["d0", "d1"])
     vs = attribution_vs_exact(attribution, scan)
     # (0.2 + 0.3) / 2 and (0.4 + 0.6) / 2
     assert vs["attribution"] == pytest.approx([0.25, 0.5])
@@ -77,7 +77,7 @@ def test_the_estimate_is_taken_on_the_scans_documents() -> None:
         "direction": "sufficiency",
     }
     # a scan that did not record its documents: the attribution's own table, on its documents
-    older = attribution_vs_exact(attribution, ScanResult("layer", _rows([0.3, 0.6]), 0, 1, 2, {}))
+    older = attribution_vs_exact(attribution, ExactResult("layer", _rows([0.3, 0.6]), 0, 1, 2, {}))
     assert older["attribution"] == [3.0, -2.0] and older["attribution_n_docs"] == 3
     assert older["pearson"] == pytest.approx(-1.0)
     # a ranking that follows exact patching is trusted, one that reverses it is not

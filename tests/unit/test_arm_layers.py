@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.study.arms import ARMS, ArmContext, arm, random_layers
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from test_patching_models import DOCS, perturbed
 
-from sumcircuit.analysis.attribution import attribute
-from sumcircuit.analysis.patching import Components, patch_effects
+from sumcircuit.analysis.causal.attribution import attribute
+from sumcircuit.analysis.causal.patching import Components, patch_effects
 from sumcircuit.data.batching import Prepared
 from sumcircuit.data.prompting import Prompter
 from sumcircuit.errors import SumcircuitError

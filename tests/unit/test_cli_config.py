@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, fields
 
 import pytest
 
-from sumcircuit.analysis.diff import DiffConfig
-from sumcircuit.analysis.locate import LocateConfig
-from sumcircuit.analysis.patching import PairConfig
-from sumcircuit.analysis.scan import ScanConfig
-from sumcircuit.analysis.validate import ValidateConfig
+from sumcircuit.analysis.causal.exact import ExactConfig
+from sumcircuit.analysis.causal.patching import PairConfig
+from sumcircuit.analysis.causal.validate import ValidateConfig
+from sumcircuit.analysis.diff.run import DiffConfig
+from sumcircuit.analysis.locate.rules import LocateConfig
 from sumcircuit.cli import build_parser
 from sumcircuit.cli_config import ConfigFlags, flag_name
 from sumcircuit.configs import DictConfig, field_default
@@ -33,7 +33,7 @@ COMMANDS = [
         ["--finetuned", "ft", "--circuit", "c.json", "--out", "o"],
         {"finetuned": "ft", "circuit": "c.json"},
     ),
-    ("scan", ScanConfig, ["--finetuned", "ft", "--out", "o"], {"finetuned": "ft"}),
+    ("scan", ExactConfig, ["--finetuned", "ft", "--out", "o"], {"finetuned": "ft"}),
 ]
 
 
@@ -61,7 +61,7 @@ def test_every_field_has_a_flag_with_the_dataclass_default(command, cls, require
         DiffConfig,
         PairConfig,
         ValidateConfig,
-        ScanConfig,
+        ExactConfig,
         LocateConfig,
         EvaluateConfig,
         LoraStudyConfig,

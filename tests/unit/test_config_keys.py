@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sumcircuit.analysis.diff import DiffConfig
-from sumcircuit.analysis.patching import PairConfig
+from sumcircuit.analysis.causal.patching import PairConfig
+from sumcircuit.analysis.diff.run import DiffConfig
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.training.config import FinetuneConfig

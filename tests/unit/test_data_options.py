@@ -8,12 +8,12 @@ from dataclasses import Field, fields
 
 import pytest
 
-from sumcircuit.analysis.attribute import AttributeConfig
-from sumcircuit.analysis.diff import DiffConfig
-from sumcircuit.analysis.faithfulness import FaithfulnessConfig
-from sumcircuit.analysis.patching import PairConfig, PatchingConfig
-from sumcircuit.analysis.scan import ScanConfig
-from sumcircuit.analysis.validate import ValidateConfig
+from sumcircuit.analysis.causal.attribute import AttributeConfig
+from sumcircuit.analysis.causal.exact import ExactConfig
+from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig
+from sumcircuit.analysis.causal.patching import PairConfig, PatchingConfig
+from sumcircuit.analysis.causal.validate import ValidateConfig
+from sumcircuit.analysis.diff.run import DiffConfig
 from sumcircuit.data.batching import prepare_for
 from sumcircuit.data.options import DataOptions, SplitDataOptions, scoring_split
 from sumcircuit.errors import ConfigError
@@ -21,7 +21,7 @@ from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.study.config import AttributeStudyConfig, LoraStudyConfig
 from sumcircuit.training.config import FinetuneConfig
 
-PAIR_STAGES = (PairConfig, DiffConfig, ScanConfig, FaithfulnessConfig, ValidateConfig)
+PAIR_STAGES = (PairConfig, DiffConfig, ExactConfig, FaithfulnessConfig, ValidateConfig)
 PAIR_STAGES += (AttributeConfig, AttributeStudyConfig)
 SPLIT_STAGES = (*PAIR_STAGES, EvaluateConfig)
 STAGES = (*SPLIT_STAGES, FinetuneConfig, LoraStudyConfig)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from sumcircuit.analysis.accumulate import HEAD_METRICS, DiffAccumulator, head_region_sums
-from sumcircuit.analysis.attention_capture import Rows, gather_rows, row_probs
-from sumcircuit.analysis.diff_stats import HEAD_COLUMNS, LAYER_COLUMNS, summarize
+from sumcircuit.analysis.diff.accumulate import HEAD_METRICS, DiffAccumulator, head_region_sums
+from sumcircuit.analysis.diff.capture import Rows, gather_rows, row_probs
+from sumcircuit.analysis.diff.stats import HEAD_COLUMNS, LAYER_COLUMNS, summarize
 
 
 def test_rows_from_mask_gathers_region_positions_in_order():

@@ -26,7 +26,13 @@ def test_evaluation_does_not_import_training():
 def test_shared_modules_import_no_training_or_evaluation():
     """What both training and analysis/evaluation use: the process group, the model pair and
     trained-model loaders, the circuit, and the diff (which shards through Processes)."""
-    shared = ("distributed", "models.pair", "models.trained", "analysis.circuit", "analysis.diff")
+    shared = (
+        "distributed",
+        "models.pair",
+        "models.trained",
+        "analysis.locate.circuit",
+        "analysis.diff.run",
+    )
     modules = imported_by(*(f"sumcircuit.{name}" for name in shared))
     assert not {
         m for m in modules if m.startswith(("sumcircuit.training", "sumcircuit.evaluation"))

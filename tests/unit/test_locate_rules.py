@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.locate import LocateConfig, locate, select
-from sumcircuit.analysis.locators import locator
-from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.causal.exact import ExactResult
+from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.locate.registry import locator
+from sumcircuit.analysis.locate.rules import LocateConfig, locate, select
 from sumcircuit.errors import SumcircuitError
 
 LAYERS = pd.DataFrame(
@@ -86,7 +86,7 @@ def test_control_diff_is_subtracted(tmp_path):
 def write_scan(directory, rows, level="layer"):
     columns = ("layer", "head", "sufficiency", "sufficiency_lo", "sufficiency_hi")
     rows = [dict(zip(columns, row, strict=True)) for row in rows]
-    ScanResult(level, rows, m_base=-3.0, m_ft=-2.0, n_docs=4, timing={}).save(directory)
+    ExactResult(level, rows, m_base=-3.0, m_ft=-2.0, n_docs=4, timing={}).save(directory)
     return directory
 
 
@@ -95,7 +95,7 @@ def test_exact_score_reads_the_scan(tmp_path):
     rows = [(0, -1, 0.10, 0.0, 0.2), (1, -1, 0.60, 0.4, 0.8), (2, -1, 0.30, 0.1, 0.5)]
     rows += [(0, 0, 0.05, 0.0, 0.1), (1, 1, 0.20, 0.1, 0.3)]
     scan = write_scan(tmp_path / "scan", rows)
-    assert ScanResult.load(scan).scores("layer").tolist() == [0.10, 0.60, 0.30]
+    assert ExactResult.load(scan).scores("layer").tolist() == [0.10, 0.60, 0.30]
     layer = locate(LocateConfig(diff=diff, score="exact", sources={"exact": str(scan)}, k=2))
     assert layer.layers == [1, 2] and layer.score == "exact"
     head = locate(
@@ -155,7 +155,7 @@ def test_scan_with_missing_columns_is_rejected(tmp_path):
     data["rows"] = [{"layer": 0, "head": -1, "effect": 0.1}]
     (tmp_path / "scan.json").write_text(json.dumps(data))
     with pytest.raises(SumcircuitError, match="scan.json.*lacks sufficiency"):
-        ScanResult.load(tmp_path)
+        ExactResult.load(tmp_path)
 
 
 def test_diff_without_a_score_column_names_the_file(tmp_path):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sumcircuit.analysis.patching import head_columns, patch_columns, summary_loglik
+from sumcircuit.analysis.causal.patching import head_columns, patch_columns, summary_loglik
 from sumcircuit.errors import SumcircuitError
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from sumcircuit.analysis.patching import (
+from sumcircuit.analysis.causal.patching import (
     Components,
     all_sites,
     capturing,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sumcircuit.analysis.locators import Shape, locator, names
+from sumcircuit.analysis.locate.registry import Shape, locator, names
 from sumcircuit.errors import SumcircuitError
 
 SHAPE = Shape(n_layers=30, n_heads=9)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.diff import DiffResult
-from sumcircuit.analysis.scan import ScanResult
-from sumcircuit.analysis.validate import CausalResult
+from sumcircuit.analysis.causal.exact import ExactResult
+from sumcircuit.analysis.causal.validate import ValidateResult
+from sumcircuit.analysis.diff.run import DiffResult
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvalResult
 from sumcircuit.evaluation.rouge import METRICS
@@ -58,12 +58,12 @@ def make_diff() -> DiffResult:
     return DiffResult(summary, heads, layers, weights, params, per_doc)
 
 
-def make_scan() -> ScanResult:
+def make_scan() -> ExactResult:
     rows = [
         {"layer": 0, "head": -1, "sufficiency": 0.2, "sufficiency_lo": 0.1, "sufficiency_hi": 0.3},
         {"layer": 1, "head": -1, "sufficiency": 0.7, "sufficiency_lo": 0.5, "sufficiency_hi": 0.9},
     ]
-    return ScanResult("layer", rows, m_base=-3.0, m_ft=-2.5, n_docs=4, timing={"total_s": 1.0})
+    return ExactResult("layer", rows, m_base=-3.0, m_ft=-2.5, n_docs=4, timing={"total_s": 1.0})
 
 
 def make_circuit() -> Circuit:
@@ -71,10 +71,10 @@ def make_circuit() -> Circuit:
     return Circuit(model, "head", "topk", "kl", layers=[], heads=[(1, 2), (0, 1)])
 
 
-def make_causal() -> CausalResult:
+def make_causal() -> ValidateResult:
     measure = {"value": 0.5, "ci95": [0.2, 0.8]}
     control = {"components": "layers [0]", "sufficiency": measure, "necessity": measure}
-    return CausalResult(
+    return ValidateResult(
         m_base=-3.0,
         m_ft=-2.0,
         delta={"value": 1.0, "ci95": [0.8, 1.2]},
@@ -306,9 +306,9 @@ def test_missing_key_is_named(tmp_path):
     del data["m_base"]
     (tmp_path / "causal.json").write_text(json.dumps(data))
     with pytest.raises(
-        SumcircuitError, match=r"causal\.json' is damaged \(the CausalResult lacks m_base\)"
+        SumcircuitError, match=r"causal\.json' is damaged \(the ValidateResult lacks m_base\)"
     ):
-        CausalResult.load(tmp_path)
+        ValidateResult.load(tmp_path)
 
 
 def test_diff_without_weight_tables_round_trips(tmp_path):

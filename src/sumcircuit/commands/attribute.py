@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sumcircuit.analysis.attribute import AttributeConfig, run_attribute
+from sumcircuit.analysis.causal.attribute import AttributeConfig, run_attribute
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.distributed import Processes
 from sumcircuit.io import check_writable_dir

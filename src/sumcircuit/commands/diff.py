@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sumcircuit.analysis.diff import DiffConfig, run_diff
+from sumcircuit.analysis.diff.run import DiffConfig, run_diff
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.distributed import Processes
 from sumcircuit.io import check_writable_dir

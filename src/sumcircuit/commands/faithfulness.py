@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sumcircuit.analysis.faithfulness import FaithfulnessConfig, faithfulness
+from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig, faithfulness
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.io import check_writable_dir
 

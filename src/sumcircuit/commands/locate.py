@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.locate import LocateConfig, locate
+from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.locate.rules import LocateConfig, locate
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.io import check_writable_file
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sumcircuit.analysis.validate import ValidateConfig, validate
+from sumcircuit.analysis.causal.validate import ValidateConfig, validate
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.io import check_writable_dir
 

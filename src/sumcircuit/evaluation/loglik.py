@@ -3,7 +3,7 @@
 For each example, m = mean over the reference summary's tokens (its end-of-sequence token
 included) of ``log p(token | prompt, earlier reference tokens)``: teacher forcing, one forward
 per batch, the LM head only at the positions that predict a summary token
-(:func:`sumcircuit.analysis.patching.loglik`). Natural log; 0 is perfect, higher is better.
+(:func:`sumcircuit.analysis.causal.patching.loglik`). Natural log; 0 is perfect, higher is better.
 
 The prompt is the one generation used: same template, the document cut to leave
 ``max_new_tokens`` free, never the summary (:meth:`Prompter.append_summary`). Unlike ROUGE it
@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from sumcircuit.analysis.patching import loglik
+from sumcircuit.analysis.causal.patching import loglik
 from sumcircuit.data.batching import Prepared, iter_batches
 from sumcircuit.data.prompting import Encoded, Prompter, Template
 from sumcircuit.errors import SumcircuitError

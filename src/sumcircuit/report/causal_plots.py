@@ -1,6 +1,6 @@
 """Plots of causal results; they read result files only, never models.
 
-:func:`plot_scan` draws the scan saved in ``DIR`` by ``sumcircuit scan``: a bar chart with 95%
+:func:`plot_exact` draws the scan saved in ``DIR`` by ``sumcircuit scan``: a bar chart with 95%
 CIs per layer for a layer scan, a layers × heads heatmap for a head scan.
 :func:`plot_attribution_vs_exact` draws an attribution's layer scores against an exact layer
 scan's, one labelled point per layer. Saved as PNG and SVG.
@@ -17,21 +17,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sumcircuit.analysis.agreement import attribution_vs_exact  # noqa: E402
-from sumcircuit.analysis.attribute import AttributionResult  # noqa: E402
-from sumcircuit.analysis.faithfulness_result import FaithfulnessResult  # noqa: E402
-from sumcircuit.analysis.scan import ScanResult  # noqa: E402
+from sumcircuit.analysis.causal.agreement import attribution_vs_exact  # noqa: E402
+from sumcircuit.analysis.causal.attribute import AttributionResult  # noqa: E402
+from sumcircuit.analysis.causal.exact import ExactResult  # noqa: E402
+from sumcircuit.analysis.causal.faithfulness_result import FaithfulnessResult  # noqa: E402
 from sumcircuit.report.plots import save_figure  # noqa: E402
 
 
-def plot_scan(directory: str | Path, *, stem: str = "scan") -> list[Path]:
+def plot_exact(directory: str | Path, *, stem: str = "exact") -> list[Path]:
     """Draw the scan in ``directory``; returns the written ``stem.png`` and ``stem.svg``."""
-    scan = ScanResult.load(directory)
+    scan = ExactResult.load(directory)
     fig = _heatmap(scan.scores("head")) if scan.level == "head" else _bars(scan)
     return save_figure(fig, Path(directory), stem)
 
 
-def _bars(scan: ScanResult) -> plt.Figure:
+def _bars(scan: ExactResult) -> plt.Figure:
     scores = scan.scores("layer")
     value = scores.to_numpy()
     ci = scan.ci("layer")  # (L, 2)
@@ -49,7 +49,7 @@ def plot_attribution_vs_exact(attribution: str | Path, scan: str | Path, out: st
     """Scatter of the attribution's estimate (x) against the exact sufficiency (y) of each
     layer, read from the ``attribute`` and layer ``scan`` directories, each point labelled with
     its layer, Pearson r in the title; ``out`` + .png/.svg, returns the PNG."""
-    vs = attribution_vs_exact(AttributionResult.load(attribution), ScanResult.load(scan))
+    vs = attribution_vs_exact(AttributionResult.load(attribution), ExactResult.load(scan))
     x, y = np.asarray(vs["attribution"]), np.asarray(vs["exact"])
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     ax.scatter(x, y, s=18, color="tab:blue")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sumcircuit.analysis.agreement import TRUSTED_PEARSON
+from sumcircuit.analysis.causal.agreement import TRUSTED_PEARSON
 from sumcircuit.evaluation.evaluate import LOGLIK
 from sumcircuit.layout import RunLayout
 from sumcircuit.models.trained import TrainingResult

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from sumcircuit.analysis.diff_result import DiffResult  # noqa: E402
+from sumcircuit.analysis.diff.result import DiffResult  # noqa: E402
 from sumcircuit.io import atomic_path  # noqa: E402
 
 __all__ = ["plot_diff"]

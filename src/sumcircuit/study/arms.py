@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.diff_result import DiffResult
+from sumcircuit.analysis.diff.result import DiffResult
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.errors import SumcircuitError
 
 __all__ = [

@@ -4,7 +4,7 @@ Precedence: CLI flags > ``--config`` YAML > ``--preset`` > defaults. Each stage 
 (``finetune``, ``diff``, ``attribute``, ``exact``, ``faithfulness``, ``locate``, ``validate``,
 ``lora``, ``evaluate``) takes the options of that stage; unknown keys are refused with the list
 of valid ones. :func:`build_config` builds every section into its typed stage config
-(:class:`~sumcircuit.training.config.FinetuneConfig`, :class:`~sumcircuit.analysis.diff.DiffConfig`,
+(:class:`~sumcircuit.training.config.FinetuneConfig`, :class:`~sumcircuit.analysis.diff.run.DiffConfig`,
 ...), so a bad value in any section fails before the first stage starts, naming it as
 ``section.key``. An option a section does not set takes
 its stage config's dataclass default.
@@ -20,14 +20,14 @@ from typing import Any, Literal
 
 import yaml
 
-from sumcircuit.analysis.attribute import AttributeConfig
-from sumcircuit.analysis.attribution import METHODS
-from sumcircuit.analysis.diff import DiffConfig
-from sumcircuit.analysis.faithfulness import FaithfulnessConfig
-from sumcircuit.analysis.locate import LocateConfig
-from sumcircuit.analysis.locators import LOCATORS, names
-from sumcircuit.analysis.scan import ScanConfig
-from sumcircuit.analysis.validate import ValidateConfig
+from sumcircuit.analysis.causal.attribute import AttributeConfig
+from sumcircuit.analysis.causal.attribution import METHODS
+from sumcircuit.analysis.causal.exact import ExactConfig
+from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig
+from sumcircuit.analysis.causal.validate import ValidateConfig
+from sumcircuit.analysis.diff.run import DiffConfig
+from sumcircuit.analysis.locate.registry import LOCATORS, names
+from sumcircuit.analysis.locate.rules import LocateConfig
 from sumcircuit.configs import DictConfig, check_at_least, coerce
 from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 from sumcircuit.evaluation.evaluate import EvaluateConfig
@@ -249,7 +249,7 @@ class AttributeStudyConfig(AttributeConfig):
 
 
 @dataclass
-class ExactStudyConfig(ScanConfig):
+class ExactStudyConfig(ExactConfig):
     """The ``exact`` section: the exact patching scan of every layer alone on the first ``limit``
     selection documents (the diff's split), which the attribution is checked against and which
     faithfulness draws as its ``exact`` locator; ``limit`` 0 runs no scan stage."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.layout import RunLayout
 from sumcircuit.study.arms import FAITHFUL, Arm, ArmContext, arm
 from sumcircuit.study.config import StudyConfig
@@ -45,14 +45,14 @@ def plan_study(
     config: StudyConfig, layout: RunLayout, external: ExternalFinetune | None
 ) -> StudyPlan:
     """Every stage of the study (see the module docstring)."""
-    from sumcircuit.analysis.attribute import run_attribute
-    from sumcircuit.analysis.diff import run_diff
-    from sumcircuit.analysis.faithfulness import faithfulness
-    from sumcircuit.analysis.locate import locate
-    from sumcircuit.analysis.scan import scan
-    from sumcircuit.analysis.validate import validate
+    from sumcircuit.analysis.causal.attribute import run_attribute
+    from sumcircuit.analysis.causal.exact import exact_scan
+    from sumcircuit.analysis.causal.faithfulness import faithfulness
+    from sumcircuit.analysis.causal.validate import validate
+    from sumcircuit.analysis.diff.run import run_diff
+    from sumcircuit.analysis.locate.rules import locate
     from sumcircuit.evaluation.evaluate import evaluate
-    from sumcircuit.report.causal_plots import plot_faithfulness, plot_scan
+    from sumcircuit.report.causal_plots import plot_exact, plot_faithfulness
     from sumcircuit.report.plots import plot_diff
     from sumcircuit.training.loop import finetune
 
@@ -75,7 +75,7 @@ def plan_study(
         stage = config.attribute.stage(method)
         stages.append(pair(L.attribute(method), stage, _saved(run_attribute), weight=weight))
     if config.exact.enabled:
-        stages.append(pair(L.EXACT, config.exact, _saved(scan, plot_scan), weight=0.5))
+        stages.append(pair(L.EXACT, config.exact, _saved(exact_scan, plot_exact), weight=0.5))
     stages.append(
         pair(
             L.FAITHFULNESS,
@@ -138,7 +138,7 @@ def _arm_options(
     def build() -> Any:
         adapts: dict[str, Any] = {}
         if spec.circuit is not None:
-            from sumcircuit.analysis.diff_result import DiffResult
+            from sumcircuit.analysis.diff.result import DiffResult
 
             diff = DiffResult.load(layout / RunLayout.DIFF)
             study = Circuit.load(layout / _locate_stage(FAITHFUL))

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.agreement import attribution_vs_exact
-from sumcircuit.analysis.attribute import AttributionResult
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.diff_result import DiffResult
-from sumcircuit.analysis.faithfulness_result import FaithfulnessResult
-from sumcircuit.analysis.scan import ScanResult
-from sumcircuit.analysis.validate import CausalResult
+from sumcircuit.analysis.causal.agreement import attribution_vs_exact
+from sumcircuit.analysis.causal.attribute import AttributionResult
+from sumcircuit.analysis.causal.exact import ExactResult
+from sumcircuit.analysis.causal.faithfulness_result import FaithfulnessResult
+from sumcircuit.analysis.causal.validate import ValidateResult
+from sumcircuit.analysis.diff.result import DiffResult
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
 from sumcircuit.layout import RunLayout
@@ -180,7 +180,7 @@ def write_summary(
     diff_result = DiffResult.load(layout / layout.DIFF)
     diff = diff_result.summary
     circuit = Circuit.load(layout / layout.locate())
-    causal = CausalResult.load(layout / layout.VALIDATE)
+    causal = ValidateResult.load(layout / layout.VALIDATE)
 
     frames = {BASE: _per_example(layout, [BASE]), FULL: _per_example(layout, [FULL])}
     trainings: dict[str, list[dict[str, Any]]] = {}
@@ -339,7 +339,7 @@ def _vs_exact(layout: RunLayout, config: StudyConfig) -> list[dict[str, Any]] | 
     for method in config.attribute.methods:
         vs = attribution_vs_exact(
             AttributionResult.load(layout / layout.attribute(method)),
-            ScanResult.load(layout / layout.EXACT),
+            ExactResult.load(layout / layout.EXACT),
         )
         advice = untrusted_advice(vs)
         if advice:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.data.batching import Prepared, prepare_for
 from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes

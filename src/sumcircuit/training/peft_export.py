@@ -24,7 +24,7 @@ from typing import Any
 
 from peft import LoraConfig
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import write_json

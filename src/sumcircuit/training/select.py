@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.models.loader import LoadedModel
 from sumcircuit.training.adapters import HeadMask, add_lora, equal_budget_rank, head_masks
 from sumcircuit.training.config import FinetuneConfig

@@ -1,7 +1,7 @@
 """Faithfulness curves: how much of the fine-tune's gain the top-n components of each locator
 carry, for growing n, against random sets of the same size (the MIB circuit benchmark's view).
 
-A *locator* (any of :data:`~sumcircuit.analysis.locators.LOCATORS`) ranks components by a score
+A *locator* (any of :data:`~sumcircuit.analysis.locate.registry.LOCATORS`) ranks components by a score
 computed on the **selection** documents: the diff's ``kl``, ``js``, ``entropy`` (|ΔH|),
 ``weight``, ``actmag``; an attribution result (named by its method, e.g. ``atp``,
 ``ig-weights``); the exact patching scan (``exact``); and the position baselines (``first-k``,
@@ -30,9 +30,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sumcircuit.analysis.faithfulness_result import CURVE_COLUMNS, FaithfulnessResult
-from sumcircuit.analysis.locators import LOCATORS, Ranking, Shape, locator, names
-from sumcircuit.analysis.patching import Components, PatchingConfig, patch_effects, prepare_pair
+from sumcircuit.analysis.causal.faithfulness_result import CURVE_COLUMNS, FaithfulnessResult
+from sumcircuit.analysis.causal.patching import (
+    Components,
+    PatchingConfig,
+    patch_effects,
+    prepare_pair,
+)
+from sumcircuit.analysis.locate.registry import LOCATORS, Ranking, Shape, locator, names
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.data.options import scoring_split
@@ -100,7 +105,7 @@ class FaithfulnessConfig(PatchingConfig):
     def _fold_deprecated(self) -> None:
         """``--attribution DIR`` and ``--scan DIR`` into ``--sources``, with a one-line message."""
         if self.attribution:
-            from sumcircuit.analysis.locator_sources import attribution_method
+            from sumcircuit.analysis.locate.sources import attribution_method
 
             found = {attribution_method(d): d for d in self.attribution}
             log.warning("--attribution is deprecated; use --sources %s", _pairs(found))

@@ -8,7 +8,7 @@ kind of result it reads (``source``: a diff, an attribution, an exact scan, or n
 study stage that produces that result, whether its ranking is signed or absolute (MIB's
 convention: ``absolute`` ranks by |score|), and what it costs. ``locate``, ``faithfulness`` and
 the study's stage planning iterate over :data:`LOCATORS`; adding a locator is one function and
-one registration (see :mod:`sumcircuit.analysis.position` for three).
+one registration (see :mod:`sumcircuit.analysis.locate.position` for three).
 
 A *baseline* locator (the position baselines) is drawn on every faithfulness curve as a control
 that every informed locator must beat; it is never the study's circuit (``candidate=False``).
@@ -92,7 +92,7 @@ class Ranking:
 
 
 #: ``scores(result, level, shape, name) -> pd.Series`` (raw, before signed/absolute): ``result``
-#: is the loaded source (a ``DiffResult``, ``AttributionResult``, ``ScanResult``; None for
+#: is the loaded source (a ``DiffResult``, ``AttributionResult``, ``ExactResult``; None for
 #: ``none``).
 ScoreFn = Callable[[Any, str, Shape, str], pd.Series]
 
@@ -177,7 +177,7 @@ def names(*, candidates_only: bool = False) -> list[str]:
 
 def _load_builtin() -> None:
     """Import the modules that register the built-in locators (once)."""
-    from sumcircuit.analysis import locator_sources, position  # noqa: F401
+    from sumcircuit.analysis.locate import position, sources  # noqa: F401
 
 
 def _plain(key: Any) -> Any:

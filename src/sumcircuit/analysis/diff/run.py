@@ -3,16 +3,16 @@ base model's, per head and per layer, streamed over documents.
 
 Per batch both models run once each on the *same* token ids (the base model's tokenizer):
 
-1. the base model, with its attention routed through :mod:`~sumcircuit.analysis.attention_capture`:
+1. the base model, with its attention routed through :mod:`~sumcircuit.analysis.diff.capture`:
    each layer keeps only the region's query rows (B, H, R, d) and its keys (B, Hkv, T, d) — a
    half KV cache, not the (B, H, T, T) maps — and block hooks keep the residual stream at the
    region rows (B, R, D) and add the base ActMag;
 2. the fine-tuned model: at each layer both models' attention rows (B, H, R, T) are computed
    from the queries and keys, turned into per-document region sums of entropy, normalized
-   entropy, KL both ways and JS (:func:`~sumcircuit.analysis.accumulate.head_region_sums`), and
+   entropy, KL both ways and JS (:func:`~sumcircuit.analysis.diff.accumulate.head_region_sums`), and
    dropped before the next layer; block hooks add ActMag, cosine and CKA of the residual stream.
 
-Only per-document sums survive a batch (:class:`~sumcircuit.analysis.accumulate.DiffAccumulator`),
+Only per-document sums survive a batch (:class:`~sumcircuit.analysis.diff.accumulate.DiffAccumulator`),
 so memory does not grow with the number of documents. Logits are computed for the last position
 only (``logits_to_keep=1``). Layers and heads are numbered from 0. On several processes
 (``torchrun ... sumcircuit.cli diff``, group joined through :class:`~sumcircuit.distributed.Processes`)
@@ -32,18 +32,18 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from sumcircuit.analysis.accumulate import HEAD_METRICS, DiffAccumulator, head_region_sums
-from sumcircuit.analysis.attention_capture import (
+from sumcircuit.analysis.causal.patching import PairConfig
+from sumcircuit.analysis.diff.accumulate import HEAD_METRICS, DiffAccumulator, head_region_sums
+from sumcircuit.analysis.diff.capture import (
     LayerAttention,
     Rows,
     capture_attention,
     gather_rows,
     row_probs,
 )
-from sumcircuit.analysis.diff_result import MEASURES, DiffResult
-from sumcircuit.analysis.diff_stats import summarize
-from sumcircuit.analysis.patching import PairConfig
-from sumcircuit.analysis.weights import (
+from sumcircuit.analysis.diff.result import MEASURES, DiffResult
+from sumcircuit.analysis.diff.stats import summarize
+from sumcircuit.analysis.diff.weights import (
     head_weight_changes,
     layer_weight_changes,
     parameter_weight_changes,

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sumcircuit.analysis.attribute import AttributionResult
-from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.causal.attribute import AttributionResult
+from sumcircuit.analysis.causal.exact import ExactResult
 
 # Pearson r with exact patching below which an attribution's layer ranking is flagged as not
 # following it: measured, atp reaches 0.90 on both smollm2-135m fine-tunes and 0.36 on
@@ -64,7 +64,7 @@ def _estimate_on(attribution: AttributionResult, doc_ids: list[str]) -> pd.Serie
 
 
 def attribution_vs_exact(
-    attribution: AttributionResult, scan: ScanResult, k: int = 3
+    attribution: AttributionResult, scan: ExactResult, k: int = 3
 ) -> dict[str, Any]:
     """The attribution's layer scores against an exact layer scan's (sufficiency: the base
     model with one layer patched in from the fine-tuned model), with :func:`agreement` and the

@@ -1,7 +1,7 @@
 """Causal validation of a circuit: sufficiency, necessity and random controls.
 
 With m = mean log-likelihood per summary token of the reference summary (teacher-forced,
-:func:`sumcircuit.analysis.patching.score`), per document d:
+:func:`sumcircuit.analysis.causal.patching.score`), per document d:
 
 - sufficiency = Σ_d (m_patch,d − m_base,d) / Σ_d (m_ft,d − m_base,d), where m_patch is the base
   model with the circuit's components patched in from the fine-tuned model on the same input;
@@ -26,8 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.patching import (
+from sumcircuit.analysis.causal.patching import (
     Ablation,
     Components,
     Effects,
@@ -36,6 +35,7 @@ from sumcircuit.analysis.patching import (
     prepare_pair,
     run_record,
 )
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.options import scoring_split
 from sumcircuit.errors import ConfigError
@@ -45,7 +45,7 @@ from sumcircuit.stats import bootstrap_ci, percentile_ci, percentile_rank, rando
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "causal.json"
+RESULT_FILE = "validate.json"
 
 
 @dataclass
@@ -87,7 +87,7 @@ def control_sets(circuit: Circuit, arch: Arch, count: int, *, seed: int) -> list
 
 # -- the result --------------------------------------------------------------------------------
 @dataclass
-class CausalResult(StageResult):
+class ValidateResult(StageResult):
     """What ``validate`` found. ``sufficiency``/``necessity``: ``{"value", "ci95": [lo, hi]}``.
 
     ``controls``: one dict per random set (``components``, ``sufficiency``, ``necessity``);
@@ -180,7 +180,7 @@ def summarize(
     }
 
 
-def validate(config: ValidateConfig) -> CausalResult:
+def validate(config: ValidateConfig) -> ValidateResult:
     """Load the pair, patch the circuit and K random controls, and score them (see module doc)."""
     start = time.perf_counter()
     circuit = Circuit.load(config.circuit)
@@ -214,7 +214,7 @@ def validate(config: ValidateConfig) -> CausalResult:
         "m_suff_controls": effects.m_suff[:, 1:],
         "m_nec_controls": effects.m_nec[:, 1:],
     }
-    return CausalResult(
+    return ValidateResult(
         **numbers,
         n_docs=len(pair.prepared),
         circuit=circuit.to_dict(),

@@ -1,5 +1,5 @@
 """The locators read from a stage's result: the diff's change measures, each attribution
-method, and the exact patching scan (registered in :mod:`sumcircuit.analysis.locators`)."""
+method, and the exact patching scan (registered in :mod:`sumcircuit.analysis.locate.registry`)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from typing import Any
 
 import pandas as pd
 
-from sumcircuit.analysis.attribute import AttributionResult
-from sumcircuit.analysis.attribution import METHODS
-from sumcircuit.analysis.diff_result import DiffResult
-from sumcircuit.analysis.locators import SOURCE_LOADERS, Shape, register_locator
-from sumcircuit.analysis.scan import ScanResult
+from sumcircuit.analysis.causal.attribute import AttributionResult
+from sumcircuit.analysis.causal.attribution import METHODS
+from sumcircuit.analysis.causal.exact import ExactResult
+from sumcircuit.analysis.diff.result import DiffResult
+from sumcircuit.analysis.locate.registry import SOURCE_LOADERS, Shape, register_locator
 from sumcircuit.layout import RunLayout
 
 SOURCE_LOADERS.update(
-    diff=DiffResult.load, attribution=AttributionResult.load, exact=ScanResult.load
+    diff=DiffResult.load, attribution=AttributionResult.load, exact=ExactResult.load
 )
 
 

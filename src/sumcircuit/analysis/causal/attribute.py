@@ -1,6 +1,6 @@
 """The ``attribute`` stage: attribution patching of every head, MLP and layer, as a table.
 
-Estimates (:mod:`sumcircuit.analysis.attribution`) are normalised like ``scan``'s exact
+Estimates (:mod:`sumcircuit.analysis.causal.attribution`) are normalised like ``scan``'s exact
 sufficiency: value(c) = Σ_d est_d(c) / Σ_d (m_ft,d − m_base,d), with a bootstrap 95% CI over
 documents; for ``atp`` the necessity (what patching c from the base into the fine-tuned model
 takes away) likewise. Rows have ``scan``'s layout (``layer, head, sufficiency, sufficiency_lo,
@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sumcircuit.analysis.attribution import Attribution, attribute
-from sumcircuit.analysis.patching import PatchingConfig, prepare_pair
-from sumcircuit.analysis.scan import COLUMNS, ScanResult
+from sumcircuit.analysis.causal.attribution import Attribution, attribute
+from sumcircuit.analysis.causal.exact import COLUMNS, ExactResult
+from sumcircuit.analysis.causal.patching import PatchingConfig, prepare_pair
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.distributed import Processes
@@ -58,7 +58,7 @@ class AttributeConfig(PatchingConfig):
 
 
 @dataclass
-class AttributionResult(ScanResult):
+class AttributionResult(ExactResult):
     """``rows``: whole layers (head −1) and single heads, with ``scan``'s columns plus necessity;
     ``mlp_rows``: each layer's MLP alone; ``per_doc``: one row per (document, component)."""
 

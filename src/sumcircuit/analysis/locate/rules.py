@@ -1,6 +1,6 @@
 """Locate the circuit: rank layers or heads by a registered locator and keep those a rule selects.
 
-Every locator of :data:`~sumcircuit.analysis.locators.LOCATORS` can rank (``--score NAME``):
+Every locator of :data:`~sumcircuit.analysis.locate.registry.LOCATORS` can rank (``--score NAME``):
 the diff's change measures (``kl``, ``js``, ``entropy`` as |ΔH|, ``weight``, ``actmag``), each
 attribution method (``atp``, ``ig-weights``, ``ig-activations``; ``--source atp=DIR``), the
 exact patching scan (``exact``; ``--source exact=DIR``) and the position baselines
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.circuit import Circuit
-from sumcircuit.analysis.diff_result import DiffResult
-from sumcircuit.analysis.faithfulness_result import FaithfulnessResult
-from sumcircuit.analysis.locators import LEVELS, Locator, Ranking, Shape, locator, names
+from sumcircuit.analysis.causal.faithfulness_result import FaithfulnessResult
+from sumcircuit.analysis.diff.result import DiffResult
+from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.locate.registry import LEVELS, Locator, Ranking, Shape, locator, names
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.provenance import provenance
@@ -136,7 +136,7 @@ class LocateConfig(DictConfig):
             self.sources = {**self.sources, "exact": self.scan}
             self.scan = None
         if self.attribution:
-            from sumcircuit.analysis.locator_sources import attribution_method
+            from sumcircuit.analysis.locate.sources import attribution_method
 
             method = attribution_method(self.attribution)
             log.warning("--attribution DIR is deprecated; use --sources %s=DIR", method)
@@ -152,7 +152,7 @@ class LocateConfig(DictConfig):
         return self.sources.get(spec.name)
 
 
-_COMMANDS = {"attribution": "attribute", "exact": "scan"}
+_COMMANDS = {"attribution": "attribute", "exact": "exact"}
 
 
 def diff_shape(diff: DiffResult) -> Shape:

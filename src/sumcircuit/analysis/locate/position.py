@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from sumcircuit.analysis.locators import Shape, register_locator
+from sumcircuit.analysis.locate.registry import Shape, register_locator
 
 _BASELINE = dict(source="none", cost="none", candidate=False, rules=("topk",))
 

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sumcircuit.analysis.circuit import Circuit
+from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
 from sumcircuit.data.options import SplitDataOptions

@@ -1,12 +1,12 @@
-"""Patching scan: the sufficiency of every single layer (or head) alone.
+"""The exact patching scan: the sufficiency of every single layer (or head) alone.
 
 For each component c (a whole layer — all heads + MLP — or one head), sufficiency(c) =
 Σ_d (m_patch,d − m_base,d) / Σ_d (m_ft,d − m_base,d), the base model with c patched in from the
-fine-tuned model (definitions in :mod:`sumcircuit.analysis.validate`), with a bootstrap CI over
-documents. Written as ``DIR/scan.csv`` with columns exactly
+fine-tuned model (definitions in :mod:`sumcircuit.analysis.causal.validate`), with a bootstrap CI over
+documents. Written as ``DIR/exact.csv`` with columns exactly
 ``layer,head,sufficiency,sufficiency_lo,sufficiency_hi`` (head = -1 on layer rows), for people
-and spreadsheets, plus ``DIR/scan.json`` (everything; written last), which ``ScanResult.load``
-reads — ``locate --score causal --scan DIR`` and the scan plot go through it.
+and spreadsheets, plus ``DIR/exact.json`` (everything; written last), which ``ExactResult.load``
+reads — ``locate --score exact --sources exact=DIR`` and the plot go through it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.patching import (
+from sumcircuit.analysis.causal.patching import (
     Components,
     PatchingConfig,
     patch_effects,
@@ -31,26 +31,26 @@ from sumcircuit.io import write_json
 from sumcircuit.results import StageResult, write_table
 from sumcircuit.stats import recovered
 
-CSV_FILE = "scan.csv"
-JSON_FILE = "scan.json"
+CSV_FILE = "exact.csv"
+JSON_FILE = "exact.json"
 COLUMNS = ("layer", "head", "sufficiency", "sufficiency_lo", "sufficiency_hi")
 LEVELS = ("layer", "head")
 
 
 @dataclass
-class ScanConfig(PatchingConfig):
+class ExactConfig(PatchingConfig):
     level: Literal["layer", "head"] = field(
         default="layer", metadata={"help": "scan single layers or single heads"}
     )  # checked against its Literal by DictConfig
 
 
 @dataclass
-class ScanResult(StageResult):
+class ExactResult(StageResult):
     """``rows``: one dict per component with the CSV columns; m_base/m_ft: mean m unpatched;
     ``doc_ids``: the documents scanned (empty in files written before it was recorded)."""
 
     FILE: ClassVar[str] = JSON_FILE  # everything; written last
-    STAGE: ClassVar[str] = "scan"
+    STAGE: ClassVar[str] = "exact"
     TABLE_FILE: ClassVar[str] = CSV_FILE  # the rows as a table, for spreadsheets
 
     level: str
@@ -63,7 +63,7 @@ class ScanResult(StageResult):
     doc_ids: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScanResult:
+    def from_dict(cls, data: dict[str, Any]) -> ExactResult:
         result = super().from_dict(data)
         for i, row in enumerate(result.rows):
             missing = [c for c in COLUMNS if c not in row]
@@ -77,7 +77,7 @@ class ScanResult(StageResult):
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``scan.csv`` and ``scan.json`` (last); returns the CSV's path."""
+        """Write ``exact.csv`` and ``exact.json`` (last); returns the CSV's path."""
         directory = Path(directory)
         write_table(directory / self.TABLE_FILE, self.to_frame())
         write_json(directory / self.FILE, self.to_dict())
@@ -103,10 +103,10 @@ class ScanResult(StageResult):
         return rows.set_index(keys).sort_index()
 
 
-def scan(config: ScanConfig) -> ScanResult:
+def exact_scan(config: ExactConfig) -> ExactResult:
     """Sufficiency of each single layer (``level="layer"``) or head (``"head"``) alone."""
     start = time.perf_counter()
-    pair = prepare_pair(config, stage="scan")
+    pair = prepare_pair(config, stage="exact")
     arch = pair.base.arch
     if config.level == "layer":
         keys = [(layer, -1) for layer in range(arch.n_layers)]
@@ -130,7 +130,7 @@ def scan(config: ScanConfig) -> ScanResult:
         dict(zip(COLUMNS, (layer, head, float(v), float(a), float(b)), strict=True))
         for (layer, head), v, a, b in zip(keys, value, lo, hi, strict=True)
     ]
-    return ScanResult(
+    return ExactResult(
         level=config.level,
         rows=rows,
         m_base=float(np.mean(effects.m_base)),

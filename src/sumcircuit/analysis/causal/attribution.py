@@ -1,6 +1,6 @@
 """Attribution patching: a gradient estimate of every component's patching effect at once.
 
-Same sites and metric as :mod:`sumcircuit.analysis.patching` (per-head attention outputs before
+Same sites and metric as :mod:`sumcircuit.analysis.causal.patching` (per-head attention outputs before
 the output projection, MLP outputs; m = mean log-likelihood per summary token). Both models see
 the same tokens, so unlike clean/corrupt attribution there is no same-length restriction. For a
 site with activations a_base, a_ft on a document, summed over its positions (and, for a head,
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sumcircuit.analysis.patching import (
+from sumcircuit.analysis.causal.patching import (
     Site,
     all_sites,
     capturing,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sumcircuit.analysis.accumulate import DiffAccumulator
+from sumcircuit.analysis.diff.accumulate import DiffAccumulator
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.stats import (
     bh_qvalues,

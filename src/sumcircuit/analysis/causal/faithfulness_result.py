@@ -1,7 +1,7 @@
 """The faithfulness stage's result: curves per locator, random bands, areas, and which
 documents selected and which scored (``faithfulness.json``; ``faithfulness.csv`` for people).
 
-Apart from :mod:`sumcircuit.analysis.faithfulness` so that ``locate --score faithful`` can read it
+Apart from :mod:`sumcircuit.analysis.causal.faithfulness` so that ``locate --score faithful`` can read it
 without importing the patching sweep that writes it.
 """
 
@@ -88,7 +88,7 @@ class FaithfulnessResult(StageResult):
         """The locator with the highest CPR (ties: the lower CMD) among ``candidates``: by
         default every registered locator that may be a circuit (never a position baseline)."""
         if candidates is None:
-            from sumcircuit.analysis.locators import names
+            from sumcircuit.analysis.locate.registry import names
 
             candidates = names(candidates_only=True)
         pool = [k for k in self.areas if k in candidates]

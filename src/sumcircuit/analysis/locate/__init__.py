@@ -1,0 +1,1 @@
+"""Locating: the locator registry, the built-in locators, the selection rules and the circuit."""
