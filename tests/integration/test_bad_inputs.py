@@ -182,8 +182,12 @@ CASES = [
      "heads.csv' is damaged"),
     ("locate-fdr-without-p", "locate --diff {diff} --rule fdr --out {out}.json",
      "--rule fdr needs p-values"),
-    ("locate-causal-without-scan", "locate --diff {diff} --score causal --out {out}.json",
-     "--score causal needs --scan"),
+    ("locate-exact-without-source", "locate --diff {diff} --score exact --out {out}.json",
+     "--score exact reads a exact result: pass --sources exact=DIR"),
+    ("locate-unknown-locator", "locate --diff {diff} --score best --out {out}.json",
+     "unknown locator 'best'; valid: kl, js"),
+    ("locate-baseline-zscore", "locate --diff {diff} --score last-k --rule zscore --out {out}.json",
+     "--rule zscore does not apply to last-k"),
     # -- validate -----------------------------------------------------------------------------
     ("validate-empty-circuit", "validate --base {llama} --finetuned {ft} --data {data} "
      "--circuit {empty_circuit} --controls 0 --out {out}", "empty.json' is empty"),

@@ -164,15 +164,16 @@ def locator(name: str) -> Locator:
     """The registered locator ``name``, or one sentence listing the valid names."""
     _load_builtin()
     if name not in LOCATORS:
-        raise SumcircuitError(f"unknown locator {name!r}; valid: {', '.join(LOCATORS)}")
+        raise SumcircuitError(f"unknown locator {name!r}; valid: {', '.join(names())}")
     return LOCATORS[name]
 
 
 def names(*, candidates_only: bool = False) -> list[str]:
-    """Every registered locator's name (only those that may be a study's circuit, with
-    ``candidates_only``)."""
+    """Every registered locator's name, the baselines last (only those that may be a study's
+    circuit, with ``candidates_only``)."""
     _load_builtin()
-    return [n for n, spec in LOCATORS.items() if spec.candidate or not candidates_only]
+    ordered = sorted(LOCATORS, key=lambda n: not LOCATORS[n].candidate)  # stable
+    return [n for n in ordered if LOCATORS[n].candidate or not candidates_only]
 
 
 def _load_builtin() -> None:
