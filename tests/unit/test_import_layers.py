@@ -46,3 +46,20 @@ def test_report_imports_no_study():
     )
     assert "sumcircuit.report.summary_result" in modules
     assert not {m for m in modules if m.startswith(("sumcircuit.study", "sumcircuit.commands"))}
+
+
+def test_no_lower_package_imports_study_or_commands():
+    """Every module outside ``study/``, ``commands/`` and the CLI, imported together, pulls in
+    neither: the study orchestrates the stages, never the other way round."""
+    import pkgutil
+
+    import sumcircuit
+
+    lower = [
+        info.name
+        for info in pkgutil.walk_packages(sumcircuit.__path__, "sumcircuit.")
+        if not info.name.startswith(("sumcircuit.study", "sumcircuit.commands", "sumcircuit.cli"))
+    ]
+    assert "sumcircuit.analysis.locate.registry" in lower and len(lower) > 50
+    modules = imported_by(*lower)
+    assert not {m for m in modules if m.startswith(("sumcircuit.study", "sumcircuit.commands"))}

@@ -37,7 +37,14 @@ from sumcircuit.analysis.causal.patching import (
     patch_effects,
     prepare_pair,
 )
-from sumcircuit.analysis.locate.registry import LOCATORS, Ranking, Shape, locator, names
+from sumcircuit.analysis.locate.registry import (
+    LOCATORS,
+    Ranking,
+    Shape,
+    locator,
+    names,
+    sources_field,
+)
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.data.options import scoring_split
@@ -61,14 +68,7 @@ class FaithfulnessConfig(PatchingConfig):
         default=None,
         metadata={"help": "diff directory: the kl, js, entropy, weight, actmag locators"},
     )
-    sources: dict[str, str] = field(
-        default_factory=dict,
-        metadata={
-            "help": "result directory of each further locator, e.g. "
-            "atp=runs/attribute/atp,exact=runs/exact",
-            "metavar": "LOCATOR=DIR,...",
-        },
-    )
+    sources: dict[str, str] = sources_field()
     attribution: list[str] = field(
         default_factory=list, metadata={"help": "deprecated: use --sources METHOD=DIR"}
     )

@@ -142,6 +142,19 @@ class Locator:
         return Ranking(self.name, values, split, limit, _str(directory), rule)
 
 
+def sources_field() -> Any:
+    """The ``sources`` option of a config that reads locators: locator name -> directory of the
+    result it reads, for every locator that does not read the diff."""
+    return field(
+        default_factory=dict,
+        metadata={
+            "help": "result directory of each locator that does not read the diff, e.g. "
+            "atp=runs/attribute/atp,exact=runs/exact",
+            "metavar": "LOCATOR=DIR,...",
+        },
+    )
+
+
 LOCATORS: dict[str, Locator] = {}
 #: How each kind of source directory is loaded (filled by the module that registers them).
 SOURCE_LOADERS: dict[str, Callable[[Path], Any]] = {}

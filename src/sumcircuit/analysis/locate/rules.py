@@ -31,7 +31,15 @@ import pandas as pd
 from sumcircuit.analysis.causal.faithfulness_result import FaithfulnessResult
 from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.analysis.locate.circuit import Circuit
-from sumcircuit.analysis.locate.registry import LEVELS, Locator, Ranking, Shape, locator, names
+from sumcircuit.analysis.locate.registry import (
+    LEVELS,
+    Locator,
+    Ranking,
+    Shape,
+    locator,
+    names,
+    sources_field,
+)
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.provenance import provenance
@@ -65,14 +73,7 @@ class LocateConfig(DictConfig):
     control_diff: str | None = field(
         default=None, metadata={"help": "diff directory whose scores are subtracted as noise"}
     )
-    sources: dict[str, str] = field(
-        default_factory=dict,
-        metadata={
-            "help": "result directory of each locator that does not read the diff, e.g. "
-            "atp=runs/attribute/atp,exact=runs/exact",
-            "metavar": "LOCATOR=DIR,...",
-        },
-    )
+    sources: dict[str, str] = sources_field()
     faithfulness: str | None = field(
         default=None,
         metadata={
