@@ -158,7 +158,7 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert summary.circuit["score"] == best  # the circuit is the faithful one
     assert faith["documents"]["scoring"]["split"] == "test"
     assert (
-        "exact" not in faith["areas"] and not RunLayout(out) / RunLayout.EXACT.exists()
+        "exact" not in faith["areas"] and not (RunLayout(out) / RunLayout.EXACT).exists()
     )  # exact.limit: 0
     assert summary.attribution_vs_exact is None
     html = RunLayout(out).report_file.read_text()

@@ -32,7 +32,7 @@ def test_scan_stage_checks_the_attribution(tiny_dirs, tmp_path: Path) -> None:
     argv = _args(tiny_dirs["llama"], data, out) + [a for s in sets for a in ("--set", s)]
     assert main(argv) == 0
 
-    scan = ExactResult.loadRunLayout(out) / RunLayout.EXACT
+    scan = ExactResult.load(RunLayout(out) / RunLayout.EXACT)
     assert scan.level == "layer" and scan.n_docs == 2 and len(scan.doc_ids) == 2
     assert (RunLayout(out) / RunLayout.EXACT / "stage.json").exists() and (
         RunLayout(out) / RunLayout.EXACT / "exact.png"

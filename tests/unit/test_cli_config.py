@@ -33,7 +33,7 @@ COMMANDS = [
         ["--finetuned", "ft", "--circuit", "c.json", "--out", "o"],
         {"finetuned": "ft", "circuit": "c.json"},
     ),
-    ("scan", ExactConfig, ["--finetuned", "ft", "--out", "o"], {"finetuned": "ft"}),
+    ("exact", ExactConfig, ["--finetuned", "ft", "--out", "o"], {"finetuned": "ft"}),
 ]
 
 

@@ -32,7 +32,7 @@ def _fields(cls: type) -> dict[str, Field]:
     return {f.name: f for f in fields(cls)}
 
 
-SCORING_STAGES = (FaithfulnessConfig, ValidateConfig, EvaluateConfig)
+SCORING_STAGES = (FaithfulnessConfig, EvaluateConfig)
 
 
 @pytest.mark.parametrize("cls", STAGES, ids=lambda c: c.__name__)

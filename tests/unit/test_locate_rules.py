@@ -151,10 +151,10 @@ def test_flat_scores_select_nothing_under_zscore_and_say_so(tmp_path):
 
 def test_scan_with_missing_columns_is_rejected(tmp_path):
     write_scan(tmp_path, [(0, -1, 0.1, 0.0, 0.2)])
-    data = json.loads((tmp_path / "scan.json").read_text())
+    data = json.loads((tmp_path / "exact.json").read_text())
     data["rows"] = [{"layer": 0, "head": -1, "effect": 0.1}]
-    (tmp_path / "scan.json").write_text(json.dumps(data))
-    with pytest.raises(SumcircuitError, match="scan.json.*lacks sufficiency"):
+    (tmp_path / "exact.json").write_text(json.dumps(data))
+    with pytest.raises(SumcircuitError, match="exact.json.*lacks sufficiency"):
         ExactResult.load(tmp_path)
 
 

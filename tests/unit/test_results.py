@@ -261,9 +261,9 @@ FILES = [
     ("diff", "heads.csv"),
     ("diff", "layers.csv"),
     ("diff", "per_doc.parquet"),
-    ("scan", "scan.json"),
+    ("scan", "exact.json"),
     ("circuit", "circuit.json"),
-    ("causal", "causal.json"),
+    ("causal", "validate.json"),
     ("training", "training.json"),
     ("eval", "result.json"),
     ("eval", "result.predictions.jsonl"),
@@ -302,11 +302,11 @@ def test_unknown_keys_are_named(tmp_path):
 
 def test_missing_key_is_named(tmp_path):
     make_causal().save(tmp_path)
-    data = json.loads((tmp_path / "causal.json").read_text())
+    data = json.loads((tmp_path / "validate.json").read_text())
     del data["m_base"]
-    (tmp_path / "causal.json").write_text(json.dumps(data))
+    (tmp_path / "validate.json").write_text(json.dumps(data))
     with pytest.raises(
-        SumcircuitError, match=r"causal\.json' is damaged \(the ValidateResult lacks m_base\)"
+        SumcircuitError, match=r"validate\.json' is damaged \(the ValidateResult lacks m_base\)"
     ):
         ValidateResult.load(tmp_path)
 

@@ -3,7 +3,7 @@ and batches them, each field with one default and one help text (so one CLI flag
 
 :class:`DataOptions` is what fine-tuning takes (it reads the train split, and the validation
 split for its checks); :class:`SplitDataOptions` adds the ``split`` of a stage that reads one
-(diff, the patching stages, evaluation). A stage that *scores* (evaluate, faithfulness, validate)
+(diff, the patching stages, evaluation). A stage that *scores* (evaluate, faithfulness)
 reads the test split unless told otherwise (:func:`scoring_split`): the documents that chose
 components or trained adapters are never its default.
 """

@@ -37,7 +37,6 @@ from sumcircuit.analysis.causal.patching import (
 )
 from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.configs import check_at_least
-from sumcircuit.data.options import scoring_split
 from sumcircuit.errors import ConfigError
 from sumcircuit.models.archs import Arch
 from sumcircuit.results import StageResult
@@ -50,7 +49,6 @@ RESULT_FILE = "validate.json"
 
 @dataclass
 class ValidateConfig(PatchingConfig):
-    split: str = scoring_split()
     circuit: str = field(default="", metadata={"help": "circuit JSON written by locate"})
     controls: int = field(default=20, metadata={"help": "random component sets of the same size"})
     ablation: Ablation = field(
