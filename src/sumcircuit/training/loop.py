@@ -35,7 +35,7 @@ from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
 from sumcircuit.io import check_writable_dir, disk_full, share_files, write_json
 from sumcircuit.models.loader import load_model, weight_bytes
-from sumcircuit.models.trained import CurvePoint, EpochRecord, TrainingResult
+from sumcircuit.models.trained import CurvePoint, EpochRecord, TrainingResult, record_weights
 from sumcircuit.provenance import provenance
 from sumcircuit.training.adapters import count_trainable, masked_gradients
 from sumcircuit.training.checkpoint import (
@@ -264,6 +264,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     if procs.main:
         with disk_full(out, kept()):
             _save_model(out, adapted, tokenizer)
+            record_weights(result, out)  # checked whenever the run folder is loaded
             result.save(out)
         remove_checkpoint(out)
     procs.barrier()
