@@ -42,6 +42,8 @@ from sumcircuit.training.checkpoint import (
     checkpoint_info,
     load_checkpoint,
     remove_checkpoint,
+    restore_trainable,
+    restoring,
     rng_states,
     save_checkpoint,
     set_rng_states,
@@ -122,13 +124,12 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if config.resume and checkpoint_info(out) is not None:
         saved = load_checkpoint(out)
-        with torch.no_grad():
-            for name, value in saved["trainable"].items():
-                trainable[name].copy_(value)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_states(saved["rng"])
-        state = _Progress(**saved["progress"])
+        with restoring(out):
+            restore_trainable(out, saved["trainable"], trainable)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            set_rng_states(saved["rng"])
+            state = _Progress(**saved["progress"])
         log.info("resuming %s at epoch %d, step %d", out, state.epoch, state.step)
     saved_step = state.step or None  # the step of the last good checkpoint
 
