@@ -463,3 +463,10 @@ def test_the_real_cache_with_a_million_weights_negated_is_refused(tmp_path, monk
         load_model(PRESET, device="cpu")
     with pytest.raises(SumcircuitError, match="recorded when they were fetched"):
         verify_model(PRESET)
+
+
+def test_verify_of_a_preset_not_fetched_says_how(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.setenv("SUMCIRCUIT_CACHE", str(tmp_path / "cache"))
+    assert main(["models", "verify", PRESET]) == 2
+    err = capfd.readouterr().err
+    assert err == f"error: {PRESET} is not fetched yet; run `sumcircuit models fetch {PRESET}`\n"
