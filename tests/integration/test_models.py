@@ -11,7 +11,7 @@ import torch
 from sumcircuit.cli import main
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import write_json
-from sumcircuit.models.loader import _cache_valid, _stamp, load_model
+from sumcircuit.models.loader import cache_problem, load_model, weights_checksums
 from sumcircuit.models.registry import resolve
 
 
@@ -41,13 +41,16 @@ def test_unknown_model_and_missing_path(capsys, tmp_path: Path) -> None:
 
 
 def test_cache_check_detects_a_changed_file(tmp_path: Path) -> None:
+    """Size, then the sampled sha256: a file rewritten in place with its size and mtime kept is
+    caught; one merely touched (same content) is not."""
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x" * 100)
-    write_json(tmp_path / "sumcircuit-cache.json", {"size": 100})
-    _stamp(tmp_path)
-    assert _cache_valid(tmp_path)
+    write_json(tmp_path / "sumcircuit-cache.json", weights_checksums(weights))
+    assert cache_problem(tmp_path) is None
+    os.utime(weights, ns=(0, 0))  # touched: the content is what counts
+    assert cache_problem(tmp_path) is None
     weights.write_bytes(b"y" * 99)  # truncated / corrupted
-    assert not _cache_valid(tmp_path)
+    assert "have 99 bytes, not the 100 fetched" in cache_problem(tmp_path)
     weights.write_bytes(b"y" * 100)
     os.utime(weights, ns=(0, 0))  # rewritten in place
-    assert not _cache_valid(tmp_path)
+    assert "changed after they were fetched" in cache_problem(tmp_path)

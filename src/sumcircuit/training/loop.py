@@ -35,13 +35,15 @@ from sumcircuit.data.prompting import collate
 from sumcircuit.distributed import Processes
 from sumcircuit.io import check_writable_dir, disk_full, share_files, write_json
 from sumcircuit.models.loader import load_model, weight_bytes
-from sumcircuit.models.trained import CurvePoint, EpochRecord, TrainingResult
+from sumcircuit.models.trained import CurvePoint, EpochRecord, TrainingResult, record_weights
 from sumcircuit.provenance import provenance
 from sumcircuit.training.adapters import count_trainable, masked_gradients
 from sumcircuit.training.checkpoint import (
     checkpoint_info,
     load_checkpoint,
     remove_checkpoint,
+    restore_trainable,
+    restoring,
     rng_states,
     save_checkpoint,
     set_rng_states,
@@ -122,13 +124,12 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if config.resume and checkpoint_info(out) is not None:
         saved = load_checkpoint(out)
-        with torch.no_grad():
-            for name, value in saved["trainable"].items():
-                trainable[name].copy_(value)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_states(saved["rng"])
-        state = _Progress(**saved["progress"])
+        with restoring(out):
+            restore_trainable(out, saved["trainable"], trainable)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            set_rng_states(saved["rng"])
+            state = _Progress(**saved["progress"])
         log.info("resuming %s at epoch %d, step %d", out, state.epoch, state.step)
     saved_step = state.step or None  # the step of the last good checkpoint
 
@@ -264,6 +265,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
     if procs.main:
         with disk_full(out, kept()):
             _save_model(out, adapted, tokenizer)
+            record_weights(result, out)  # checked whenever the run folder is loaded
             result.save(out)
         remove_checkpoint(out)
     procs.barrier()
