@@ -176,3 +176,41 @@ def test_a_hard_link_to_a_secret_is_no_vouched_figure(tmp_path: Path) -> None:
     html = _report(layout, ["diff/plots/hard.png"])
     _refused(html, "diff/plots/hard.png", "is not listed in diff/stage.json")
     assert _b64(SECRET) not in html
+
+
+def test_the_figures_the_summary_draws_are_inlined_and_a_planted_one_is_not(
+    tmp_path: Path,
+) -> None:
+    """draw_study_figures (the summary step) vouches for what it drew in RUN/report; a PNG
+    planted there beforehand is listed by nobody and a symlinked diff plot is refused."""
+    from sumcircuit.models.trained import CurvePoint, EpochRecord, TrainingResult
+    from sumcircuit.report.figures import draw_study_figures
+
+    layout = _run(tmp_path)
+    layout.figures.mkdir()
+    (layout.figures / "planted.png").write_bytes(PNG + SECRET)
+    (layout.diff_plots() / "zz.png").symlink_to(tmp_path / "secret.txt")
+    TrainingResult(
+        trainable_params=10,
+        total_params=100,
+        epochs=[EpochRecord(1, 2.0, 1.9, 3.0, 100.0)],
+        wall_s=6.0,
+        config={"method": "lora"},
+        config_hash="abc",
+        provenance={},
+        curve=[CurvePoint(0, 0.0, 0, 2.1), CurvePoint(2, 1.0, 8, 1.9)],
+    ).save(layout / layout.lora("standard", 0))
+    row = {"rougeL": 0.2, "rougeL_ci95": [0.1, 0.3], "loglik": None}
+    summary = StudySummary(model="tiny", lora={"base": row, "full": row, "standard": row})
+    summary.figures = draw_study_figures(layout, summary, arms=["standard"], seed=0, exact="x")
+    summary.figures["lora"].append(("report/planted.png", "planted"))
+    summary.save(layout.root)
+    html = build_report(layout.root).read_text()
+    drawn = [rel for rel, _ in summary.figures["lora"][:-1]]
+    assert drawn == ["report/rouge_bars.png", "report/lora_curves.png"]
+    for rel in drawn:
+        assert _b64((layout.root / rel).read_bytes()) in html
+    assert html.count("data:image/png;base64,") == 3  # the two drawn and the diff's good.png
+    _refused(html, "report/planted.png", "is not listed in report/stage.json")
+    _refused(html, "diff/plots/zz.png", "is a symlink")
+    assert _b64(PNG + SECRET) not in html and _b64(SECRET) not in html
