@@ -20,6 +20,7 @@ from typing import Any, get_args, get_origin
 
 from sumcircuit.configs import (
     DictConfig,
+    NotFiniteError,
     choices_of,
     coerce,
     describe,
@@ -112,6 +113,8 @@ def _parser(hint: Any) -> Any:
     def parse(text: str) -> Any:
         try:
             return coerce(text, hint, "value")
+        except NotFiniteError:  # a number, but NaN or inf: the config says so, naming the flag
+            return text
         except ConfigError:
             raise argparse.ArgumentTypeError(f"expected {describe(hint)}, got {text!r}") from None
 

@@ -7,12 +7,15 @@ A field's annotation says what it accepts (``int``, ``float``, ``bool``, ``str``
 ``metadata`` holds the ``help`` text of its CLI flag and, for a fixed set of strings, its
 ``choices``. :func:`coerce` turns a value from YAML or the command line into that type (``"2"``
 to 2, ``"2,3"`` to ``[2, 3]``, ``"2.1"`` to ``(2, 1)``, ``"atp=DIR,exact=DIR"`` to a dict) or raises a :class:`ConfigError` naming
-the field, so a bad value fails when the config is built, not when its stage starts.
+the field, so a bad value fails when the config is built, not when its stage starts. A float
+field is finite: ``nan`` and ``inf`` are refused (no setting needs them, and JSON cannot hold
+them).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import types
 from dataclasses import MISSING, Field, asdict, fields
 from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
@@ -133,6 +136,10 @@ def _plural(hint: Any) -> str:
     )
 
 
+class NotFiniteError(ConfigError):
+    """A float field given NaN or inf: said as such, not as "must be a number"."""
+
+
 def coerce(value: Any, hint: Any, key: str) -> Any:
     """``value`` as type ``hint`` (strings from a command line or YAML are parsed), or raise
     a :class:`ConfigError` naming ``key``."""
@@ -146,6 +153,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         for option in options:
             try:
                 return coerce(value, option, key)
+            except NotFiniteError:
+                raise
             except ConfigError:
                 continue
         raise _bad(key, hint, value)
@@ -177,14 +186,19 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
                 pass
         raise _bad(key, hint, value)
     if hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
                 pass
-        raise _bad(key, hint, value)
+        if number is None:
+            raise _bad(key, hint, value)
+        if not math.isfinite(number):  # no setting means NaN or inf; JSON cannot even hold them
+            raise NotFiniteError(key, f"{{key}} must be a finite number, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -211,6 +225,8 @@ def _coerce_sequence(value: Any, hint: Any, key: str) -> Any:
             if len(value) != len(args):
                 raise _bad(key, hint, given)
             items = [coerce(item, inner, key) for item, inner in zip(value, args, strict=True)]
+    except NotFiniteError:
+        raise
     except ConfigError:
         raise _bad(key, hint, given) from None
     return tuple(items) if origin is tuple else items
@@ -229,6 +245,8 @@ def _coerce_mapping(value: Any, hint: Any, key: str) -> dict[Any, Any]:
         raise _bad(key, hint, given)
     try:
         return {coerce(k, key_hint, key): coerce(v, value_hint, key) for k, v in value.items()}
+    except NotFiniteError:
+        raise
     except ConfigError:
         raise _bad(key, hint, given) from None
 

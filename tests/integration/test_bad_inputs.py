@@ -201,6 +201,17 @@ CASES = [
      + QUICK + " --circuit {other_circuit} --out {out}", "the circuit was made for model 'gpt2'"),
     ("validate-negative-controls", "validate --base {llama} --finetuned {ft} --circuit {circuit} "
      "--controls -1 --out {out}", "--controls must be at least 0"),
+    # -- faithfulness ---------------------------------------------------------------------------
+    ("faith-diff-of-other-pair", "faithfulness --base {llama} --finetuned {ft} --data {data} "
+     + QUICK + " --diff {zero_diff} --out {out}",
+     "the kl ranking in '{zero_diff}' was computed with finetuned model '{llama}'"),
+    ("faith-min-delta-nan", "faithfulness --base {llama} --finetuned {ft} --diff {diff} "
+     "--min-delta nan --out {out}", "--min-delta must be a finite number, got 'nan'"),
+    # -- export-peft ----------------------------------------------------------------------------
+    ("export-peft-into-adapter", "export-peft {circuit} --out {lora}",
+     "keep:lora|--out '{lora}' already holds a LoRA adapter (README.md, adapter_config.json"),
+    ("export-peft-alpha-nan", "export-peft {circuit} --out {out} --alpha nan",
+     "--alpha must be a finite number, got 'nan'"),
     # -- exact (and its old name, scan) ----------------------------------------------------
     ("exact-other-architecture", "exact --base {llama} --finetuned {gpt2} --data {data} " + QUICK
      + " --out {out}", "different architectures"),

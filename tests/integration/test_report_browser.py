@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sumcircuit.manifest import write_manifest
 from sumcircuit.report.html import build_report
 from sumcircuit.report.summary_result import StudySummary
 
@@ -38,11 +39,13 @@ def _red_figure(path: Path) -> None:
 
 
 def test_report_renders_with_its_figures(tmp_path: Path) -> None:
-    _red_figure(tmp_path / "fig.png")
+    (tmp_path / "diff").mkdir()
+    _red_figure(tmp_path / "diff" / "fig.png")
+    write_manifest(tmp_path / "diff", [tmp_path / "diff" / "fig.png"])  # as the stage vouches
     StudySummary(
         model="tiny",
         dataset="pairs <b>not bold</b>",
-        figures={"diff": [("fig.png", "red test figure")]},
+        figures={"diff": [("diff/fig.png", "red test figure")]},
         lora={"standard": {"rougeL": 0.2, "rougeL_ci95": [0.1, 0.3], "trainable_params": 10}},
     ).save(tmp_path)
     report = build_report(tmp_path)

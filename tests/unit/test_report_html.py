@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.manifest import write_manifest
 from sumcircuit.report.html import build_report
 from sumcircuit.report.summary_result import StudySummary
 from sumcircuit.study.claims import entropy_claim, lora_claim, middle_layers_claim
@@ -18,20 +19,22 @@ PNG = base64.b64decode(
 
 
 def test_report_inlines_figures_and_escapes_text(tmp_path: Path) -> None:
-    (tmp_path / "fig.png").write_bytes(PNG)
+    (tmp_path / "diff" / "plots").mkdir(parents=True)
+    (tmp_path / "diff" / "plots" / "fig.png").write_bytes(PNG)
+    write_manifest(tmp_path / "diff", [tmp_path / "diff" / "plots" / "fig.png"])
     evil = "<script>alert('x')</script>"
     StudySummary(
         model="tiny",
         dataset=evil,
         paper_claims=[entropy_claim(0.7, [0.55, 0.8])],
-        figures={"diff": [("fig.png", "delta entropy heatmap")]},
+        figures={"diff": [("diff/plots/fig.png", "delta entropy heatmap")]},
         examples=[{"id": "1", "document": evil, "reference": "ref & co", "arms": {"full": evil}}],
         lora={"standard": {"rougeL": 0.2, "rougeL_ci95": [0.1, 0.3], "trainable_params": 10}},
     ).save(tmp_path)
     html = build_report(tmp_path).read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert (
-        "data:image/png;base64," in html
+        f"data:image/png;base64,{base64.b64encode(PNG).decode()}" in html
         and "http" not in html.split("<body>")[1].split("</style>")[0]
     )
     assert "ref &amp; co" in html and "holds-true" in html

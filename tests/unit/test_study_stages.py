@@ -151,8 +151,10 @@ def test_a_redone_stage_with_new_outputs_reruns_downstream(tmp_path: Path) -> No
 def test_big_files_are_hashed_by_size_and_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stages, "WHOLE_HASH_LIMIT", 10)
-    monkeypatch.setattr(stages, "EDGE", 4)
+    from sumcircuit import manifest
+
+    monkeypatch.setattr(manifest, "WHOLE_HASH_LIMIT", 10)
+    monkeypatch.setattr(manifest, "EDGE", 4)
     path = tmp_path / "weights.bin"
     path.write_bytes(b"headMIDDLEtail")
     digest = stages.file_digest(path)

@@ -74,14 +74,16 @@ def build_dataset(
     """Clean the records and split them: by the source's labels, or by hashed id (key None)."""
     splits: dict[str, list[Example]] = {}
     if None in labelled:
-        examples, report = clean_examples(labelled[None], origin=origin)
+        examples, report = clean_examples(labelled[None], origin=origin, fields=fields)
         splits = split_by_hash(examples)
         report["split_method"] = "hash"
     else:
         reports = []
         for split, triples in labelled.items():
             assert split is not None
-            splits[split], rep = clean_examples(triples, origin=f"{origin} [{split}]")
+            splits[split], rep = clean_examples(
+                triples, origin=f"{origin} [{split}]", fields=fields
+            )
             reports.append(rep)
         report = _merge_reports(reports)
         report["split_method"] = "source"

@@ -3,7 +3,10 @@
 
 Cleaning lives here too, so that every source drops the same things the same way: a pair whose
 document or summary is empty or whitespace-only is dropped, counted in
-``report["dropped_empty"]`` and logged — never silently.
+``report["dropped_empty"]`` and logged — never silently. A document or summary must be text (a
+string, or a list of strings such as CNN/DailyMail's highlights) and an id a string or a whole
+number: a record whose document is an object or a number is refused in one sentence naming the
+record and field, never trained on as the text ``"{'text': ...}"``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,41 @@ def document_id(document: str) -> str:
     return hashlib.sha256(document.encode("utf-8")).hexdigest()[:16]
 
 
+def _kind(value: Any) -> str | None:
+    """What a text field holds when it is not text (None: it is text, or empty)."""
+    if value is None or isinstance(value, str) or (isinstance(value, float) and value != value):
+        return None  # empty (None, or NaN from pandas/parquet): dropped as empty
+    if isinstance(value, (list, tuple)):
+        inner = next((v for v in value if not isinstance(v, str)), None)
+        return None if inner is None else f"a list holding {_kind(inner) or 'an empty value'}"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def check_text(value: Any, where: str, field: str, *, is_id: bool = False) -> None:
+    """Refuse a field value that is not text (see the module docstring); ``where`` names the
+    record (``data.jsonl record 3``)."""
+    if is_id and isinstance(value, int) and not isinstance(value, bool):
+        return  # numeric ids are common (Hugging Face datasets)
+    kind = _kind(value)
+    if kind is None:
+        return
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    fix = (
+        "give ids as strings or whole numbers"
+        if is_id
+        else "give its text as a string (or a list of strings), or choose the field that holds "
+        "the text with --document-field/--summary-field"
+    )
+    raise SumcircuitError(f"{where} field {field!r} is {kind} ({shown}), not text; {fix}.")
+
+
 def _as_text(value: Any) -> str:
     """A field value as text: ``None`` (and float NaN from pandas/parquet) become ``""``."""
     if value is None:
@@ -96,9 +134,14 @@ def _as_text(value: Any) -> str:
 
 
 def clean_examples(
-    records: Iterable[tuple[Any, Any, Any]], *, origin: str
+    records: Iterable[tuple[Any, Any, Any]],
+    *,
+    origin: str,
+    fields: tuple[str, str] = ("document", "summary"),
 ) -> tuple[list[Example], dict[str, Any]]:
-    """Turn ``(id or None, document, summary)`` records into examples, dropping empty pairs.
+    """Turn ``(id or None, document, summary)`` records into examples, dropping empty pairs;
+    a field that is not text is an error naming the record and the field (``fields``: the
+    source's names of the document and summary fields).
 
     Text is stripped of outer whitespace only (inner newlines are kept). Pairs whose document or
     summary is empty are dropped, counted and logged. Returns the examples and a report with
@@ -112,6 +155,10 @@ def clean_examples(
     total = 0
     for raw_id, raw_doc, raw_sum in records:
         total += 1
+        where = f"{origin} record {total}"
+        check_text(raw_id, where, "id", is_id=True)
+        check_text(raw_doc, where, fields[0])
+        check_text(raw_sum, where, fields[1])
         document = _as_text(raw_doc).strip()
         summary = _as_text(raw_sum).strip()
         ex_id = _as_text(raw_id).strip() or document_id(document)

@@ -31,7 +31,8 @@ from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.evaluation.generate import rouge_on_split
 from sumcircuit.evaluation.loglik import loglik_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
-from sumcircuit.io import sha256_file, write_json
+from sumcircuit.io import read_json, sha256_file, write_json
+from sumcircuit.manifest import confinement_problem
 from sumcircuit.models.trained import load_trained
 from sumcircuit.provenance import provenance
 from sumcircuit.results import StageResult, read_jsonl, read_result_json, reading, write_jsonl
@@ -214,8 +215,7 @@ class EvalResult(StageResult):
     def load(cls, target: str | Path) -> EvalResult:
         path, fix = cls.path(target), cls.fix(target)
         data = read_result_json(path, fix)
-        name = data.get("predictions")
-        jsonl = path.parent / name if isinstance(name, str) else predictions_path(path)
+        jsonl = _recorded_predictions(path, data.get("predictions"), fix)
         jsonl_fix = f"keep it beside {str(path)!r} or {fix}"
         rows = read_jsonl(jsonl, jsonl_fix)
         with reading(jsonl, jsonl_fix, check_exists=False):
@@ -228,6 +228,20 @@ class EvalResult(StageResult):
                 f"{path.name} says n = {result.n}); {fix}"
             )
         return result
+
+
+def _recorded_predictions(path: Path, name: Any, fix: str) -> Path:
+    """The predictions JSONL the result ``path`` records: a file inside the result's own folder
+    (reached without symlinks), never one elsewhere — not ``/etc/passwd``, not another arm's."""
+    if not isinstance(name, str):  # an older result: the name beside it
+        return predictions_path(path)
+    problem = confinement_problem(path.parent, name)
+    if problem is not None and problem != "does not exist":  # a missing file: read_jsonl says so
+        raise SumcircuitError(
+            f"{str(path)!r} names its predictions {name!r}, which {problem}; a result's "
+            f"predictions lie in its own folder ({predictions_path(path).name}): {fix}"
+        )
+    return path.parent / name
 
 
 def _prediction_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -330,6 +344,22 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
     return result
 
 
+def _check_own_predictions(path_a: str | Path, path_b: str | Path) -> None:
+    """Two different results that read one predictions file would compare a model with itself."""
+    a, b = EvalResult.path(path_a), EvalResult.path(path_b)
+    if a.resolve() == b.resolve():
+        return  # the same result twice: plainly asked for
+    jsonl_a, jsonl_b = (
+        _recorded_predictions(p, read_json(p).get("predictions"), "") for p in (a, b)
+    )
+    if jsonl_a.exists() and jsonl_b.exists() and jsonl_a.samefile(jsonl_b):
+        raise SumcircuitError(
+            f"{str(a)!r} and {str(b)!r} read the same predictions file {str(jsonl_a)!r}, so "
+            "the comparison would pair a model with itself; give each result its own predictions "
+            "(evaluate each model with its own --out)"
+        )
+
+
 def compare_results(
     path_a: str | Path, path_b: str | Path, *, seed: int = 0, n_boot: int = 2000
 ) -> dict[str, Any]:
@@ -342,6 +372,7 @@ def compare_results(
     The two results must cover exactly the same example ids, each once.
     """
     result_a, result_b = EvalResult.load(path_a), EvalResult.load(path_b)
+    _check_own_predictions(path_a, path_b)
     frame_a, frame_b = result_a.predictions, result_b.predictions
     for path, frame in ((path_a, frame_a), (path_b, frame_b)):
         if len(frame) == 0:

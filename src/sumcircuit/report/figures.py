@@ -3,7 +3,10 @@
 :func:`draw_study_figures` reads the :class:`StudySummary`'s numbers and the stages' results
 (through their ``load``) and returns the summary's ``figures``: per report section, each figure's
 path relative to the run and its caption. The stages' own figures (diff, validate,
-faithfulness) are listed, not drawn: their stages drew them.
+faithfulness) are listed, not drawn: their stages drew them, and their stages' ``stage.json``
+vouches for them. The figures drawn here are vouched for by a ``stage.json`` beside them in
+``RUN/report`` that lists exactly them (:func:`~sumcircuit.manifest.write_manifest`), so that
+the report inlines no file that merely lies there.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from sumcircuit.analysis.causal.agreement import TRUSTED_PEARSON
 from sumcircuit.evaluation.evaluate import LOGLIK
 from sumcircuit.layout import RunLayout
+from sumcircuit.manifest import write_manifest
 from sumcircuit.models.trained import TrainingResult
 from sumcircuit.report.causal_plots import plot_attribution_vs_exact
 from sumcircuit.report.lora_plots import learning_curves, metric_bars
@@ -33,6 +37,8 @@ def draw_study_figures(
     figures["agreement"] = [
         _agreement_figure(layout, vs, exact) for vs in summary.attribution_vs_exact or []
     ]
+    drawn = [layout.resolve(rel) for key in ("lora", "agreement") for rel, _ in figures[key]]
+    write_manifest(layout.figures, drawn, written_by="summary")
     return figures
 
 

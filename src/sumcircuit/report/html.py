@@ -3,19 +3,31 @@
 
 No network: images are inlined as base64 data URIs, the style sheet is inline and there is no
 script. Every text that comes from data, models or configs is HTML-escaped.
+
+A run directory is data: a figure the summary lists is inlined only when it is a regular file
+inside the run, reached without symlinks, listed unchanged in the manifest (``stage.json``) of
+the stage that wrote it (the summary step writes one for ``RUN/report``), and a PNG. Any other
+is shown as "figure refused: NAME (why)" and logged in one line — never read into the page.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from sumcircuit.io import write_text
 from sumcircuit.layout import RunLayout
+from sumcircuit.manifest import confinement_problem, vouch
 from sumcircuit.report.summary_result import StudySummary
+
+log = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -62,14 +74,41 @@ def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _figure(path: Path, caption: str) -> str:
-    if not path.exists():
-        return f'<p class="muted">figure missing: {_e(path.name)}</p>'
-    data = base64.b64encode(path.read_bytes()).decode()
+def _figure(layout: RunLayout, relative: str, caption: str) -> str:
+    """One figure inlined, or a line saying why it is missing or refused (see the module
+    docstring)."""
+    name = _e(relative)
+    if confinement_problem(layout.root, relative) == "does not exist":
+        return f'<p class="muted">figure missing: {name}</p>'
+    data, problem = _read_png(layout, relative)
+    if problem is not None:
+        log.warning("report: figure refused: %s (it %s)", relative, problem)
+        return f'<p class="muted">figure refused: {name} (it {_e(problem)})</p>'
+    encoded = base64.b64encode(data).decode()
     return (
-        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{encoded}">'
         f"<figcaption>{_e(caption)}</figcaption></figure>"
     )
+
+
+def _read_png(layout: RunLayout, relative: str) -> tuple[bytes, str | None]:
+    """The figure's bytes and None, or ``b""`` and why it may not be inlined. The bytes are
+    read once, without following a symlink, and the checks run on what was read."""
+    problem = confinement_problem(layout.root, relative)
+    if problem is not None:
+        return b"", problem
+    try:
+        fd = os.open(layout.resolve(relative), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        return b"", f"cannot be read ({err.strerror or type(err).__name__})"
+    problem = vouch(layout.root, relative, data)
+    if problem is not None:
+        return b"", problem
+    if not data.startswith(PNG_SIGNATURE):
+        return b"", "is not a PNG file"
+    return data, None
 
 
 _VERDICTS = {True: "holds", False: "does not hold", None: "undecided (CI too wide)"}
@@ -282,7 +321,7 @@ def build_report(run_dir: str | Path) -> Path:
 
     def figs(section: str) -> str:
         return "".join(
-            _figure(layout.resolve(rel), caption) for rel, caption in summary.figures_of(section)
+            _figure(layout, rel, caption) for rel, caption in summary.figures_of(section)
         )
 
     details = {

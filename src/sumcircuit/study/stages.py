@@ -10,7 +10,7 @@ stage has no marker and runs again — stages that can resume from their own che
 
 A stage's outputs are verified before they are trusted: the marker also records the relative
 path, size and sha256 of every file the stage folder holds when it finishes (see
-:func:`file_manifest`), and a finished stage is skipped only while they all still match. A file
+:func:`sumcircuit.manifest.file_manifest`), and a finished stage is skipped only while they all still match. A file
 that is missing, truncated or changed makes the runner log one line saying which and why, clear
 the stage folder and run the stage again. The hash a downstream stage depends on covers its
 upstream stages' recorded files too, so a stage whose outputs changed when it was redone re-runs
@@ -19,7 +19,6 @@ everything after it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import time
@@ -30,20 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from sumcircuit.configs import DictConfig
-from sumcircuit.io import config_hash, read_json, sha256_file, write_json
+from sumcircuit.io import config_hash, read_json, write_json
+from sumcircuit.manifest import (  # noqa: F401 - MARKER and file_digest are this module's API too
+    MARKER,
+    file_digest,
+    file_manifest,
+    manifest_problem,
+)
 
 log = logging.getLogger(__name__)
 
-MARKER = "stage.json"
 #: What a stage depends on: its config (hashed as ``to_dict()``, defaults filled in) or a dict.
 Options = DictConfig | dict[str, Any]
-#: Files up to this size are hashed whole. Bigger ones (full-model weights, optimizer
-#: checkpoints) are hashed by their size and the sha256 of their first and last :data:`EDGE`
-#: bytes, so checking a finished training stage takes milliseconds instead of re-reading
-#: gigabytes on every rerun. That sees truncation, a rewritten safetensors header and a changed
-#: tail, not a same-size change in the middle of a weight file.
-WHOLE_HASH_LIMIT = 50 << 20
-EDGE = 1 << 20
 
 
 @dataclass
@@ -118,45 +115,6 @@ def order(stages: list[Stage]) -> list[Stage]:
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes:02d}:{secs:02d}"
-
-
-def file_digest(path: Path, size: int | None = None) -> dict[str, Any]:
-    """``{"size", "sha256"}`` of a file (the whole file up to :data:`WHOLE_HASH_LIMIT`), or
-    ``{"size", "sha256_ends"}`` (its first and last :data:`EDGE` bytes) of a bigger one."""
-    size = path.stat().st_size if size is None else size
-    if size <= WHOLE_HASH_LIMIT:
-        return {"size": size, "sha256": sha256_file(path)}
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        digest.update(fh.read(EDGE))
-        fh.seek(size - EDGE)
-        digest.update(fh.read(EDGE))
-    return {"size": size, "sha256_ends": digest.hexdigest()}
-
-
-def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
-    """Relative path (POSIX) -> :func:`file_digest` of every file under ``folder`` except the
-    stage marker."""
-    return {
-        path.relative_to(folder).as_posix(): file_digest(path)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.relative_to(folder).as_posix() != MARKER
-    }
-
-
-def manifest_problem(folder: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
-    """Why the files in ``folder`` no longer match ``recorded`` (the first difference), or
-    None when every recorded file is there unchanged."""
-    for name, want in sorted(recorded.items()):
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        size = path.stat().st_size
-        if size != want.get("size"):
-            return f"{name} changed since it was written (size {want.get('size')} -> {size} bytes)"
-        if file_digest(path, size) != want:
-            return f"{name} changed since it was written (same size, different sha256)"
-    return None
 
 
 @dataclass

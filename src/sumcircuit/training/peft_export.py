@@ -14,6 +14,10 @@ A head circuit exports the layers of its heads: peft's ``LoraConfig`` adapts who
 cannot restrict an adapter to some heads (``sumcircuit finetune --circuit`` can: it masks the
 LoRA factors, see :mod:`sumcircuit.training.adapters`). The export says so in its ``notes``.
 Beside the adapter config, ``sumcircuit-export.json`` records the circuit and provenance.
+
+``--out`` must be a new or empty folder, or an earlier export (those two files alone): an export
+never writes into a trained adapter's or any other result's folder, whose ``adapter_config.json``
+it would overwrite.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class PeftExportConfig(DictConfig):
         super().__post_init__()
         if not self.circuit:
             raise SumcircuitError("export-peft needs a circuit: pass CIRCUIT (circuit.json)")
+        if not self.out:
+            raise SumcircuitError("export-peft needs --out DIR: a new or empty folder")
         # The same checks and alpha default as sumcircuit finetune.
         lora = FinetuneConfig(
             rank=self.rank, alpha=self.alpha, lora_dropout=self.lora_dropout, targets=self.targets
@@ -130,11 +136,32 @@ def circuit_lora_config(circuit: Circuit, config: PeftExportConfig) -> PeftExpor
     return PeftExport(lora_config=lora, layers=layers, target_modules=modules, notes=notes)
 
 
+#: What an export writes; a folder holding these alone is an earlier export, written again.
+EXPORT_FILES = frozenset({"adapter_config.json", EXPORT_FILE})
+
+
+def check_export_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a folder holding anything but an earlier export (a
+    trained adapter, a result, anyone's files)."""
+    if out.exists() and not out.is_dir():
+        raise SumcircuitError(f"--out {str(out)!r} is a file; give a new or empty folder")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not held or (EXPORT_FILE in held and set(held) <= EXPORT_FILES):
+        return
+    what = "a LoRA adapter" if "adapter_config.json" in held else "other files"
+    raise SumcircuitError(
+        f"--out {str(out)!r} already holds {what} ({', '.join(held[:4])}"
+        f"{', ...' if len(held) > 4 else ''}), which export-peft would overwrite; give a new or "
+        "empty folder"
+    )
+
+
 def export_peft(config: PeftExportConfig) -> PeftExport:
     """Write ``config.out/adapter_config.json`` for the circuit (and the export's provenance)."""
+    out = Path(config.out)
+    check_export_out(out)  # before anything is read or written
     circuit = Circuit.load(config.circuit)
     export = circuit_lora_config(circuit, config)
-    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     export.lora_config.save_pretrained(str(out))
     write_json(

@@ -143,9 +143,13 @@ def default_sizes(n: int, level: str) -> list[int]:
     return [*sizes, n]
 
 
-def rankings(config: FaithfulnessConfig, shape: Shape) -> list[Ranking]:
+def rankings(
+    config: FaithfulnessConfig, shape: Shape, models: dict[str, Any] | None = None
+) -> list[Ranking]:
     """The ranking of every locator ``config`` draws (see :meth:`FaithfulnessConfig.wanted`);
-    a locator without a ranking at ``config.level`` is left out unless asked for by name."""
+    a locator without a ranking at ``config.level`` is left out unless asked for by name.
+    With ``models`` (the pair that will be patched), each ranking must have been computed on
+    that pair (:meth:`Ranking.check_models`)."""
     found = []
     for name in config.wanted():
         spec = locator(name)
@@ -158,7 +162,10 @@ def rankings(config: FaithfulnessConfig, shape: Shape) -> list[Ranking]:
                 f"no source gives the locator {name}; pass --sources {name}=DIR (given: "
                 f"{', '.join(given) or 'none'})"
             )
-        found.append(spec.rank(config.level, directory, shape))
+        ranking = spec.rank(config.level, directory, shape)
+        if models is not None:
+            ranking.check_models(models, "models faithfulness patches")
+        found.append(ranking)
     return found
 
 
@@ -214,7 +221,8 @@ def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
     start = time.perf_counter()
     pair = prepare_pair(config, stage="faithfulness")
     arch = pair.base.arch
-    found = rankings(config, Shape(arch.n_layers, arch.n_heads))
+    patched = {"base": pair.base.identity, "finetuned": pair.ft.identity}
+    found = rankings(config, Shape(arch.n_layers, arch.n_heads), patched)  # before any patching
     prepared, documents = scoring_documents(pair.prepared, config, found)
     pool = (
         list(range(arch.n_layers))

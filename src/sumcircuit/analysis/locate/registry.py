@@ -12,10 +12,16 @@ one registration (see :mod:`sumcircuit.analysis.locate.position` for three).
 
 A *baseline* locator (the position baselines) is drawn on every faithfulness curve as a control
 that every informed locator must beat; it is never the study's circuit (``candidate=False``).
+
+A ranking also carries the identity of the model pair its source was computed on (the result's
+provenance): :meth:`Ranking.check_models` refuses, in one sentence, a ranking of another pair
+than the one it is applied to — ``faithfulness --diff`` of another fine-tune would patch layers
+ranked on a different model.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +32,8 @@ import pandas as pd
 
 from sumcircuit.errors import SumcircuitError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "LEVELS",
     "LOCATORS",
@@ -33,8 +41,10 @@ __all__ = [
     "Locator",
     "Ranking",
     "Shape",
+    "check_computed_on",
     "locator",
     "register_locator",
+    "same_model",
 ]
 
 LEVELS = ("layer", "head")
@@ -73,6 +83,9 @@ class Ranking:
     directory: str | None = None
     #: the top-n rule when it is not a prefix of one order (evenly spaced layers)
     top_rule: Callable[[int], list[Any]] | None = field(default=None, repr=False)
+    #: the model pair the source was computed on (``{"base": identity, "finetuned": identity}``
+    #: from its provenance); empty for the position baselines, which read no model
+    models: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def order(self) -> list[Any]:
         """Every component, best first (score descending, then index order)."""
@@ -89,6 +102,54 @@ class Ranking:
     def source(self) -> dict[str, Any]:
         """How ``locate`` reads this ranking again: locator name and directory."""
         return {"locator": self.name, "directory": self.directory}
+
+    def check_models(self, models: dict[str, Any], used: str) -> None:
+        """Refuse this ranking unless its source was computed on ``models`` (see
+        :func:`check_computed_on`; ``used``: what they are, for the message)."""
+        if self.directory is None:  # a position baseline: no model ranked it
+            return
+        check_computed_on(
+            self.models, models, f"the {self.name} ranking in {self.directory!r}", used
+        )
+
+
+def check_computed_on(
+    recorded: dict[str, Any], models: dict[str, Any], what: str, used: str
+) -> None:
+    """Refuse ``what``, computed on the model pair ``recorded`` (``{"base": identity,
+    "finetuned": identity}``), unless it is the pair ``models`` (the ``used`` models); a role
+    that either does not record cannot be checked and is said so in a log line."""
+    for role in ("base", "finetuned"):
+        mine, theirs = recorded.get(role) or {}, models.get(role) or {}
+        if not mine or not theirs:
+            log.warning("%s records no %s model identity to check against the %s", what, role, used)
+            continue
+        if not same_model(mine, theirs):
+            raise SumcircuitError(
+                f"{what} was computed with {role} model {_named(mine)}, not {_named(theirs)} of "
+                f"the {used}; use results computed on the same base and fine-tuned model "
+                "(rerun the stage that wrote it with them)"
+            )
+
+
+#: The identity fields two loads of one model agree on when no checksum was recorded (a Hugging
+#: Face id, sharded weights).
+_SHAPE_KEYS = ("model_type", "layers", "heads", "hidden", "n_params")
+
+
+def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two recorded model identities name the same weights: by sha256 where both have
+    one, else by name and every shape field both record."""
+    if a.get("sha256") and b.get("sha256"):
+        return a["sha256"] == b["sha256"]
+    keys = [k for k in ("name", *_SHAPE_KEYS) if k in a and k in b]
+    return all(a[k] == b[k] for k in keys)
+
+
+def _named(identity: dict[str, Any]) -> str:
+    """``'runs/ft' (sha256 1a2b3c4d5e6f)`` for a message."""
+    sha = identity.get("sha256")
+    return f"{identity.get('name')!r}" + (f" (sha256 {sha[:12]})" if sha else "")
 
 
 #: ``scores(result, level, shape, name) -> pd.Series`` (raw, before signed/absolute): ``result``
@@ -139,7 +200,8 @@ class Locator:
         if self.top_rule is not None:
             top_rule, shape_ = self.top_rule, shape
             rule = lambda n: top_rule(n, level, shape_)  # noqa: E731
-        return Ranking(self.name, values, split, limit, _str(directory), rule)
+        models = {} if result is None else dict(result.provenance.get("models") or {})
+        return Ranking(self.name, values, split, limit, _str(directory), rule, models)
 
 
 def sources_field() -> Any:

@@ -36,6 +36,7 @@ from sumcircuit.analysis.locate.registry import (
     Locator,
     Ranking,
     Shape,
+    check_computed_on,
     locator,
     names,
     sources_field,
@@ -165,7 +166,9 @@ def ranking(config: LocateConfig, diff: DiffResult) -> Ranking:
     """The ranking ``config.score`` gives, minus the control's scores when one is given."""
     spec = locator(config.score)
     found = spec.rank(config.level, config.source_of(spec), diff_shape(diff))
-    if config.control_diff:
+    if spec.source != "diff":  # another stage's result: ranked on the diff's model pair?
+        found.check_models(diff.models, f"diff {config.diff!r}")
+    if config.control_diff:  # another pair by design (other seed, other task): not checked
         control = spec.rank(config.level, config.control_diff)
         if not control.scores.index.equals(found.scores.index):
             raise SumcircuitError(
@@ -200,6 +203,12 @@ def most_faithful(config: LocateConfig) -> LocateConfig:
     """``config`` with ``--score faithful`` replaced by the most faithful candidate locator and
     the directory it was read from (the faithfulness result records both)."""
     result = FaithfulnessResult.load(config.faithfulness)
+    check_computed_on(
+        result.provenance.get("models") or {},
+        DiffResult.load(config.diff).models,
+        f"the faithfulness curves in {config.faithfulness!r}",
+        f"diff {config.diff!r}",
+    )
     if result.level != config.level:
         raise SumcircuitError(
             f"the faithfulness curves in {config.faithfulness!r} rank {result.level}s, not "
