@@ -186,7 +186,8 @@ def scoring_documents(
             f"every {config.split!r} document was used to select components; score on another "
             "--split or raise --limit beyond the selection documents"
         )
-    selection = sorted({(r.split, r.limit) for r in found}, key=str)
+    # the position baselines read no document: they select nothing
+    selection = sorted({(r.split, r.limit) for r in found if r.directory is not None}, key=str)
     info = {
         "selection": [{"split": s, "limit": n} for s, n in selection],
         "scoring": {
