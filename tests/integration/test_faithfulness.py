@@ -52,7 +52,7 @@ def test_curves_of_every_locator_on_disjoint_documents(sources, capsys) -> None:
     assert set(result.areas) == {"kl", "js", "entropy", "weight", "actmag", "atp"} | baselines
     assert result.sources["last-k"] == {"locator": "last-k", "directory": None}
     # the baselines read no document: the selection documents are the diff's and atp's alone
-    assert [d["split"] for d in result.documents["selection"]] == ["validation"]
+    assert {d["split"] for d in result.documents["selection"]} == {"validation"}
     assert result.documents["scoring"] == {"split": "test", "n_docs": 6, "excluded": 0}
     frame = result.to_frame()
     assert sorted(frame["size"].unique()) == default_sizes(L, "layer") == [1, 2, 3, 4]
