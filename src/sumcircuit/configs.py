@@ -18,7 +18,7 @@ import functools
 import math
 import types
 from dataclasses import MISSING, Field, asdict, fields
-from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NamedTuple, Self, Union, get_args, get_origin, get_type_hints
 
 from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 
@@ -46,6 +46,7 @@ class DictConfig:
                     f.name, f"unknown {{key}} {value!r}; choose from {', '.join(choices)}"
                 )
             setattr(self, f.name, value)
+        check_bounds(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
@@ -256,6 +257,66 @@ def _bad(key: str, hint: Any, value: Any) -> ConfigError:
 
 
 # -- value checks for __post_init__ ----------------------------------------------------------
+class Bound(NamedTuple):
+    high: int
+    why: str  # one sentence: why no sensible run goes past ``high``
+    low: int | None = None  # only where the field's own config checks none
+
+
+_SEEDS = "numpy's and CUDA's generators take 32-bit seeds"
+_SIZES = "no supported model has that many components"
+#: Bounds of fields by name, in every config that has such a field (each item of a list field).
+#: Past a bound lies a typo or a runaway number (``1e29`` epochs), refused before any work;
+#: bounds that depend on the model (layers, heads, positions) are checked by the study's
+#: preflight and by the stages.
+BOUNDS: dict[str, Bound] = {
+    "epochs": Bound(100, "a pretrained model fine-tunes in a few epochs"),
+    "grad_accum": Bound(1024, "accumulating that many micro-batches is a typo for the batch size"),
+    "batch_size": Bound(4096, "no accelerator holds that many prompts in one batch"),
+    "rank": Bound(4096, "a LoRA rank beyond the supported models' hidden sizes adds no capacity"),
+    "n_boot": Bound(100_000, "bootstrap intervals settle to the third digit by 10,000 resamples"),
+    "controls": Bound(1000, "1,000 random sets already place a percentile to 0.1%"),
+    "ig_steps": Bound(256, "the path integral converges within a few dozen points"),
+    "num_beams": Bound(64, "beam search stops gaining long before 64 beams"),
+    "eval_points": Bound(1000, "each point is a pass over the validation documents"),
+    "random_draws": Bound(100, "100 draws place the targeted arm's percentile to 1%"),
+    "heads_per_layer": Bound(1024, "no supported model has that many heads in a layer"),
+    "seed": Bound(2**32 - 1, _SEEDS),
+    "seeds": Bound(2**32 - 1, _SEEDS, low=0),
+    "sizes": Bound(1_000_000, _SIZES, low=1),
+    "control_sizes": Bound(1_000_000, _SIZES, low=1),
+}
+
+
+def check_bounds(config: object) -> None:
+    """Raise naming the first field of ``config`` (or item of a list field) outside its
+    :data:`BOUNDS`."""
+    for f in fields(config):  # type: ignore[arg-type]
+        if f.name not in BOUNDS:
+            continue
+        high, why, low = BOUNDS[f.name]
+        value = getattr(config, f.name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if not isinstance(item, (int, float)) or isinstance(item, bool):
+                continue  # None (a default), or a type its own check refuses
+            if low is not None and not item >= low:
+                raise ConfigError(f.name, f"{{key}} must be at least {low}, got {_shown(value)}")
+            if not item <= high:
+                raise ConfigError(
+                    f.name, f"{{key}} must be at most {high:,}, got {_shown(value)}: {why}"
+                )
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: a list as written on a command line, huge numbers shortened."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(_shown(v) for v in value)
+    if isinstance(value, int) and abs(value) >= 10**12:
+        return f"{value:.3g}"
+    return str(value)
+
+
 def check_at_least(config: object, names: tuple[str, ...], low: float) -> None:
     """Raise naming the first of ``names`` whose value (if not None) is below ``low``."""
     for name in names:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,136 @@ def test_attribute_methods_are_one_stage_and_one_locator_each() -> None:
         build_config(sets=["attribute.methods=[eap]"])
     with pytest.raises(SumcircuitError, match=r"unknown key\(s\) \['method'\] in section"):
         build_config(sets=["attribute.method=atp"])
+
+
+# -- bounds, strict YAML, the default preset (issue 25) ---------------------------------------
+@pytest.mark.parametrize(
+    ("sets", "words"),
+    [
+        (["lora.epochs=1.0e+29"], r"^lora\.epochs must be at most 100, got 1e\+29: "),
+        (["finetune.epochs=101"], r"^finetune\.epochs must be at most 100, got 101: "),
+        (["diff.n_boot=1000000000000"], r"^diff\.n_boot must be at most 100,000, got 1e\+12: "),
+        (["evaluate.n_boot=100001"], r"^evaluate\.n_boot must be at most 100,000"),
+        (["faithfulness.controls=1001"], r"^faithfulness\.controls must be at most 1,000"),
+        (["attribute.ig_steps=257"], r"^attribute\.ig_steps must be at most 256"),
+        (["lora.random_draws=101"], r"^lora\.random_draws must be at most 100, got 101: "),
+        (["evaluate.num_beams=65"], r"^evaluate\.num_beams must be at most 64"),
+        (["finetune.batch_size=5000"], r"^finetune\.batch_size must be at most 4,096"),
+        (["lora.seed=4294967296"], r"unknown key\(s\) \['seed'\]"),  # managed: top-level seeds
+        (["faithfulness.sizes=[0]"], r"^faithfulness\.sizes must be at least 1, got 0$"),
+        (["faithfulness.sizes=[1,0]"], r"^faithfulness\.sizes must be at least 1, got 1,0$"),
+        (["faithfulness.control_sizes=[-1]"], r"^faithfulness\.control_sizes must be at least 1"),
+        (["seeds=[0,0]"], r"^seeds names 0 more than once"),
+        (["seeds=[-1]"], r"^seeds must be at least 0, got -1$"),
+        (["seeds=[4294967296]"], r"^seeds must be at most 4,294,967,295, got 4294967296: "),
+        (["seeds=[" + ",".join(map(str, range(21))) + "]"], r"^seeds lists 21 seeds, more than 20"),
+        (
+            ["faithfulness.sizes=[1,2]", "faithfulness.control_sizes=[3]"],
+            r"^faithfulness\.control_sizes holds 3, which is not among faithfulness\.sizes \[1, 2\]",
+        ),
+        (["locate.level=head"], r"^locate\.level=head differs from faithfulness\.level=layer"),
+    ],
+)
+def test_values_beyond_their_bounds_are_refused_naming_section_key(sets, words) -> None:
+    with pytest.raises(SumcircuitError, match=words):
+        build_config(sets=sets)
+
+
+def test_values_at_their_bounds_are_accepted() -> None:
+    sets = [
+        "lora.epochs=100",
+        "diff.n_boot=100000",
+        "lora.random_draws=100",
+        "seeds=[0,4294967295]",
+    ]
+    config = build_config(
+        sets=[*sets, "faithfulness.sizes=[1,2]", "faithfulness.control_sizes=[2]"]
+    )
+    assert (config.lora.epochs, config.diff.n_boot, config.lora.random_draws) == (100, 100000, 100)
+    assert config.seeds == [0, 2**32 - 1] and config.faithfulness.control_sizes == [2]
+    level = build_config(sets=["locate.level=head", "faithfulness.level=head"])
+    assert level.locate.level == level.faithfulness.level == "head"
+
+
+def test_duplicate_yaml_keys_are_refused_naming_the_line(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("model: smollm2-135m\nlora:\n  epochs: 1\n  rank: 4\n  epochs: 2\n")
+    with pytest.raises(SumcircuitError, match=r"at line 5, column 3: key 'epochs' appears more"):
+        build_config(config_file=dup)
+    top = tmp_path / "top.yaml"
+    top.write_text("lora: {epochs: 1}\nlora: {rank: 4}\n")
+    with pytest.raises(SumcircuitError, match=r"at line 2, column 1: key 'lora' appears more"):
+        build_config(config_file=top)
+    with pytest.raises(SumcircuitError, match=r"--set 'lora\.arms=\{a: 1, a: 2\}'.*key 'a'"):
+        parse_override("lora.arms={a: 1, a: 2}")
+    merged = tmp_path / "merged.yaml"  # a merge key's values may be overridden: no duplicate
+    merged.write_text("lora: &l {epochs: 1, rank: 4}\nfinetune:\n  <<: *l\n  rank: 8\n")
+    config = build_config(config_file=merged)
+    assert (config.finetune.epochs, config.finetune.rank, config.lora.rank) == (1, 8, 4)
+
+
+def test_an_alias_bomb_is_refused_in_a_second(tmp_path: Path) -> None:
+    """Nine levels of nine aliases: 9^9 = 387 million strings once expanded."""
+    levels = ["  - &a0 [" + ", ".join(["standard"] * 9) + "]"]
+    levels += [f"  - &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("lora:\n arms:\n" + "\n".join(levels) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(SumcircuitError, match="its aliases expand to more than 100,000 values"):
+        build_config(config_file=bomb)
+    assert time.perf_counter() - start < 5
+    many = tmp_path / "many.yaml"
+    many.write_text("x: &x 1\nseeds: [" + ", ".join(["*x"] * 101) + "]\n")
+    with pytest.raises(SumcircuitError, match=r"line 2, column 409: it uses more than 100 aliases"):
+        build_config(config_file=many)
+    few = tmp_path / "few.yaml"  # aliases a config may use: a few, expanding to little
+    few.write_text("x: &k 2\nlocate: {k: *k}\n")
+    with pytest.raises(SumcircuitError, match=r"unknown key\(s\) \['x'\]"):
+        build_config(config_file=few)  # read fine; refused for its key, not its alias
+    few.write_text("locate: &loc {k: 2}\nvalidate: {limit: 3}\n")
+    assert build_config(config_file=few).locate.k == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", r"is not UTF-8 text \(byte 1 is not\)"),
+        (b"lora: \x00\x01\n", r"is not valid YAML: it holds a byte or character that YAML"),
+        (b"lora: " + b"[" * 5000 + b"]" * 5000, "is nested too deeply to be a study config"),
+        (b"x" * (1 << 20) + b"x", "is over 1 MiB; a study config is a short YAML file"),
+    ],
+)
+def test_a_config_that_is_no_yaml_text_is_one_sentence(tmp_path: Path, content, words) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SumcircuitError, match=words) as info:
+        build_config(config_file=path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(SumcircuitError, match="is not a file"):
+        build_config(config_file=tmp_path)
+
+
+def test_run_without_a_preset_runs_the_quick_preset(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    quick = build_config(preset="quick").to_dict()
+    assert printed == quick and printed["preset"] == "quick"
+    assert printed["faithfulness"]["limit"] == 36  # not every remaining validation document
+    named = tmp_path / "named.yaml"  # a preset named in the YAML wins over the default
+    named.write_text("preset: standard\n")
+    assert main(["run", "--print-config", "--config", str(named)]) == 0
+    assert json.loads(capsys.readouterr().out)["preset"] == "standard"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("lora: {epochs: 2}\n")
+    assert main(["run", "--print-config", "--config", str(plain)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["preset"] == "quick" and printed["lora"]["epochs"] == 2
+    assert main(["run", "--print-config", "--preset", "standard"]) == 0
+    assert json.loads(capsys.readouterr().out)["preset"] == "standard"
+    assert build_config().preset is None  # the Python API keeps the stage defaults
+    from sumcircuit.cli import build_parser
+
+    run_help = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "without --preset (or a preset in --config) the quick preset's sizes run" in " ".join(
+        run_help.split()
+    )

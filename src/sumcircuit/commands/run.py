@@ -6,7 +6,7 @@ import argparse
 import json
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.study.config import PRESETS
+from sumcircuit.study.config import DEFAULT_PRESET, PRESETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run (or resume) the whole study into --out. Finished stages with unchanged options "
             "are skipped, so an interrupted run continues where it stopped. Precedence: flags > "
-            "--set > --config YAML > --preset > defaults."
+            f"--set > --config YAML > --preset (default: {DEFAULT_PRESET}) > defaults. Every "
+            "value is checked before the first stage, and a second run on the same --out is "
+            "refused while the first is alive."
         ),
     )
     parser.add_argument("--out", help="run directory (required unless --print-config)")
@@ -26,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="quick (9-14 min on the 2-core CPUs measured), standard (40-60 min, sized to decide "
-        "the claims) or paper",
+        help=f"quick (9-14 min on the 2-core CPUs measured), standard (40-60 min, sized to decide "
+        f"the claims) or paper; without --preset (or a preset in --config) the "
+        f"{DEFAULT_PRESET} preset's sizes run",
     )
     parser.add_argument("--model", help="base model: preset, local directory or Hugging Face id")
     parser.add_argument(
@@ -71,7 +74,11 @@ def _run(args: argparse.Namespace) -> int:
         "seeds": args.seeds,  # "0,1,2": checked with the rest of the config
     }
     config = build_config(
-        preset=args.preset, config_file=args.config, overrides=overrides, sets=args.set
+        preset=args.preset,
+        config_file=args.config,
+        overrides=overrides,
+        sets=args.set,
+        default_preset=DEFAULT_PRESET,
     )
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from sumcircuit.analysis.causal.attribute import AttributeConfig
 from sumcircuit.analysis.causal.attribution import METHODS
 from sumcircuit.analysis.causal.exact import ExactConfig
@@ -27,12 +25,14 @@ from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.causal.validate import ValidateConfig
 from sumcircuit.analysis.diff.run import DiffConfig
 from sumcircuit.analysis.locate.registry import LOCATORS, names
+from sumcircuit.analysis.locate.rules import FAITHFUL as FAITHFUL_SCORE
 from sumcircuit.analysis.locate.rules import LocateConfig
 from sumcircuit.configs import DictConfig, check_at_least, coerce
 from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.layout import RunLayout
 from sumcircuit.study.arms import ARMS
+from sumcircuit.study.yaml_reader import MAX_BYTES, load_yaml
 from sumcircuit.training.config import FinetuneConfig
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "lora": {"limit": 64},
     "evaluate": {"limit": 20, "batch_size": 16},
 }
+
+#: What ``sumcircuit run`` runs without ``--preset`` (or a ``preset`` in its YAML): the stage
+#: configs' own defaults read every remaining document (faithfulness alone would patch each
+#: validation document for every size and control, hours on a CPU).
+DEFAULT_PRESET = "quick"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Sized for about 10 minutes on a 2-core CPU with the default model (measured times: README
@@ -172,6 +177,8 @@ _MANAGED_IN = {
 #: Section names of earlier releases, accepted for one release with a deprecation message.
 RENAMED_SECTIONS = {"scan": "exact"}
 LORA_STUDY_KEYS = ("arms", "random_draws", "heads_per_layer", "rouge_val_limit")
+#: Each seed trains every LoRA arm once more; 20 seeds already give a distribution per arm.
+MAX_SEEDS = 20
 
 
 @dataclass
@@ -335,6 +342,21 @@ class StudyConfig(DictConfig):
             raise ConfigError(
                 "seeds", "{key} must list at least one seed, e.g. 0 or 0,1,2", "seeds"
             )
+        twice = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if twice:
+            raise ConfigError(
+                "seeds",
+                f"{{key}} names {twice[0]} more than once: the same seed trains the same arms "
+                "again; give each seed once",
+                "seeds",
+            )
+        if len(self.seeds) > MAX_SEEDS:
+            raise ConfigError(
+                "seeds",
+                f"{{key}} lists {len(self.seeds)} seeds, more than {MAX_SEEDS}: each seed trains "
+                "every LoRA arm again",
+                "seeds",
+            )
         if self.max_length < 32:
             raise ConfigError(
                 "max_length",
@@ -357,6 +379,29 @@ class StudyConfig(DictConfig):
             values = {**SECTION_DEFAULTS.get(name, {}), **given}
             setattr(self, name, cls.from_dict(self._managed(name) | values, section=name))
         self._check_exact()
+        self._check_faithfulness()
+
+    def _check_faithfulness(self) -> None:
+        """What faithfulness and locate must agree on, which their own configs cannot see."""
+        faith = self.faithfulness
+        if faith.control_sizes and faith.sizes:
+            missing = sorted(set(faith.control_sizes) - set(faith.sizes))
+            if missing:
+                raise ConfigError(
+                    "control_sizes",
+                    f"{{key}} holds {missing[0]}, which is not among faithfulness.sizes "
+                    f"{faith.sizes}: random sets are drawn only at the curve's sizes; set "
+                    "faithfulness.control_sizes to some of them, or [] for every size",
+                    "faithfulness.control_sizes",
+                )
+        if self.locate.score == FAITHFUL_SCORE and self.locate.level != faith.level:
+            raise ConfigError(
+                "level",
+                f"{{key}}={self.locate.level} differs from faithfulness.level={faith.level}: "
+                "locate.score faithful picks the circuit from the faithfulness curves; set both "
+                "to the same level",
+                "locate.level",
+            )
 
     def _check_exact(self) -> None:
         """The exact scan reads selection documents only, and its rows are layers."""
@@ -450,22 +495,28 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A study YAML file as a mapping (duplicate keys and alias bombs refused: see
+    :mod:`sumcircuit.study.yaml_reader`)."""
     path = Path(path)
+    where = f"config file {str(path)!r}"
     if not path.exists():
-        raise SumcircuitError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
+        raise SumcircuitError(f"{where} does not exist")
+    if not path.is_file():
+        raise SumcircuitError(f"{where} is not a file; give the path of a study YAML")
+    raw = path.read_bytes()
+    if len(raw) > MAX_BYTES:
         raise SumcircuitError(
-            f"config file {str(path)!r} is not valid YAML{where}: {problem}"
-        ) from err
-    if not isinstance(data, dict):
-        raise SumcircuitError(
-            f"config file {str(path)!r} must be a mapping of options at the top level"
+            f"{where} is over {MAX_BYTES >> 20} MiB; a study config is a short YAML file"
         )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SumcircuitError(
+            f"{where} is not UTF-8 text (byte {err.start + 1} is not); give a study YAML file"
+        ) from None
+    data = load_yaml(text, where) or {}
+    if not isinstance(data, dict):
+        raise SumcircuitError(f"{where} must be a mapping of options at the top level")
     return data
 
 
@@ -476,7 +527,7 @@ def parse_override(text: str) -> dict[str, Any]:
             f"--set {text!r} must look like section.key=value, e.g. lora.epochs=2"
         )
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
+    value = load_yaml(raw, f"the value of --set {text!r}") if raw else None
     parts = key.strip().split(".")
     if len(parts) == 1:
         return {parts[0]: value}
@@ -504,20 +555,26 @@ def build_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     sets: list[str] | None = None,
+    default_preset: str | None = None,
 ) -> StudyConfig:
-    """CLI flags (``overrides``, ``sets``) > YAML file > preset > defaults."""
+    """CLI flags (``overrides``, ``sets``) > YAML file > preset > defaults.
+
+    ``default_preset`` is the preset used when neither ``preset`` nor the YAML file names one
+    (``sumcircuit run`` passes :data:`DEFAULT_PRESET`)."""
     data: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise SumcircuitError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-        data = _merge(data, PRESETS[preset]) | {"preset": preset}
+    file_data: dict[str, Any] | None = None
     if config_file is not None:
         file_data = _renamed(read_yaml(config_file), f"config file {str(config_file)!r}")
         reject_unknown_keys(file_data, StudyConfig, f"config file {str(config_file)!r}")
-        if file_data.get("preset") and preset is None:
-            return build_config(
-                preset=file_data["preset"], config_file=config_file, overrides=overrides, sets=sets
-            )
+        if preset is None:
+            preset = file_data.get("preset") or default_preset
+    elif preset is None:
+        preset = default_preset
+    if preset is not None:
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise SumcircuitError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        data = _merge(data, PRESETS[preset]) | {"preset": preset}
+    if file_data is not None:
         data = _merge(data, file_data)
     for text in sets or []:
         override = _renamed(parse_override(text), f"--set {text!r}")
