@@ -38,6 +38,7 @@ class RunLayout:
 
     # -- files of the run itself --------------------------------------------------------------
     STUDY_FILE = "study.json"
+    LOCK_FILE = "run.lock"  # held while a `sumcircuit run` works in the directory
     SUMMARY_FILE = "summary.json"
     REPORT_FILE = "report.html"
     FIGURES = "report"  # figures the summary draws for the report
@@ -91,6 +92,10 @@ class RunLayout:
     @property
     def study_file(self) -> Path:
         return self.root / self.STUDY_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / self.LOCK_FILE
 
     @property
     def summary_file(self) -> Path:

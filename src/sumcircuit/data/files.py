@@ -61,6 +61,8 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     f"{path} line {lineno} is not valid JSON ({err.msg}); each line must be one "
                     "JSON object."
                 ) from None
+            except RecursionError:
+                raise SumcircuitError(_too_deep(path, f" line {lineno}")) from None
             if not isinstance(obj, dict):
                 raise SumcircuitError(
                     f"{path} line {lineno} is a JSON {type(obj).__name__}, not an object with "
@@ -81,6 +83,8 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
         raise SumcircuitError(
             f"{path} is not valid JSON ({err.msg} at line {err.lineno})."
         ) from None
+    except RecursionError:
+        raise SumcircuitError(_too_deep(path, "")) from None
     if isinstance(obj, dict) and obj and all(canonical_split_name(k) for k in obj):
         records = []
         for split, items in obj.items():
@@ -90,6 +94,15 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
     return _object_list(obj, path)
+
+
+def _too_deep(path: Path, where: str) -> str:
+    """The message for JSON nested deeper than Python's parser recurses (thousands of levels):
+    no document/summary record is shaped like that."""
+    return (
+        f"{path}{where} nests JSON arrays or objects too deeply to read; a record is one object "
+        "of document and summary strings."
+    )
 
 
 def _object_list(obj: Any, path: Path) -> list[dict[str, Any]]:

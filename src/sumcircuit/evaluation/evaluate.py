@@ -33,6 +33,7 @@ from sumcircuit.evaluation.loglik import loglik_on_split
 from sumcircuit.evaluation.rouge import METRICS, compare
 from sumcircuit.io import read_json, sha256_file, write_json
 from sumcircuit.manifest import confinement_problem
+from sumcircuit.models.shape import check_max_length, model_shape
 from sumcircuit.models.trained import load_trained
 from sumcircuit.provenance import provenance
 from sumcircuit.results import StageResult, read_jsonl, read_result_json, reading, write_jsonl
@@ -281,6 +282,7 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
     scoring.
     """
     start = time.perf_counter()
+    check_max_length(model_shape(config.model), config.max_length)  # before any weights or data
     torch.manual_seed(config.seed)
     loaded = load_trained(config.model, config.adapter)
     prepared = prepare_for(

@@ -31,6 +31,7 @@ __all__ = [
     "ArmContext",
     "arm",
     "circuit_heads",
+    "distinct_random_sets",
     "random_layers",
     "register_arm",
 ]
@@ -147,6 +148,14 @@ def equal_budget(ctx: ArmContext) -> dict[str, Any]:
 def heads(ctx: ArmContext) -> dict[str, Any]:
     """adapters restricted to the circuit's heads"""
     return {"heads": circuit_heads(ctx.circuit, ctx.diff, ctx.heads_per_layer)}
+
+
+def distinct_random_sets(n_layers: int, circuit_size: int) -> int:
+    """How many different layer sets the random arm can draw: sets of the circuit's size (or
+    of every other layer, when fewer remain) among the layers outside a circuit of
+    ``circuit_size`` layers."""
+    others = max(0, n_layers - circuit_size)
+    return math.comb(others, min(circuit_size, others))
 
 
 def random_layers(others: list[int], k: int, *, seed: int, draw: int) -> list[int]:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.layout import RunLayout
-from sumcircuit.study.arms import FAITHFUL, Arm, ArmContext, arm
+from sumcircuit.study.arms import FAITHFUL, Arm, ArmContext, arm, distinct_random_sets
 from sumcircuit.study.config import StudyConfig
 from sumcircuit.study.external import EXTERNAL_FILE, ExternalFinetune
 from sumcircuit.study.stages import Stage
@@ -153,10 +154,24 @@ def _arm_options(
                 diff=diff,
                 heads_per_layer=config.lora.heads_per_layer,
             )
+            if spec.drawn:
+                _check_draws(config.lora.random_draws, diff.n_layers, len(study.layers))
             adapts = spec.adapts(context)
         return config.lora.arm(seed=seed, out=out, **adapts)
 
     return build
+
+
+def _check_draws(draws: int, n_layers: int, circuit_size: int) -> None:
+    """Refuse, before a drawn arm trains, more draws than distinct random layer sets (the
+    preflight checks this early when ``locate.k`` fixes the circuit's size)."""
+    distinct = distinct_random_sets(n_layers, circuit_size)
+    if draws > distinct:
+        raise SumcircuitError(
+            f"lora.random_draws={draws} asks for more random layer sets than exist: the "
+            f"{circuit_size}-layer circuit leaves {distinct} distinct sets among the other "
+            f"{n_layers - circuit_size} layers; rerun with --set lora.random_draws={distinct}"
+        )
 
 
 def _finetune(finetune: Callable) -> Callable[[Any, Path], None]:

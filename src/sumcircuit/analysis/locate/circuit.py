@@ -8,6 +8,7 @@ path of the JSON file itself. Layers and heads are numbered from 0.
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -21,6 +22,15 @@ from sumcircuit.results import StageResult
 log = logging.getLogger(__name__)
 
 Level = Literal["layer", "head"]
+
+
+def _index(value: Any, what: str) -> int:
+    """A layer or head number: a whole number from 0 (``1.7`` or ``true`` is no layer)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise SumcircuitError(
+            f"circuit {what} {value!r} is not a {what} number (a whole number from 0)"
+        )
+    return int(value)
 
 
 @dataclass
@@ -41,8 +51,17 @@ class Circuit(StageResult):
     def __post_init__(self) -> None:
         if self.level not in ("layer", "head"):
             raise SumcircuitError(f"circuit level must be 'layer' or 'head', got {self.level!r}")
-        self.layers = sorted({int(layer) for layer in self.layers})
-        self.heads = sorted({(int(layer), int(head)) for layer, head in self.heads})
+        if not isinstance(self.layers, (list, tuple)):
+            raise SumcircuitError(
+                f"circuit layers must be a list of layer numbers, got {self.layers!r}"
+            )
+        self.layers = sorted({_index(layer, "layer") for layer in self.layers})
+        pairs = [h for h in self.heads if isinstance(h, (list, tuple)) and len(h) == 2]
+        if len(pairs) != len(self.heads):
+            raise SumcircuitError("circuit heads must be [layer, head] pairs of numbers")
+        self.heads = sorted(
+            {(_index(layer, "layer"), _index(head, "head")) for layer, head in pairs}
+        )
         if self.level == "head" and not self.layers:
             self.layers = sorted({layer for layer, _ in self.heads})
 
