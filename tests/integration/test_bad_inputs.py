@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,10 @@ SIZES = dict(n_layers=3, n_heads=4, n_kv_heads=2, hidden=32)
 QUICK = "--limit 2 --max-length 64 --batch-size 2"
 TRAIN = "--limit 4 --max-length 64 --batch-size 2 --val-limit 2 --no-progress"
 ONE_LINE_TAIL = "it/s]"  # progress bars (weights loading) are not messages
+# A study that passes every check on the tiny 3-layer model: a 1-layer circuit (2 random
+# control sets), curves at sizes 1 and 2 with random sets at 2.
+RUN_OK = ("run --model {llama} --data {data} --set locate.k=1 --set validate.controls=2 "
+          "--set faithfulness.sizes=[1,2] --set faithfulness.control_sizes=[2]")  # fmt: skip
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -42,8 +48,58 @@ def _circuit(path: Path, model: dict, **kwargs) -> str:
     return str(path)
 
 
+# Holds an exclusive flock on a run directory's lock file, as a live `sumcircuit run` does,
+# until its stdin closes.
+HOLD_LOCK = """
+import fcntl, json, os, socket, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode())
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def _study_inputs(root: Path, request) -> dict[str, str]:
+    """Bad study configs, data files nested too deeply, circuits with non-integer layers, run
+    directories whose study.json is damaged, and one whose lock a live process holds."""
+    e = {}
+    (root / "dup.yaml").write_text("lora:\n  epochs: 1\n  epochs: 2\n")
+    levels = ["    - &a0 [" + ", ".join(["standard"] * 9) + "]"]
+    levels += [f"    - &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    (root / "bomb.yaml").write_text("lora:\n  arms:\n" + "\n".join(levels) + "\n")  # 9^9 items
+    (root / "aliases.yaml").write_text("x: &x 1\nlora: {arms: [" + ", ".join(["*x"] * 101) + "]}\n")
+    (root / "binary.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    (root / "deep.yaml").write_text("lora: " + "[" * 5000 + "]" * 5000 + "\n")
+    (root / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (root / "deep.jsonl").write_text('{"document": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    e.update({k: str(root / f"{k}.yaml") for k in ("dup", "bomb", "aliases", "binary", "deep")})
+    e.update(deep_json=str(root / "deep.json"), deep_jsonl=str(root / "deep.jsonl"))
+    circuit = json.loads((root / "circuit.json").read_text())
+    for name, layers in (("float_circuit", [1.7]), ("bool_circuit", [True])):
+        (root / f"{name}.json").write_text(json.dumps(circuit | {"layers": layers}) + "\n")
+        e[name] = str(root / f"{name}.json")
+    for name, text in (("list_study", "[1, 2]\n"), ("invalid_study", '{"model": ')):
+        (root / name / "diff").mkdir(parents=True)
+        (root / name / "study.json").write_text(text)
+        (root / name / "diff" / "stage.json").write_text("{}\n")  # a finished stage's marker
+        e[name] = str(root / name)
+    (root / "locked").mkdir()
+    (root / "locked" / "study.json").write_text('{"model": "x", "data": "y"}\n')
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(root / "locked" / "run.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    request.addfinalizer(lambda: (holder.kill(), holder.wait()))
+    assert holder.stdout.readline().strip() == "locked"
+    e["locked"] = str(root / "locked")
+    return e
+
+
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, xsum_sample) -> dict[str, str]:
+def env(tmp_path_factory, xsum_sample, request) -> dict[str, str]:
     """Tiny models, a LoRA run, two diffs, circuits and bad files (built once, ~10 s)."""
     root = tmp_path_factory.mktemp("bad")
     llama = save_tiny("llama", root / "llama", **SIZES)
@@ -108,6 +164,7 @@ def env(tmp_path_factory, xsum_sample) -> dict[str, str]:
     (root / "bad.json").write_text('{"n": ')
     e.update({k: str(root / f"{k}.yaml") for k in ("bad", "list", "unknown")})
     e["bad_json"] = str(root / "bad.json")
+    e.update(_study_inputs(root, request))
     return e
 
 
@@ -255,6 +312,93 @@ CASES = [
     ("run-config-unknown-key", "run --config {unknown} --out {out}", "unknown key(s) ['nosuch']"),
     ("run-config-missing", "run --config {out}.yaml --out {out}", "{out}.yaml' does not exist"),
     ("run-bad-seeds", "run --seeds a,b --out {out}", "seeds must be a comma-separated list"),
+    # -- run: bounds, checked before the first stage --------------------------------------------
+    ("run-set-sizes-zero", "run --set faithfulness.sizes=[0] --out {out}",
+     "faithfulness.sizes must be at least 1, got 0"),
+    ("run-set-huge-n-boot", "run --set diff.n_boot=1000000000000 --out {out}",
+     "diff.n_boot must be at most 100,000, got 1e+12: bootstrap intervals settle"),
+    ("run-set-huge-epochs", "run --set lora.epochs=1.0e+29 --out {out}",
+     "lora.epochs must be at most 100, got 1e+29: a pretrained model fine-tunes in a few epochs"),
+    ("run-set-huge-controls", "run --set validate.controls=5000 --out {out}",
+     "validate.controls must be at most 1,000, got 5000"),
+    ("run-set-many-draws", "run --set lora.random_draws=1000 --out {out}",
+     "lora.random_draws must be at most 100, got 1000"),
+    ("run-duplicate-seeds", "run --seeds 0,0 --out {out}", "seeds names 0 more than once"),
+    ("run-seed-beyond-32-bits", "run --seeds 0,4294967296 --out {out}",
+     "seeds must be at most 4,294,967,295, got 0,4294967296: numpy's and CUDA's generators"),
+    ("run-control-size-not-a-size", "run --set faithfulness.sizes=[1,2] "
+     "--set faithfulness.control_sizes=[3] --out {out}",
+     "faithfulness.control_sizes holds 3, which is not among faithfulness.sizes [1, 2]"),
+    ("run-levels-disagree", "run --set locate.level=head --out {out}",
+     "locate.level=head differs from faithfulness.level=layer"),
+    # -- run: what the model and the data bound, before study.json is written ---------------------
+    ("run-draws-beyond-distinct-sets", RUN_OK + " --set lora.random_draws=5 --out {out}",
+     "lora.random_draws=5 asks for more random layer sets than exist: a 1-layer circuit leaves 2 "
+     "distinct sets among the other 2 layers"),
+    ("run-draws-any-circuit-size", RUN_OK + " --set locate.rule=zscore --set lora.random_draws=3 "
+     "--out {out}", "a circuit of any size leaves at most 2 distinct sets"),
+    ("run-quick-sizes-beyond-model", "run --model {llama} --data {data} --out {out}",
+     "faithfulness.sizes holds 8, beyond the 3 layers of model '{llama}'; use sizes up to 3"),
+    ("run-k-whole-model", RUN_OK + " --set locate.k=3 --out {out}",
+     "locate.k=3 would select every one of the 3 layers"),
+    ("run-controls-beyond-sets", RUN_OK + " --set validate.controls=20 --out {out}",
+     "validate.controls=20 asks for more random sets than exist"),
+    ("run-heads-per-layer-beyond-model", RUN_OK + " --set lora.arms=[standard,heads] "
+     "--set lora.heads_per_layer=5 --out {out}",
+     "lora.heads_per_layer=5 exceeds the 4 heads per layer"),
+    ("run-max-length-beyond-model", RUN_OK + " --max-length 100000 --out {out}",
+     "--max-length=100000 exceeds the 512 positions model '{llama}' attends over"),
+    ("run-mistyped-data-path", RUN_OK + " --data {out}.jsonl --out {out}",
+     "{out}.jsonl does not exist"),
+    ("run-unknown-data-name", RUN_OK + " --data xsumm --out {out}", "unknown dataset 'xsumm'"),
+    ("run-data-without-split", RUN_OK + " --set diff.split=tset --out {out}",
+     "diff.split: dataset 'xsum_sample.jsonl' has no split 'tset'"),
+    # -- run: config files and --set values read strictly ---------------------------------------
+    ("run-config-duplicate-key", "run --config {dup} --out {out}",
+     "dup.yaml' is not valid YAML at line 3, column 3: key 'epochs' appears more than once"),
+    ("run-config-alias-bomb", "run --config {bomb} --out {out}",
+     "bomb.yaml' is not valid YAML: its aliases expand to more than 100,000 values"),
+    ("run-config-many-aliases", "run --config {aliases} --out {out}",
+     "aliases.yaml' is not valid YAML at line 2, column 415: it uses more than 100 aliases"),
+    ("run-config-binary", "run --config {binary} --out {out}",
+     "binary.yaml' is not UTF-8 text (byte 1 is not)"),
+    ("run-config-deeply-nested", "run --config {deep} --out {out}",
+     "deep.yaml' is nested too deeply to be a study config"),
+    ("run-config-directory", "run --config {stray} --out {out}",
+     "config file '{stray}' is not a file"),
+    ("run-set-malformed-yaml", "run --set lora.arms=[1, --out {out}",
+     "the value of --set 'lora.arms=[1,' is not valid YAML"),
+    # -- run: the run directory -----------------------------------------------------------------
+    ("run-study-json-a-list", RUN_OK + " --out {list_study}",
+     KEEP + "list_study|study.json' is damaged (not a JSON object naming the study's model"),
+    ("run-study-json-invalid", RUN_OK + " --out {invalid_study}",
+     KEEP + "invalid_study|study.json' is damaged"),
+    ("run-directory-in-use", RUN_OK + " --out {locked}",
+     KEEP + "locked|'{locked}' is in use by another sumcircuit run (pid "),
+    # -- bounds, circuits and nesting in the other commands -------------------------------------
+    ("ft-huge-epochs", "finetune --model {llama} --data {data} --epochs 1000 --out {out}",
+     "--epochs must be at most 100, got 1000"),
+    ("ft-circuit-float-layer", "finetune --model {llama} --data {data} " + TRAIN +
+     " --circuit {float_circuit} --out {out}",
+     "float_circuit.json' is damaged (circuit layer 1.7 is not a layer number"),
+    ("ft-circuit-bool-layer", "finetune --model {llama} --data {data} " + TRAIN +
+     " --circuit {bool_circuit} --out {out}",
+     "bool_circuit.json' is damaged (circuit layer True is not a layer number"),
+    ("validate-circuit-float-layer", "validate --base {llama} --finetuned {ft} --data {data} "
+     "--circuit {float_circuit} --out {out}", "float_circuit.json' is damaged"),
+    ("diff-huge-n-boot", "diff --base {llama} --finetuned {ft} --n-boot 1000000 --out {out}",
+     "--n-boot must be at most 100,000, got 1000000"),
+    ("attribute-huge-ig-steps", "attribute --base {llama} --finetuned {ft} --ig-steps 100000 "
+     "--out {out}", "--ig-steps must be at most 256, got 100000"),
+    ("evaluate-max-length-beyond-model", "evaluate --model {llama} --data {data} --max-length "
+     "100000 --out {out}/e.json",
+     "--max-length=100000 exceeds the 512 positions model '{llama}' attends over; use at most 512"),
+    ("evaluate-many-beams", "evaluate --model {llama} --data {data} --num-beams 1000 "
+     "--out {out}/e.json", "--num-beams must be at most 64, got 1000"),
+    ("data-show-deeply-nested-json", "data show {deep_json}",
+     "deep.json nests JSON arrays or objects too deeply to read"),
+    ("data-show-deeply-nested-jsonl", "data show {deep_jsonl}",
+     "deep.jsonl line 1 nests JSON arrays or objects too deeply to read"),
 ]  # fmt: skip
 
 
@@ -298,7 +442,7 @@ def test_table_covers_every_command():
     commands = {c[1].split()[0] for c in CASES}
     assert commands >= {"finetune", "diff", "locate", "validate", "exact", "evaluate", "compare",
                         "plot", "data", "models", "run"}  # fmt: skip
-    assert len(CASES) >= 45 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 80 and len({c[0] for c in CASES}) == len(CASES)
 
 
 def test_a_finished_run_records_what_ran_and_shares_its_weights(env):

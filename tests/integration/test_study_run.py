@@ -17,6 +17,7 @@ from sumcircuit.cli import main
 from sumcircuit.layout import RunLayout
 from sumcircuit.models.trained import TrainingResult
 from sumcircuit.report.summary_result import StudySummary
+from sumcircuit.study.lock import run_lock
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -39,6 +40,8 @@ def _args(model: Path, data: Path, out: Path) -> list[str]:
         "finetune.limit=8", "finetune.lr=0.01", "finetune.batch_size=4",
         "diff.limit=4", "diff.n_boot=200", "locate.k=2", "attribute.n_boot=200",
     "faithfulness.split=test", "faithfulness.controls=3", "faithfulness.n_boot=200",
+        # every size of the 4-layer model, random sets at each (the quick preset's are [1,3,8], [3])
+        "faithfulness.sizes=[1,2,3,4]", "faithfulness.control_sizes=[]",
         "validate.limit=4", "validate.controls=3", "validate.n_boot=200",
         "lora.limit=8", "lora.epochs=2", "lora.rouge_val_limit=2", "lora.batch_size=4", "lora.val_limit=2",
         "evaluate.limit=3", "evaluate.max_new_tokens=6", "evaluate.n_boot=200",
@@ -63,7 +66,7 @@ def _stage_markers(out: Path) -> list[Path]:
 
 
 def test_run_writes_summary_and_report_then_resumes_after_a_kill(
-    tiny_dirs, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+    tiny_dirs, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog, capsys
 ) -> None:
     """Killed mid-way through a LoRA arm, after its first checkpoint: the rerun skips every
     finished stage, resumes the arm from its checkpoint and ends with the weights of an
@@ -171,6 +174,27 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert "Which locator is faithful" in html and "(chosen)" in html
     assert "Attribution vs exact patching" not in html
 
+    # A refused start changes nothing in the finished run: every value is checked before the
+    # first stage (a changed option would otherwise clear that stage's marker), and a second
+    # run is refused while one holds the directory.
+    def files() -> dict[str, int]:
+        return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*")}
+
+    before, study = files(), RunLayout(out).study_file.read_bytes()
+    args = _args(tiny_dirs["llama"], tiny_data, out)
+    capsys.readouterr()
+    for bad, words in (
+        ("faithfulness.sizes=[1,9]", "faithfulness.sizes holds 9, beyond the 4 layers"),
+        ("lora.random_draws=2", "lora.random_draws=2 asks for more random layer sets than exist"),
+        ("faithfulness.sizes=[0]", "faithfulness.sizes must be at least 1, got 0"),
+    ):
+        assert main([*args, "--set", bad]) == 2
+        assert words in capsys.readouterr().err
+    with run_lock(RunLayout(out)):
+        assert main(args) == 2
+    assert "is in use by another sumcircuit run (pid" in capsys.readouterr().err
+    assert files() == before and RunLayout(out).study_file.read_bytes() == study
+
 
 def test_run_refuses_a_directory_holding_another_study(
     tiny_dirs, tiny_data: Path, tmp_path: Path, capsys
@@ -178,10 +202,6 @@ def test_run_refuses_a_directory_holding_another_study(
     out = tmp_path / "run"
     out.mkdir()
     RunLayout(out).study_file.write_text(json.dumps({"model": "other", "data": "xsum"}))
-    assert (
-        main(
-            ["run", "--out", str(out), "--model", str(tiny_dirs["llama"]), "--data", str(tiny_data)]
-        )
-        == 2
-    )
+    assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 2
     assert "holds another study" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["study.json"]  # no lock file left behind
