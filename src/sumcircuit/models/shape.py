@@ -54,13 +54,13 @@ def model_shape(name: str) -> ModelShape:
     ``config.json``, or the hub's (from the local cache when the hub is unreachable)."""
     from transformers import AutoConfig
 
-    from sumcircuit.models.loader import check_available, fetch_model, hub_reachable
+    from sumcircuit.models.loader import cached_model, check_available, hub_reachable
     from sumcircuit.models.registry import Preset, resolve
 
     source = resolve(name)
     kwargs: dict[str, Any] = {}
     if isinstance(source, Preset):
-        path: Path | str = fetch_model(name)
+        path: Path | str = cached_model(name)
     elif isinstance(source, Path):
         path = source
     else:
