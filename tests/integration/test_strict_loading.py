@@ -247,6 +247,14 @@ def test_a_finished_run_records_the_sha256_of_its_weights(full_run) -> None:
     assert loaded.identity["sha256"] == record["weights_sha256"][WEIGHTS]
 
 
+# A study whose values fit the 3-layer model (the quick preset's sizes do not), so that `run`
+# gets past its preflight to the fine-tune's checks.
+FITS_3_LAYERS = (
+    "--set locate.k=1 --set validate.controls=2 --set faithfulness.sizes=[1,2] "
+    "--set faithfulness.control_sizes=[2]"
+)
+
+
 def test_a_forged_run_folder_finetune_is_refused(
     models, full_run, tmp_path, capfd, xsum_sample
 ) -> None:
@@ -262,7 +270,7 @@ def test_a_forged_run_folder_finetune_is_refused(
     )
     for argv in (
         f"diff --base {models['llama']} --finetuned {forged} --data {xsum_sample} {QUICK}",
-        f"run --model {models['llama']} --finetuned {forged} --data {xsum_sample}",
+        f"run --model {models['llama']} --finetuned {forged} --data {xsum_sample} {FITS_3_LAYERS}",
     ):
         line = _one_line(f"{argv} --out {tmp_path / 'out'}", capfd, tmp_path)
         assert "do not match the sha256 recorded in training.json when they were trained" in line
