@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from sumcircuit.analysis.locate.registry import Shape, register_locator
+from sumcircuit.analysis.locate.registry import Shape, plain_key, register_locator
 
 _BASELINE = dict(source="none", cost="none", candidate=False, rules=("topk",))
 
@@ -37,7 +37,7 @@ def evenly_spaced(n: int, level: str, shape: Shape) -> list[Any]:
     (30 layers: n=1 → 15; n=3 → 5, 15, 25)."""
     index = shape.index(level)
     picks = [int((i + 0.5) * len(index) / n) for i in range(n)]
-    return [_plain(index[p]) for p in picks]
+    return [plain_key(index[p]) for p in picks]
 
 
 def _spread_order(total: int) -> list[int]:
@@ -68,7 +68,3 @@ def spread(result: None, level: str, shape: Shape, name: str) -> pd.Series:
     index = shape.index(level)
     rank = {p: r for r, p in enumerate(_spread_order(len(index)))}
     return pd.Series([-float(rank[p]) for p in range(len(index))], index=index)
-
-
-def _plain(key: Any) -> Any:
-    return tuple(int(x) for x in key) if isinstance(key, tuple) else int(key)

@@ -91,7 +91,7 @@ class Ranking:
         """Every component, best first (score descending, then index order)."""
         values = self.scores.to_numpy(dtype=np.float64)
         order = np.lexsort((np.arange(len(values)), -values))
-        return [_plain(self.scores.index[i]) for i in order]
+        return [plain_key(self.scores.index[i]) for i in order]
 
     def top(self, n: int) -> list[Any]:
         """The ``n`` best components (in ranking order)."""
@@ -256,7 +256,8 @@ def _load_builtin() -> None:
     from sumcircuit.analysis.locate import position, sources  # noqa: F401
 
 
-def _plain(key: Any) -> Any:
+def plain_key(key: Any) -> Any:
+    """A component index as plain ints: ``layer`` or ``(layer, head)``."""
     return tuple(int(x) for x in key) if isinstance(key, tuple) else int(key)
 
 

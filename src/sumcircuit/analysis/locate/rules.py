@@ -39,6 +39,7 @@ from sumcircuit.analysis.locate.registry import (
     check_computed_on,
     locator,
     names,
+    plain_key,
     sources_field,
 )
 from sumcircuit.configs import DictConfig
@@ -275,7 +276,7 @@ def locate(config: LocateConfig) -> Circuit:
         heads=heads,
         scores={
             "ranking": ranked,
-            "selected": [r for r in ranked if _key(r, config.level) in set(map(_norm, chosen))],
+            "selected": [r for r in ranked if _key(r, config.level) in set(map(plain_key, chosen))],
             "control_subtracted": bool(config.control_diff),
             "threshold": {"k": config.k, "z": config.z, "q": config.q}[
                 {"topk": "k", "zscore": "z", "fdr": "q"}[config.rule]
@@ -305,10 +306,6 @@ def _check_scores(found: Ranking, config: LocateConfig) -> None:
             f"every {config.score} score in {source!r} equals {values[0]:.3g}, so topk would pick "
             f"{config.level}s by index alone; choose another --score"
         )
-
-
-def _norm(key: Any) -> Any:
-    return tuple(int(x) for x in key) if isinstance(key, tuple) else int(key)
 
 
 def _key(row: dict[str, Any], level: str) -> Any:
