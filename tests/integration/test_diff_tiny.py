@@ -153,6 +153,15 @@ def test_result_round_trips_and_per_doc_recomputes_aggregates(tokenizer, tmp_pat
     by_doc = loaded_back.layer_scores_per_doc("kl")  # the values the claims' bootstrap resamples
     assert by_doc.shape == (result.summary["n_docs"], len(result.layers))
     assert by_doc.mean(axis=0) == pytest.approx(result.layers["kl_mean"].to_numpy())
+    for measure, column in (("entropy", "delta_entropy_mean"), ("js", "js_mean")):
+        values, none = loaded_back.layer_parts_per_doc(measure)
+        assert none is None and values.index.is_monotonic_increasing
+        assert values.mean(axis=0).to_numpy() == pytest.approx(result.layers[column].to_numpy())
+    # ActMag's relative change is a ratio of token-weighted sums, kept per document
+    num, den = loaded_back.layer_parts_per_doc("actmag")
+    assert (num.sum() / den.sum()).to_numpy() == pytest.approx(
+        result.layers["actmag_rel_change"].to_numpy(), rel=1e-9
+    )
     weights = loaded_back.head_weights
     assert set(weights.columns) >= {"layer", "head", "kv_head", "q", "k", "v", "o"}
     assert weights["kv_head"].tolist()[:4] == [0, 0, 1, 1]  # 4 heads share 2 KV heads

@@ -212,8 +212,22 @@ def test_diff_layer_scores_per_doc():
     # documents sorted by id (a, then b); each cell the mean over the layer's 3 heads
     assert diff.layer_scores_per_doc("kl").tolist() == [[7.0, 10.0], [1.0, 4.0]]
     assert diff.layer_scores_per_doc("entropy").tolist() == [[6.0, 9.0], [0.0, 3.0]]
+    values, den = diff.layer_parts_per_doc("kl")
+    assert den is None and values.index.tolist() == ["a", "b"]
+    assert values.to_numpy().tolist() == [[7.0, 10.0], [1.0, 4.0]]
+    assert diff.layer_parts_per_doc("actmag") is None  # a table written before ActMag was kept
+    # ActMag per document: doc a norms 2 -> 3 over 1 token, doc b 1 -> 1 over 3 tokens (layer 0)
+    diff.per_doc["n_positions"] = np.where(docs.ravel() == "a", 1, 3)
+    diff.per_doc["actmag_base"] = np.where(docs.ravel() == "a", 2.0, 1.0)
+    diff.per_doc["actmag_ft"] = np.where(docs.ravel() == "a", 3.0, 1.0)
+    num, den = diff.layer_parts_per_doc("actmag")
+    assert num.loc["a"].tolist() == [1.0, 1.0] and den.loc["b"].tolist() == [3.0, 3.0]
+    assert (num.sum() / den.sum()).tolist() == [0.2, 0.2]  # (3+3 - (2+3)) / (2+3)
+    with pytest.raises(SumcircuitError, match="weight has no per-document values"):
+        diff.layer_parts_per_doc("weight")
     diff.per_doc = None
     assert diff.layer_scores_per_doc("kl") is None
+    assert diff.layer_parts_per_doc("kl") is None
 
 
 def test_scan_queries():

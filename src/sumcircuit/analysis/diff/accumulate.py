@@ -23,7 +23,13 @@ from torch import Tensor
 from sumcircuit.metrics.attention import entropy, js, kl, normalized_entropy, region_mean
 from sumcircuit.metrics.representation import LinearCKA, norm_sum, token_cosine
 
-__all__ = ["HEAD_METRICS", "LAYER_METRICS", "DiffAccumulator", "head_region_sums"]
+__all__ = [
+    "HEAD_METRICS",
+    "LAYER_METRICS",
+    "PER_DOC_LAYER_METRICS",
+    "DiffAccumulator",
+    "head_region_sums",
+]
 
 HEAD_METRICS: tuple[str, ...] = (
     "entropy_base",
@@ -35,6 +41,9 @@ HEAD_METRICS: tuple[str, ...] = (
     "js",
 )
 LAYER_METRICS: tuple[str, ...] = ("actmag_base", "actmag_ft", "cosine")
+#: the layer metrics ``per_doc.parquet`` also keeps (each document's mean over its region tokens),
+#: so that the ActMag ranking can be bootstrapped over documents
+PER_DOC_LAYER_METRICS: tuple[str, ...] = ("actmag_base", "actmag_ft")
 
 
 def head_region_sums(p: Tensor, q: Tensor, n_keys: Tensor, valid: Tensor) -> dict[str, Tensor]:

@@ -31,6 +31,9 @@ _MEASURES: dict[str, tuple[str | None, str | None]] = {
     "q": (None, "q_value"),  # BH q-value of the per-head entropy change
 }
 MEASURES = tuple(_MEASURES)
+#: the locator measures whose layer score ``per_doc.parquet`` can recompute document by document
+#: (the weight change reads no documents)
+PER_DOC_MEASURES = ("kl", "js", "entropy", "actmag")
 
 
 @dataclass
@@ -202,18 +205,53 @@ class DiffResult(StageResult):
         if self.per_doc is None:
             return None
         _, column, _ = self._column("head", measure)
-        per_doc = self.per_doc
-        if measure == "entropy":
-            values = per_doc["entropy_ft"] - per_doc["entropy_base"]
-        elif column in per_doc.columns:
-            values = per_doc[column]
-        else:
+        values = self._per_doc_head_values(measure, column)
+        if values is None:
             raise SumcircuitError(
                 f"the diff's {self.PER_DOC_FILE} has no {column} column (needed for {measure}); "
                 f"{self.fix(self.source or 'DIR')}"
             )
-        grid = values.groupby([per_doc["doc_id"], per_doc["layer"]]).mean().unstack("layer")
-        return grid.sort_index(axis=1).to_numpy(dtype=np.float64)  # (n_docs, L)
+        return self._per_doc_grid(values).to_numpy(dtype=np.float64)  # (n_docs, L)
+
+    def layer_parts_per_doc(self, measure: str) -> tuple[pd.DataFrame, pd.DataFrame | None] | None:
+        """Each document's part of a layer score, as (documents × layers) frames indexed by
+        document id (sorted): ``(values, None)`` where the score is the mean of ``values`` over
+        documents (``kl``, ``js``, ``entropy``; signed), ``(num, den)`` where it is
+        Σ num / Σ den (``actmag``: the relative change of token-weighted mean norms). None where
+        the diff has no per-document table, or one without the measure's columns (written
+        before they were kept). ``weight`` reads no documents: see :data:`PER_DOC_MEASURES`."""
+        if measure not in PER_DOC_MEASURES:
+            raise SumcircuitError(
+                f"the diff's {measure} has no per-document values; per-document measures: "
+                f"{', '.join(PER_DOC_MEASURES)}"
+            )
+        per_doc = self.per_doc
+        if per_doc is None:
+            return None
+        if measure == "actmag":
+            needed = ("actmag_base", "actmag_ft", "n_positions")
+            if not set(needed) <= set(per_doc.columns):
+                return None
+            tokens = per_doc["n_positions"].astype(np.float64)
+            base = per_doc["actmag_base"] * tokens  # the document's sum of norms
+            num = self._per_doc_grid(per_doc["actmag_ft"] * tokens - base)
+            return num, self._per_doc_grid(base)
+        values = self._per_doc_head_values(measure, _MEASURES[measure][1])
+        return None if values is None else (self._per_doc_grid(values), None)
+
+    def _per_doc_head_values(self, measure: str, column: str | None) -> pd.Series | None:
+        """The per-document table's values of a head measure (None: no such column)."""
+        per_doc = self.per_doc
+        if measure == "entropy":
+            if not {"entropy_ft", "entropy_base"} <= set(per_doc.columns):
+                return None
+            return per_doc["entropy_ft"] - per_doc["entropy_base"]
+        return per_doc[column] if column in per_doc.columns else None
+
+    def _per_doc_grid(self, values: pd.Series) -> pd.DataFrame:
+        """Mean of per-(document, head) ``values`` over each layer's heads: documents × layers."""
+        keys = [self.per_doc["doc_id"], self.per_doc["layer"]]
+        return values.groupby(keys).mean().unstack("layer").sort_index(axis=1)
 
     def head_grid(self, measure: str) -> np.ndarray:
         """``measure`` per head as a (L, H) array."""

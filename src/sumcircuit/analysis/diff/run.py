@@ -33,7 +33,12 @@ import torch
 from tqdm import tqdm
 
 from sumcircuit.analysis.causal.patching import PairConfig
-from sumcircuit.analysis.diff.accumulate import HEAD_METRICS, DiffAccumulator, head_region_sums
+from sumcircuit.analysis.diff.accumulate import (
+    HEAD_METRICS,
+    PER_DOC_LAYER_METRICS,
+    DiffAccumulator,
+    head_region_sums,
+)
 from sumcircuit.analysis.diff.capture import (
     LayerAttention,
     Rows,
@@ -178,6 +183,8 @@ def _per_doc_frame(acc: DiffAccumulator, ids: list[str], keep: np.ndarray) -> pd
     )
     for m in HEAD_METRICS:
         frame[m] = (acc.head_sums[m][docs] / counts[:, None, None]).reshape(-1)
+    for m in PER_DOC_LAYER_METRICS:  # a layer's value on each of its heads' rows
+        frame[m] = np.repeat(acc.layer_sums[m][docs] / counts[:, None], H, axis=1).reshape(-1)
     return frame
 
 
