@@ -109,8 +109,8 @@ def compare_runs(
     k = _top_k_size(profiles, paths, k)
     labels = _labels(len(profiles))
     runs = [
-        _run_entry(label, str(path), profile, k)
-        for label, path, profile in zip(labels, paths, profiles, strict=True)
+        _run_entry(label, name, str(path), profile, k)
+        for label, name, path, profile in zip(labels, _names(paths), paths, profiles, strict=True)
     ]
     pairs = [
         _pair_entry((labels[i], profiles[i]), (labels[j], profiles[j]), k, n_boot, seed)
@@ -132,6 +132,16 @@ def _labels(n: int) -> list[str]:
     return list(letters[:n]) if n <= len(letters) else [f"R{i + 1}" for i in range(n)]
 
 
+def _names(paths: list[str | Path]) -> list[str]:
+    """Short names for figures: the folder's name, with as many parents as tell runs apart."""
+    parts = [Path(p).resolve().parts for p in paths]
+    for depth in range(1, max(len(x) for x in parts) + 1):
+        names = ["/".join(x[-depth:]) for x in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
+
+
 def _top_k_size(profiles: list[RunProfile], paths: list[str | Path], k: int | None) -> int:
     if k is None:
         recorded = {str(path): p.k for path, p in zip(paths, profiles, strict=True)}
@@ -151,11 +161,11 @@ def _top_k_size(profiles: list[RunProfile], paths: list[str | Path], k: int | No
     return int(k)  # type: ignore[arg-type]
 
 
-def _run_entry(label: str, path: str, profile: RunProfile, k: int) -> dict[str, Any]:
+def _run_entry(label: str, name: str, path: str, profile: RunProfile, k: int) -> dict[str, Any]:
     return {
         "label": label,
         "path": path,
-        "name": Path(path).name or path,
+        "name": name,
         "model": profile.model,
         "data": profile.data,
         "n_layers": profile.n_layers,
@@ -220,7 +230,7 @@ def _locator_agreement(
             if len(set(notes.values())) == 1
             else "; ".join(f"{label}: {text}" for label, text in notes.items())
         )
-        note += f" (run {', '.join(notes)})"
+        note += f" ({'runs' if len(notes) > 1 else 'run'} {', '.join(notes)})"
         resampling, n_docs = None, None
     out: dict[str, Any] = {"top_k_bins": point["top_k_bins"]}
     for measure in MEASURES:
