@@ -61,7 +61,6 @@ fractions there are low for every stage) this held: see ``benchmarks/RESULTS.md`
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -199,6 +198,27 @@ def generation_flops(
         + 2 * dims.hidden * dims.vocab
     )
     return float(prefill + steps * len(prompt_lengths) * per_token)
+
+
+def batched_generation_flops(
+    dims: ModelDims,
+    prompts: list,
+    batch_size: int,
+    pad_id: int,
+    max_new_tokens: int,
+    steps: Callable[[list[int]], int] | None = None,
+) -> float:
+    """:func:`generation_flops` of ``prompts`` (``Encoded``) in the batches ``generate_ids``
+    makes; ``steps(indices)``: a batch's decode steps (default ``max_new_tokens``)."""
+    from sumcircuit.data.batching import iter_batches
+
+    flops = 0.0
+    batches = iter_batches(prompts, batch_size, pad_id, by_length=True, padding_side="left")
+    for idx, _ in batches:
+        lengths = [len(prompts[i].input_ids) for i in idx]
+        n_steps = max_new_tokens if steps is None else steps(idx)
+        flops += generation_flops(dims, lengths, n_steps, max_new_tokens)
+    return flops
 
 
 def diff_metric_flops(dims: ModelDims, width: int, region_rows: int) -> float:
@@ -356,7 +376,9 @@ class RunCounter:
             for batch in epoch_batches(lengths, global_batch, config["seed"], epoch):
                 if step == steps_done:
                     break
-                micro = micro_batches(batch, config["batch_size"], 1, 0, config.get("grad_accum", 1))
+                micro = micro_batches(
+                    batch, config["batch_size"], 1, 0, config.get("grad_accum", 1)
+                )
                 for chunk in filter(None, micro):
                     width = max(lengths[i] for i in chunk)
                     rows = sum(train.encoded[i].n_summary_tokens for i in chunk)
@@ -405,19 +427,9 @@ class RunCounter:
         return flops + val_flops + rouge_flops, counts, result.precision_used or "fp32"
 
     def generation(
-        self, prompts: list, batch_size: int, max_new: int, steps: Callable[[list[int]], int] | None = None
+        self, prompts: list, batch_size: int, max_new: int, steps: Callable | None = None
     ) -> float:
-        """Generation FLOPs over ``prompts`` in ``generate_ids``' batches; ``steps(indices)``:
-        decode steps of a batch (default ``max_new``)."""
-        from sumcircuit.data.batching import iter_batches
-
-        flops = 0.0
-        batches = iter_batches(prompts, batch_size, self.pad, by_length=True, padding_side="left")
-        for idx, _ in batches:
-            lengths = [len(prompts[i].input_ids) for i in idx]
-            n_steps = max_new if steps is None else steps(idx)
-            flops += generation_flops(self.dims, lengths, n_steps, max_new)
-        return flops
+        return batched_generation_flops(self.dims, prompts, batch_size, self.pad, max_new, steps)
 
     def evaluate(self, folder: Path) -> tuple[float, dict[str, Any], str]:
         from sumcircuit.evaluation.evaluate import EvalResult
@@ -442,7 +454,10 @@ class RunCounter:
         ll_flops = 0.0
         if result.loglik is not None:
             encoded = teacher_forced(
-                prompts, self.tokenizer, template=config["template"], max_length=config["max_length"]
+                prompts,
+                self.tokenizer,
+                template=config["template"],
+                max_length=config["max_length"],
             )
             ll_flops, _, _ = self.forwards_over(encoded, batch_size)
         counts = {
@@ -532,7 +547,9 @@ def _model_config(name: str) -> Any:
     from sumcircuit.models.registry import Preset, resolve
 
     source = resolve(name)
-    return AutoConfig.from_pretrained(str(cached_model(name) if isinstance(source, Preset) else source))
+    return AutoConfig.from_pretrained(
+        str(cached_model(name) if isinstance(source, Preset) else source)
+    )
 
 
 # -- the measured peak --------------------------------------------------------------------------
@@ -628,6 +645,11 @@ def _g(x: float | None, fmt: str = "{:.1f}") -> str:
     return "—" if x is None else fmt.format(x)
 
 
+def _gflop_format(flops: float | None) -> str:
+    """Whole GFLOP for real models, three significant digits for tiny ones."""
+    return "{:,.0f}" if flops is None or flops >= 1e11 else "{:.3g}"
+
+
 def table(rows: list[StageCount], peaks: dict[str, dict[str, Any]]) -> str:
     """The markdown table: stage, FLOPs, seconds, GFLOP/s, % of each measured peak."""
     names = list(peaks)
@@ -639,7 +661,7 @@ def table(rows: list[StageCount], peaks: dict[str, dict[str, Any]]) -> str:
             _g(None if rate is None else 100 * rate / peaks[p]["peak_gflops"]) for p in names
         ]
         seconds = _g(r.seconds) + ("*" if r.time_source == "marker" else "")
-        flops = _g(None if r.flops is None else r.flops / 1e9, "{:,.0f}")
+        flops = _g(None if r.flops is None else r.flops / 1e9, _gflop_format(r.flops))
         cells = [r.stage, r.precision, flops, seconds, _g(rate), *fractions]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -671,8 +693,10 @@ def main(argv: list[str] | None = None) -> int:
     peaks = measure_peaks(dims, peak_rows, device, args.repeats)
     hw = hardware(device)
     print(f"run {run} (model {config.get('model')}: {asdict(dims)})")
-    print(f"device: {hw['name']} [{', '.join(hw.get('flags', []))}], torch threads "
-          f"{hw.get('threads', '-')}, torch {hw['torch']}")
+    print(
+        f"device: {hw['name']} [{', '.join(hw.get('flags', []))}], torch threads "
+        f"{hw.get('threads', '-')}, torch {hw['torch']}"
+    )
     for name, peak in peaks.items():
         shapes = ", ".join(f"{k} {v:.0f}" for k, v in peak["shapes_gflops"].items())
         print(f"{name} matmul GFLOP/s: {shapes}; peak {peak['peak_gflops']:.0f}")
@@ -700,7 +724,8 @@ def main(argv: list[str] | None = None) -> int:
                         "gflops_per_s": r.gflops_per_s,
                         **{
                             f"fraction_of_{p}_peak": (
-                                None if r.gflops_per_s is None
+                                None
+                                if r.gflops_per_s is None
                                 else r.gflops_per_s / peaks[p]["peak_gflops"]
                             )
                             for p in peaks
