@@ -50,12 +50,17 @@ Not counted: norms, softmax, activations, optimizer updates, data loading, model
 bootstrap resampling and plotting — all in the measured stage times, which makes every achieved
 rate a lower bound of the rate of the model work itself.
 
-What to expect: the evaluate stages are the furthest from their limit — greedy decoding runs 20
-rows per step, so every decode step is a (20 × d) @ (d × ·) matmul (skinny, memory-bound, far from
-the peak that (1024 × d) matmuls reach) plus per-step Python and cache overhead, and generation is
-most of an evaluation's FLOPs' time. Training and patching run (4 × ~256)-row matmuls and come
-closest. On /work/runs/quick-new (measured under heavy contention from other jobs, so the
-fractions there are low for every stage) this held: see ``benchmarks/RESULTS.md`` ("Roofline").
+What to expect: generation (the evaluate stages, and the LoRA arms' ROUGE validations) is the
+furthest from its limit — greedy decoding runs 20 rows per step, so every decode step is a
+(20 × d) @ (d × ·) matmul (skinny, memory-bound, far from the peak of the (1024 × d) matmuls that
+training and patching run), plus per-step Python and cache work. The table cannot separate it from
+the log-likelihood forwards in the same stage, so the script prints both rates for each evaluate
+stage (the log-likelihood times itself). Measured on /work/runs/quick-base (one invocation, but
+under heavy contention from other jobs; the peak measured later, under other contention, so only
+the rates compare, not the fractions): evaluate's generation part 34-47 GFLOP/s in 4 of 5
+stages, its log-likelihood forwards 55-151, diff and attribute/atp 133-158 (all fp32), the bf16
+training stages 158-267; faithfulness's patching forwards also ran at 44 GFLOP/s there, which
+contention alone may explain. Commands and tables: ``benchmarks/RESULTS.md`` ("Roofline").
 """
 
 from __future__ import annotations
@@ -641,6 +646,18 @@ def hardware(device: torch.device) -> dict[str, Any]:
 
 
 # -- output -------------------------------------------------------------------------------------
+def evaluate_split(row: StageCount) -> dict[str, float] | None:
+    """An evaluate stage's rates: the log-likelihood forwards over their own recorded time, and
+    generation over the rest of the stage's time; None for other stages."""
+    c = row.counts
+    if not c.get("loglik_s") or not row.seconds or row.seconds <= c["loglik_s"]:
+        return None
+    return {
+        "loglik_gflops_per_s": c["loglik_flops"] / c["loglik_s"] / 1e9,
+        "rest_gflops_per_s": c["generation_flops"] / (row.seconds - c["loglik_s"]) / 1e9,
+    }
+
+
 def _g(x: float | None, fmt: str = "{:.1f}") -> str:
     return "—" if x is None else fmt.format(x)
 
@@ -707,6 +724,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r.note:
             print(f"note, {r.stage}: {r.note}")
+        split = evaluate_split(r)
+        if split:
+            print(
+                f"{r.stage}: log-likelihood forwards {split['loglik_gflops_per_s']:.1f} GFLOP/s "
+                f"(their own timing); the rest (generation, ROUGE, loading) "
+                f"{split['rest_gflops_per_s']:.1f} GFLOP/s"
+            )
     if args.out:
         from sumcircuit.io import write_json
 
@@ -722,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
                     asdict(r)
                     | {
                         "gflops_per_s": r.gflops_per_s,
+                        "evaluate_split": evaluate_split(r),
                         **{
                             f"fraction_of_{p}_peak": (
                                 None

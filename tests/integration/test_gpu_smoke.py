@@ -37,7 +37,7 @@ def test_dry_run_runs_every_step_and_writes_one_file(tmp_path: Path) -> None:
         assert re.search(rf"^step {step}: pass \(exit 0, \d+ s\)$", text, re.M), step
     assert text.rstrip().splitlines()[-2] == f"passed: {len(STEPS)} of {len(STEPS)}"
     # the figures: the device tests' tally, the roofline table, both benchmarks' GFLOP/s
-    assert re.search(r"^9 passed", text, re.M)
+    assert re.search(r"^\d+ passed", text, re.M)
     assert "| stage | ran in | GFLOP | seconds | GFLOP/s | % of fp32 peak" in text
     assert re.search(r"^\| lora/targeted-s0 \| \w+ \| [\d.,]+ \| [\d.]+ \| [\d.]+ \|", text, re.M)
     assert re.search(r"^batched GFLOP/s +\d+\.\d+", text, re.M)
