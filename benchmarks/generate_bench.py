@@ -1,11 +1,14 @@
 """Batched KV-cache generation vs one-at-a-time generation, and bf16 autocast vs fp32.
 
 Usage: .venv/bin/python benchmarks/generate_bench.py [--model smollm2-135m] [--docs 16]
+       [--data xsum] [--device cpu|cuda] [--skip-single] [--skip-bf16]
 
 Both arms run the same code (``generate_ids``: KV cache, greedy, stop at EOS or newline) on the
 same XSum test prompts in one process; the one-at-a-time arm uses ``batch_size=1``. Reports the
 median of ``--repeats`` timings per arm, their ratio, whether both arms produced the same tokens,
-and how many greedy summaries bf16 autocast changes relative to fp32 (the generation default).
+how many greedy summaries bf16 autocast changes relative to fp32 (the generation default), and
+the batched arm's GFLOP/s (FLOPs counted by ``benchmarks/roofline.py``: prefill + one token per
+row and decode step, the steps from the generated lengths).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import statistics
 import time
 
 import torch
+from roofline import ModelDims, batched_generation_flops
 
 from sumcircuit.data.batching import prepare
 from sumcircuit.evaluation.generate import generate_ids
@@ -39,12 +43,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default="xsum", help="dataset name or local file (test split)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--skip-single", action="store_true", help="no one-at-a-time arm")
+    parser.add_argument("--skip-bf16", action="store_true", help="no bf16 autocast arm")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, device=args.device)
     prepared = prepare(
-        "xsum",
+        args.data,
         "test",
         loaded.tokenizer,
         limit=args.docs,
@@ -62,21 +70,36 @@ def main(argv: list[str] | None = None) -> None:
 
     run(args.batch_size)  # warm-up (token tables, allocator)
     t_batched, batched = _timed(lambda: run(args.batch_size), args.repeats)
-    t_single, single = _timed(lambda: run(1), args.repeats)
-    t_bf16, bf16 = _timed(lambda: run(args.batch_size, bf16=True), args.repeats)
-
     prompt_tokens = sum(len(p.input_ids) for p in prompts)
     new_tokens = sum(len(s) for s in batched)
-    same_single = sum(a == b for a, b in zip(batched, single, strict=True))
-    same_bf16 = sum(a == b for a, b in zip(batched, bf16, strict=True))
-    print(f"model {args.model}, {len(prompts)} XSum test docs, {prompt_tokens} prompt tokens")
+    dims = ModelDims.from_config(loaded.model.config)
+    flops = batched_generation_flops(
+        dims,
+        prompts,
+        args.batch_size,
+        loaded.tokenizer.pad_token_id,
+        args.max_new_tokens,
+        lambda idx: min(args.max_new_tokens, max(len(batched[i]) for i in idx) + 1),
+    )
+    device = next(loaded.model.parameters()).device
+    print(
+        f"model {args.model} on {device}, {len(prompts)} {args.data} test docs, "
+        f"{prompt_tokens} prompt tokens"
+    )
     print(f"generated {new_tokens} tokens (mean {new_tokens / len(prompts):.1f} per summary)")
-    print(f"one-at-a-time (batch 1)      {t_single:7.2f} s")
     print(f"batched (batch {args.batch_size:<3d})          {t_batched:7.2f} s")
-    print(f"speed-up batched / single    {t_single / t_batched:7.2f} x")
-    print(f"batched == one-at-a-time     {same_single}/{len(prompts)} summaries")
-    print(f"batched bf16 autocast        {t_bf16:7.2f} s ({t_batched / t_bf16:.2f} x fp32)")
-    print(f"bf16 greedy == fp32 greedy   {same_bf16}/{len(prompts)} summaries")
+    print(f"batched GFLOP/s              {flops / t_batched / 1e9:7.2f} ({flops / 1e9:.2f} GFLOP)")
+    if not args.skip_single:
+        t_single, single = _timed(lambda: run(1), args.repeats)
+        same_single = sum(a == b for a, b in zip(batched, single, strict=True))
+        print(f"one-at-a-time (batch 1)      {t_single:7.2f} s")
+        print(f"speed-up batched / single    {t_single / t_batched:7.2f} x")
+        print(f"batched == one-at-a-time     {same_single}/{len(prompts)} summaries")
+    if not args.skip_bf16:
+        t_bf16, bf16 = _timed(lambda: run(args.batch_size, bf16=True), args.repeats)
+        same_bf16 = sum(a == b for a, b in zip(batched, bf16, strict=True))
+        print(f"batched bf16 autocast        {t_bf16:7.2f} s ({t_batched / t_bf16:.2f} x fp32)")
+        print(f"bf16 greedy == fp32 greedy   {same_bf16}/{len(prompts)} summaries")
 
 
 if __name__ == "__main__":

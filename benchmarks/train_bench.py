@@ -1,10 +1,15 @@
-"""Training benchmarks on the real smollm2-135m (30 layers), XSum train, batch 4, max_length 512.
+"""Training benchmarks; by default the real smollm2-135m (30 layers), XSum train, batch 4,
+max_length 512, on the CPU.
 
     python benchmarks/train_bench.py precision   # bf16 autocast vs fp32: loss/grad agreement
     python benchmarks/train_bench.py step        # targeted LoRA (2,3,5 and 15,21,22) vs all 30
     python benchmarks/train_bench.py trainer     # this engine vs transformers.Trainer + peft
 
-Each mode prints its measurements and ratios, all measured in one process.
+Each mode prints its measurements and ratios, all measured in one process. ``--model``,
+``--data``, ``--device``, ``--batch-size``, ``--max-length`` and ``--targeted 2,3,5`` (repeat it;
+the targeted arms of ``step``) run the same measurements elsewhere (``benchmarks/gpu_smoke.sh``:
+a GPU, or a tiny model on the CPU). ``step`` also prints each arm's GFLOP/s, its FLOPs counted by
+``benchmarks/roofline.py`` (forward + backward down to the lowest adapted layer).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
+from roofline import ModelDims, train_step_flops
 
 from sumcircuit.data.batching import prepare
 from sumcircuit.data.prompting import IGNORE_INDEX, collate
@@ -27,46 +34,56 @@ from sumcircuit.training.order import epoch_batches
 from sumcircuit.training.precision import autocast
 from sumcircuit.training.select import select_adapters
 
-MODEL = "smollm2-135m"
-BATCH = 4
-MAX_LENGTH = 512
-CPU = Processes(0, 1, torch.device("cpu"))
+
+@dataclass(frozen=True)
+class Bench:
+    """What every mode runs on."""
+
+    model: str = "smollm2-135m"
+    data: str = "xsum"
+    batch: int = 4
+    max_length: int = 512
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def procs(self) -> Processes:
+        return Processes(0, 1, self.device)
 
 
-def _setup(layers: list[int] | None, precision: str = "auto", n: int = 32):
+def _setup(bench: Bench, layers: list[int] | None, precision: str = "auto", n: int = 32):
     config = FinetuneConfig(
-        model=MODEL,
+        model=bench.model,
         out="-",
         layers=layers,
-        batch_size=BATCH,
-        max_length=MAX_LENGTH,
+        batch_size=bench.batch,
+        max_length=bench.max_length,
         precision=precision,
     )
-    loaded = load_model(MODEL, device="cpu")
-    train = prepare("xsum", "train", loaded.tokenizer, limit=n, max_length=MAX_LENGTH)
+    loaded = load_model(bench.model, device=bench.device)
+    train = prepare(bench.data, "train", loaded.tokenizer, limit=n, max_length=bench.max_length)
     adapted = select_adapters(config, loaded)
     adapted.model.train()
     params = [p for p in adapted.model.parameters() if p.requires_grad]
     return config, loaded, train, adapted.model, params
 
 
-def _batches(train, n_steps: int) -> list[list[int]]:
+def _batches(bench: Bench, train, n_steps: int) -> list[list[int]]:
     lengths = [len(e.input_ids) for e in train.encoded]
-    return epoch_batches(lengths, BATCH, seed=0, epoch=0)[:n_steps]
+    return epoch_batches(lengths, bench.batch, seed=0, epoch=0)[:n_steps]
 
 
-def precision(n_batches: int) -> None:
+def precision(bench: Bench, n_batches: int, targeted: list[list[int]]) -> None:
     """Loss and gradient of the same batches at the same weights, fp32 vs bf16 autocast."""
-    config, loaded, train, model, params = _setup(None)
+    config, loaded, train, model, params = _setup(bench, None)
     body, head, cap = body_and_head(model)
     pad = loaded.tokenizer.pad_token_id
-    for batch in _batches(train, n_batches):
-        data = collate([train.encoded[i] for i in batch], pad)
+    for batch in _batches(bench, train, n_batches):
+        data = collate([train.encoded[i] for i in batch], pad).to(bench.device)
         out = {}
         for prec in ("fp32", "bf16"):
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            with autocast(FinetuneConfig(out="-", precision=prec), CPU.device):
+            with autocast(FinetuneConfig(out="-", precision=prec), bench.device):
                 ce, n = summary_ce_sum(body, head, data, cap)
             (ce / n).backward()
             grad = torch.cat([p.grad.reshape(-1) for p in params])
@@ -81,37 +98,65 @@ def precision(n_batches: int) -> None:
         )
 
 
-ARMS = {"targeted 2,3,5": [2, 3, 5], "targeted 15,21,22": [15, 21, 22], "standard": None}
+TARGETED = [[2, 3, 5], [15, 21, 22]]  # the paper's layers; the circuit located on smollm2-135m
 
 
-def step(n_steps: int) -> None:
-    """Median step time of each arm; arms alternate step by step on the same batches, so a change
-    in machine load hits them alike."""
-    arms = {name: _setup(layers) for name, layers in ARMS.items()}
+def step(bench: Bench, n_steps: int, targeted: list[list[int]]) -> None:
+    """Median step time and GFLOP/s of each arm; arms alternate step by step on the same
+    batches, so a change in machine load hits them alike."""
+    layer_sets = {f"targeted {','.join(map(str, t))}": t for t in targeted} | {"standard": None}
+    arms = {name: _setup(bench, layers) for name, layers in layer_sets.items()}
     opts = {name: torch.optim.AdamW(a[4], lr=a[0].lr) for name, a in arms.items()}
     times: dict[str, list[float]] = {name: [] for name in arms}
-    for batch in _batches(arms["standard"][2], n_steps + 1):
-        for name, (config, loaded, train, model, params) in arms.items():
+    flops: dict[str, list[float]] = {name: [] for name in arms}
+    train = arms["standard"][2]
+    dims = ModelDims.from_config(arms["standard"][1].model.config)
+    for batch in _batches(bench, train, n_steps + 1):
+        width = max(len(train.encoded[i].input_ids) for i in batch)
+        rows = sum(train.encoded[i].n_summary_tokens for i in batch)
+        for name, (config, loaded, _, model, params) in arms.items():
             t0 = time.perf_counter()
-            train_step(model, params, train, batch, config, CPU, loaded.tokenizer.pad_token_id)
+            train_step(
+                model, params, train, batch, config, bench.procs, loaded.tokenizer.pad_token_id
+            )
             opts[name].step()
             opts[name].zero_grad(set_to_none=True)
+            if bench.device.type == "cuda":
+                torch.cuda.synchronize(bench.device)
             times[name].append(time.perf_counter() - t0)
+            lowest = min(layer_sets[name]) if layer_sets[name] else 0
+            adapter = sum(p.numel() for p in params)
+            flops[name].append(
+                train_step_flops(
+                    dims,
+                    [width] * len(batch),
+                    rows,
+                    full=False,
+                    lowest_layer=lowest,
+                    adapter_params=adapter,
+                )
+            )
     median = {name: statistics.median(t[1:]) for name, t in times.items()}  # step 0 warms up
     for name, m in median.items():
-        print(f"median step {name}: {m:.3f}s, ratio to standard {m / median['standard']:.3f}")
+        rate = sum(flops[name][1:]) / sum(times[name][1:]) / 1e9
+        print(
+            f"median step {name}: {m:.3f}s, ratio to standard {m / median['standard']:.3f}, "
+            f"{rate:.1f} GFLOP/s"
+        )
     print("target: targeted / standard <= 0.7")
 
 
-def _engine_tokens_per_s(precision_: str, n_steps: int) -> float:
-    config, loaded, train, model, params = _setup(None, precision_, n=BATCH * (n_steps + 1))
+def _engine_tokens_per_s(bench: Bench, precision_: str, n_steps: int) -> float:
+    config, loaded, train, model, params = _setup(
+        bench, None, precision_, n=bench.batch * (n_steps + 1)
+    )
     opt = torch.optim.AdamW(params, lr=config.lr)
-    batches = _batches(train, n_steps + 1)
+    batches = _batches(bench, train, n_steps + 1)
     tokens, seconds = 0, 0.0
     for k, batch in enumerate(batches):
         t0 = time.perf_counter()
         _, _, n_tok = train_step(
-            model, params, train, batch, config, CPU, loaded.tokenizer.pad_token_id
+            model, params, train, batch, config, bench.procs, loaded.tokenizer.pad_token_id
         )
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -120,15 +165,19 @@ def _engine_tokens_per_s(precision_: str, n_steps: int) -> float:
     return tokens / seconds
 
 
-def _trainer_tokens_per_s(n_steps: int) -> float:
+def _trainer_tokens_per_s(bench: Bench, n_steps: int) -> float:
     """A plain Trainer + peft run: full logits, loss over labels (summary tokens), fp32,
     default random sampler with padding to the longest in the batch."""
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    loaded = load_model(MODEL, device="cpu")
+    loaded = load_model(bench.model, device=bench.device)
     train = prepare(
-        "xsum", "train", loaded.tokenizer, limit=BATCH * (n_steps + 1), max_length=MAX_LENGTH
+        bench.data,
+        "train",
+        loaded.tokenizer,
+        limit=bench.batch * (n_steps + 1),
+        max_length=bench.max_length,
     )
     pad = loaded.tokenizer.pad_token_id
     model = get_peft_model(
@@ -155,14 +204,14 @@ def _trainer_tokens_per_s(n_steps: int) -> float:
 
     args = TrainingArguments(
         output_dir="/tmp/train_bench_trainer",
-        per_device_train_batch_size=BATCH,
+        per_device_train_batch_size=bench.batch,
         max_steps=n_steps + 1,
         learning_rate=2e-4,
         report_to=[],
         save_strategy="no",
         logging_strategy="no",
         remove_unused_columns=False,
-        use_cpu=True,
+        use_cpu=bench.device.type == "cpu",
         seed=0,
         dataloader_num_workers=0,
     )
@@ -172,23 +221,42 @@ def _trainer_tokens_per_s(n_steps: int) -> float:
     return sum(stats["tokens"][1:]) / sum(stats["times"][1:])
 
 
-def trainer(n_steps: int) -> None:
-    base = _trainer_tokens_per_s(n_steps)
-    ours = _engine_tokens_per_s("auto", n_steps)
-    ours32 = _engine_tokens_per_s("fp32", n_steps)
+def trainer(bench: Bench, n_steps: int, targeted: list[list[int]]) -> None:
+    base = _trainer_tokens_per_s(bench, n_steps)
+    ours = _engine_tokens_per_s(bench, "auto", n_steps)
+    ours32 = _engine_tokens_per_s(bench, "fp32", n_steps)
     print(
         f"tokens/s: Trainer+peft (fp32) {base:.0f}; engine (auto precision) {ours:.0f} "
         f"({ours / base:.2f}x, target >= 1.5); engine fp32 {ours32:.0f} ({ours32 / base:.2f}x)"
     )
 
 
+def _layers(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--targeted {text!r}: give layers like 2,3,5") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("precision", "step", "trainer"))
     parser.add_argument("--steps", type=int, default=4, help="measured steps (after 1 warm-up)")
+    parser.add_argument("--model", default=Bench.model)
+    parser.add_argument("--data", default=Bench.data, help="dataset name or local file")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    parser.add_argument("--batch-size", type=int, default=Bench.batch)
+    parser.add_argument("--max-length", type=int, default=Bench.max_length)
+    parser.add_argument(
+        "--targeted", type=_layers, action="append", help="a targeted arm's layers (step mode)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    {"precision": precision, "step": step, "trainer": trainer}[args.mode](args.steps)
+    bench = Bench(
+        args.model, args.data, args.batch_size, args.max_length, torch.device(args.device)
+    )
+    modes = {"precision": precision, "step": step, "trainer": trainer}
+    modes[args.mode](bench, args.steps, args.targeted or TARGETED)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def run_device() -> torch.device:
+    """Where the device tests (``tests/integration/test_on_device.py``) run:
+    ``SUMCIRCUIT_TEST_DEVICE`` (``cpu`` by default; ``benchmarks/gpu_smoke.sh`` sets ``cuda``)."""
+    name = os.environ.get("SUMCIRCUIT_TEST_DEVICE", "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        pytest.fail(f"SUMCIRCUIT_TEST_DEVICE={name!r} is not a torch device; use cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"SUMCIRCUIT_TEST_DEVICE={name!r} but torch sees no CUDA device")
+    return device
