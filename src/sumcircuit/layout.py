@@ -32,6 +32,8 @@ class RunLayout:
     LORA = "lora"
     EVALUATE = "evaluate"
     ATTRIBUTE = "attribute"
+    ADAPT = "adapt"  # adaptation scores of the base model (sumcircuit adapt)
+    PROBE = "probe"  # inside the adapt stage: the short all-layer LoRA probe's run folder
     #: the evaluations that are not a LoRA arm: the base model and the full fine-tune
     BASE_EVAL = "base"
     FULL_EVAL = "full"

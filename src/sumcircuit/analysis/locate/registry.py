@@ -13,6 +13,12 @@ one registration (see :mod:`sumcircuit.analysis.locate.position` for three).
 A *baseline* locator (the position baselines) is drawn on every faithfulness curve as a control
 that every informed locator must beat; it is never the study's circuit (``candidate=False``).
 
+A locator's ``purpose`` says what its ranking is for: ``circuit`` (where the fine-tune changed or
+what carries its behaviour; the default) or ``adapt`` (where a low-rank update can lower the task
+loss, :mod:`sumcircuit.analysis.locate.adapt`). Adaptation locators are never a circuit
+candidate and are drawn on a faithfulness curve only when named (``--sources rgn=DIR``);
+``names(purpose="adapt")`` lists them for the placement curve.
+
 A ranking also carries the identity of the model pair its source was computed on (the result's
 provenance): :meth:`Ranking.check_models` refuses, in one sentence, a ranking of another pair
 than the one it is applied to — ``faithfulness --diff`` of another fine-tune would patch layers
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "LEVELS",
     "LOCATORS",
+    "PURPOSES",
     "SOURCES",
     "Locator",
     "Ranking",
@@ -50,9 +57,11 @@ __all__ = [
 LEVELS = ("layer", "head")
 Level = Literal["layer", "head"]
 #: What a locator reads: a diff directory, an attribution directory, an exact scan directory,
-#: or nothing (a rule on positions alone).
-Source = Literal["diff", "attribution", "exact", "none"]
-SOURCES: tuple[str, ...] = ("diff", "attribution", "exact", "none")
+#: an adaptation-scores directory (``sumcircuit adapt``), or nothing (a rule on positions alone).
+Source = Literal["diff", "attribution", "exact", "adapt", "none"]
+SOURCES: tuple[str, ...] = ("diff", "attribution", "exact", "adapt", "none")
+#: What a ranking is for (see the module docstring).
+PURPOSES: tuple[str, ...] = ("circuit", "adapt")
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,7 @@ class Locator:
     levels: tuple[str, ...] = LEVELS
     rules: tuple[str, ...] = ("topk", "zscore")
     candidate: bool = True  # may be chosen as the study's circuit (baselines may not)
+    purpose: Literal["circuit", "adapt"] = "circuit"  # what the ranking is for
     top_rule: Callable[[int, str, Shape], list[Any]] | None = None
     help: str = ""
 
@@ -229,7 +239,12 @@ def register_locator(name: str, *, source: Source, **options: Any) -> Callable[[
     def add(fn: ScoreFn) -> ScoreFn:
         if name in LOCATORS:
             raise ValueError(f"locator {name!r} is registered twice")
-        LOCATORS[name] = Locator(name=name, source=source, scores=fn, **options)
+        spec = Locator(name=name, source=source, scores=fn, **options)
+        if spec.purpose not in PURPOSES:
+            raise ValueError(f"locator {name!r}: purpose must be one of {PURPOSES}")
+        if spec.purpose == "adapt" and spec.candidate:
+            raise ValueError(f"adaptation locator {name!r} cannot be a circuit candidate")
+        LOCATORS[name] = spec
         return fn
 
     return add
@@ -243,17 +258,22 @@ def locator(name: str) -> Locator:
     return LOCATORS[name]
 
 
-def names(*, candidates_only: bool = False) -> list[str]:
+def names(*, candidates_only: bool = False, purpose: str | None = None) -> list[str]:
     """Every registered locator's name, the baselines last (only those that may be a study's
-    circuit, with ``candidates_only``)."""
+    circuit, with ``candidates_only``; only those of one ``purpose``, with it)."""
     _load_builtin()
     ordered = sorted(LOCATORS, key=lambda n: not LOCATORS[n].candidate)  # stable
-    return [n for n in ordered if LOCATORS[n].candidate or not candidates_only]
+    return [
+        n
+        for n in ordered
+        if (LOCATORS[n].candidate or not candidates_only)
+        and (purpose is None or LOCATORS[n].purpose == purpose)
+    ]
 
 
 def _load_builtin() -> None:
     """Import the modules that register the built-in locators (once)."""
-    from sumcircuit.analysis.locate import position, sources  # noqa: F401
+    from sumcircuit.analysis.locate import adapt, position, sources  # noqa: F401
 
 
 def plain_key(key: Any) -> Any:

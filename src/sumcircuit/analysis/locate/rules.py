@@ -3,9 +3,12 @@
 Every locator of :data:`~sumcircuit.analysis.locate.registry.LOCATORS` can rank (``--score NAME``):
 the diff's change measures (``kl``, ``js``, ``entropy`` as |ΔH|, ``weight``, ``actmag``), each
 attribution method (``atp``, ``ig-weights``, ``ig-activations``; ``--source atp=DIR``), the
-exact patching scan (``exact``; ``--source exact=DIR``) and the position baselines
-(``first-k``, ``last-k``, ``evenly-spaced``). ``faithful`` takes the most faithful candidate
-locator of a ``sumcircuit faithfulness`` result (highest CPR).
+exact patching scan (``exact``; ``--source exact=DIR``), the position baselines
+(``first-k``, ``last-k``, ``evenly-spaced``) and the adaptation locators of a ``sumcircuit adapt``
+result (``rgn``, ``fisher``, ``grad-energy``, ``probe-norm``, ``probe-act``, ``spectrum-snr``;
+``--sources rgn=DIR``), which rank where to train rather than where the fine-tune changed.
+``faithful`` takes the most faithful candidate locator of a ``sumcircuit faithfulness`` result
+(highest CPR; never a baseline or an adaptation locator).
 
 With ``control_diff`` (a diff between two fine-tunes of different seeds, or a fine-tune on
 another task) the control's score of the same component is subtracted: what changes anyway is
@@ -155,7 +158,7 @@ class LocateConfig(DictConfig):
         return self.sources.get(spec.name)
 
 
-_COMMANDS = {"attribution": "attribute", "exact": "exact"}
+_COMMANDS = {"attribution": "attribute", "exact": "exact", "adapt": "adapt"}
 
 
 def diff_shape(diff: DiffResult) -> Shape:
