@@ -110,6 +110,9 @@ def test_validate_writes_validate_json_with_controls(setup, tmp_path, capsys) ->
     assert len(data["per_doc"]["m_suff"]) == data["n_docs"] == len(DOCS)
     assert len(data["per_doc"]["m_suff_controls"][0]) == 3
     assert data["provenance"]["models"]["finetuned"]["sha256"]
+    timing = data["timing"]  # 4-layer model; the circuit starts at layer 1, so block 0 is skipped
+    assert timing["layer_forwards"] + timing["layer_forwards_skipped"] == 4 * timing["forwards"]
+    assert timing["layer_forwards_skipped"] > 0
     result = ValidateResult.load(tmp_path)
     assert result.to_frame().shape[0] == 4
     assert "sufficiency" in capsys.readouterr().out

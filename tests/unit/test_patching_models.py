@@ -24,10 +24,12 @@ from sumcircuit.analysis.causal.patching import (
     score,
     zero_source,
 )
+from sumcircuit.analysis.causal.resume import recording_residuals, resuming
 from sumcircuit.data.batching import Prepared, iter_batches
 from sumcircuit.data.prompting import Prompter, collate
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.archs import Arch
+from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel
 from sumcircuit.models.pair import check_pair
 from sumcircuit.models.tiny import tiny_model
@@ -218,3 +220,106 @@ def test_check_pair_rejects_incompatible_and_identical_models(pair, gpt2_tok) ->
         check_pair(base, base, stage="scan")
     check_pair(base, base, allow_identical=True)  # diff: a model against itself is allowed
     check_pair(base, ft)  # a real pair passes
+
+
+# -- resuming at the lowest patched layer ------------------------------------------------------
+# lowest patched layers n_layers (nothing patched), 0, 1, 2, 2, 3 (tiny models have 4 layers)
+def _resume_sets(arch: Arch) -> list[Components]:
+    return [
+        Components(),
+        Components.from_heads(arch, [(0, 1), (2, 3)]),
+        Components.from_layers(arch, [1, 3]),
+        Components(mlps=frozenset({2})),
+        Components(heads=frozenset({(3, 0), (2, 1)}), mlps=frozenset({3})),
+        Components.from_layers(arch, [3]),
+    ]
+
+
+def _full_recompute(base, ft, prepared, sets, ablation: str) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: every patched forward runs every block (no resuming), batch by batch."""
+    arch = base.arch
+    sites = all_sites(arch)
+    fixed = None
+    if ablation == "mean":
+        fixed = dataset_means(ft, prepared, sites, batch_size=2)
+    elif ablation == "zero":
+        fixed = zero_source(arch, sites)
+    suff = np.full((len(prepared), len(sets)), np.nan)
+    nec = np.full((len(prepared), len(sets)), np.nan)
+    for idx, batch in iter_batches(prepared.encoded, 2, base.tokenizer.pad_token_id):
+        with capturing(base.model, arch, sites) as base_acts:
+            score(base.model, arch, batch)
+        with capturing(ft.model, arch, sites) as ft_acts:
+            score(ft.model, arch, batch)
+        for j, comps in enumerate(sets):
+            with patching(base.model, arch, comps, ft_acts):
+                suff[idx, j] = score(base.model, arch, batch).numpy()
+            with patching(ft.model, arch, comps, fixed or base_acts):
+                nec[idx, j] = score(ft.model, arch, batch).numpy()
+    return suff, nec
+
+
+@pytest.mark.parametrize("ablation", ["patch", "mean", "zero"])
+def test_resumed_forwards_equal_full_recomputation(pair, ablation) -> None:
+    base, ft, prepared = pair
+    sets = _resume_sets(base.arch)
+    effects = patch_effects(base, ft, prepared, sets, batch_size=2, ablation=ablation)
+    suff, nec = _full_recompute(base, ft, prepared, sets, ablation)
+    np.testing.assert_allclose(effects.m_suff, suff, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(effects.m_nec, nec, rtol=1e-6, atol=0)
+    assert not np.allclose(effects.m_suff[:, 2], effects.m_base)  # the sets do change m
+    starts = [base.arch.n_layers, 0, 1, 2, 2, 3]
+    assert effects.n_layer_forwards_skipped == 2 * sum(starts) * 2  # 2 batches, 2 directions
+
+
+def test_blocks_below_the_lowest_patched_layer_do_not_run(pair) -> None:
+    base, ft, prepared = pair
+    arch = base.arch
+    calls = {name: [0] * arch.n_layers for name in ("base", "ft")}
+
+    def counter(name: str, layer: int):
+        def count(module, args) -> None:
+            calls[name][layer] += 1
+
+        return count
+
+    sets = [Components.from_layers(arch, [2]), Components.from_heads(arch, [(3, 0)])]
+    with ExitStack() as stack:
+        for name, loaded in (("base", base), ("ft", ft)):
+            pre = {arch.block_name(i): counter(name, i) for i in range(arch.n_layers)}
+            stack.enter_context(hooks(loaded.model, pre=pre))
+        effects = patch_effects(base, ft, prepared, sets, batch_size=4)
+    # one batch: the clean forward runs every block; the set from layer 2 adds blocks 2-3, the
+    # set from layer 3 adds block 3, in each model (sufficiency in base, necessity in ft)
+    for name in ("base", "ft"):
+        assert calls[name] == [1, 1, 2, 3]
+    assert effects.n_layer_forwards_skipped == (2 + 3) * 2
+    assert all(block is not None for block in arch.blocks(base.model))
+
+
+def test_resuming_restores_the_blocks_and_checks_its_input(pair) -> None:
+    base, _, prepared = pair
+    arch = base.arch
+    batch = _batch(prepared, base.tokenizer)
+    before = list(arch.blocks(base.model))
+    with recording_residuals(base.model, arch, [2]) as residuals:
+        clean = score(base.model, arch, batch)
+    with pytest.raises(RuntimeError), resuming(base.model, arch, 2, residuals):
+        assert arch.blocks(base.model)[0] is not before[0]
+        raise RuntimeError("the body fails")
+    assert list(arch.blocks(base.model)) == before
+    with resuming(base.model, arch, 2, residuals):
+        assert torch.equal(score(base.model, arch, batch), clean)
+    one = collate(prepared.encoded[:1], base.tokenizer.pad_token_id)
+    with pytest.raises(SumcircuitError, match="resume only the batch"):
+        with resuming(base.model, arch, 2, residuals):
+            score(base.model, arch, one)
+    with pytest.raises(SumcircuitError, match="no residual stream recorded for layer 3"):
+        with resuming(base.model, arch, 3, residuals):
+            pass
+    with pytest.raises(SumcircuitError, match="cannot resume at layer 5"):
+        with recording_residuals(base.model, arch, [5]):
+            pass
+    assert list(arch.blocks(base.model)) == before
+    for module in base.model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks

@@ -21,7 +21,11 @@ The metric (:func:`summary_loglik`): m = mean over a document's summary tokens o
 ``log p(label)`` under teacher forcing, with logits computed only at the positions that predict a
 summary token (a forward-pre hook on the LM head keeps only those rows).
 
-The module is a little over 400 lines because sites, hooks, sources, the sweep and the config of
+A patched forward starts at its set's lowest patched layer, from the residual stream the clean
+forward of the same model left there: the blocks below are skipped, not recomputed
+(:mod:`sumcircuit.analysis.causal.resume`; :attr:`Effects.n_layer_forwards_skipped` counts them).
+
+The module is a little over 450 lines because sites, hooks, sources, the sweep and the config of
 the pair they run on are one idea that validate, scan and attribution all build on; split, each
 piece would import all the others.
 """
@@ -40,6 +44,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sumcircuit.analysis.causal.resume import recording_residuals, resuming
 from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
@@ -306,7 +311,10 @@ class Effects:
 
     m_base, m_ft: (n_docs,) unpatched; m_suff: (n_docs, n_sets) base with each set patched in
     from the fine-tuned model; m_nec: (n_docs, n_sets) fine-tuned with each set patched from the
-    base model / mean / zero, or None when necessity was not asked for.
+    base model / mean / zero, or None when necessity was not asked for. n_forwards: model
+    forwards run (clean, patched and the dataset-mean pass); n_layer_forwards_skipped: decoder-block
+    forwards the patched runs skipped by resuming at their lowest patched layer (a full
+    recomputation would run ``n_forwards * n_layers`` blocks).
     """
 
     m_base: np.ndarray
@@ -314,6 +322,7 @@ class Effects:
     m_suff: np.ndarray
     m_nec: np.ndarray | None = None
     n_forwards: int = 0
+    n_layer_forwards_skipped: int = 0
 
 
 def patch_effects(
@@ -329,12 +338,17 @@ def patch_effects(
 ) -> Effects:
     """Sufficiency (and necessity) runs of every set in ``sets`` over every document.
 
-    Per batch: one forward of each model capturing the sites any set needs (and giving m_base,
-    m_ft), then one forward of the target model per set and direction, reusing the captures.
+    Per batch: one clean forward of each model, capturing the sites any set needs (and giving
+    m_base, m_ft) and the residual stream entering each set's lowest patched layer; then one
+    forward of the target model per set and direction, reusing the captures and resuming from
+    the target model's own clean residual at the set's lowest patched layer (the blocks below are
+    skipped, not computed: :mod:`sumcircuit.analysis.causal.resume`). Memory per batch: the
+    captured sites plus one ``(B, T, D)`` residual per model and distinct lowest layer.
     """
     if ablation not in ABLATIONS:
         raise SumcircuitError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
     sites = sorted({site for comps in sets for site in comps.sites()}, key=lambda s: (s[1], s[0]))
+    starts = [resume_layer(base.arch, comps) for comps in sets]
     n, n_sets = len(encoded), len(sets)
     m_base, m_ft = np.full(n, np.nan), np.full(n, np.nan)
     m_suff = np.full((n, n_sets), np.nan)
@@ -350,23 +364,49 @@ def patch_effects(
     per_batch = 2 + n_sets * (2 if necessity else 1)
     bar = tqdm(total=len(batches) * per_batch, desc="patching", unit="fwd")
     for idx, batch in batches:
-        with capturing(base.model, base.arch, sites) as base_acts:
+        with (
+            capturing(base.model, base.arch, sites) as base_acts,
+            recording_residuals(base.model, base.arch, starts) as base_res,
+        ):
             m_base[idx] = score(base.model, base.arch, batch).numpy()
-        with capturing(ft.model, ft.arch, sites) as ft_acts:
+        with (
+            capturing(ft.model, ft.arch, sites) as ft_acts,
+            recording_residuals(ft.model, ft.arch, starts) as ft_res,
+        ):
             m_ft[idx] = score(ft.model, ft.arch, batch).numpy()
         bar.update(2)
         for j, comps in enumerate(sets):
-            with patching(base.model, base.arch, comps, ft_acts):
+            with (
+                patching(base.model, base.arch, comps, ft_acts),
+                resuming(base.model, base.arch, starts[j], base_res),
+            ):
                 m_suff[idx, j] = score(base.model, base.arch, batch).numpy()
             bar.update(1)
             if m_nec is not None:
-                with patching(ft.model, ft.arch, comps, fixed or base_acts):
+                with (
+                    patching(ft.model, ft.arch, comps, fixed or base_acts),
+                    resuming(ft.model, ft.arch, starts[j], ft_res),
+                ):
                     m_nec[idx, j] = score(ft.model, ft.arch, batch).numpy()
                 bar.update(1)
-        del base_acts, ft_acts
+        del base_acts, ft_acts, base_res, ft_res
     bar.close()
     n_forwards += len(batches) * per_batch
-    return Effects(m_base=m_base, m_ft=m_ft, m_suff=m_suff, m_nec=m_nec, n_forwards=n_forwards)
+    n_skipped = len(batches) * sum(starts) * (2 if necessity else 1)
+    return Effects(
+        m_base=m_base,
+        m_ft=m_ft,
+        m_suff=m_suff,
+        m_nec=m_nec,
+        n_forwards=n_forwards,
+        n_layer_forwards_skipped=n_skipped,
+    )
+
+
+def resume_layer(arch: Arch, components: Components) -> int:
+    """Where a patched forward of ``components`` starts: its lowest patched layer
+    (``arch.n_layers`` for the empty set, which patches nothing)."""
+    return min((layer for _, layer in components.sites()), default=arch.n_layers)
 
 
 # -- a model pair and its data -----------------------------------------------------------------
@@ -437,6 +477,9 @@ def run_record(
             "patching_s": swept - loaded,
             "total_s": time.perf_counter() - start,
             "forwards": effects.n_forwards,
+            "layer_forwards": effects.n_forwards * pair.base.arch.n_layers
+            - effects.n_layer_forwards_skipped,
+            "layer_forwards_skipped": effects.n_layer_forwards_skipped,
         },
         "provenance": provenance(
             config,
