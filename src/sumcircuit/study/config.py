@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sumcircuit.analysis.causal.attribute import AttributeConfig
-from sumcircuit.analysis.causal.attribution import METHODS
+from sumcircuit.analysis.causal.attribution import METHODS, method_name
 from sumcircuit.analysis.causal.exact import ExactConfig
 from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.causal.validate import ValidateConfig
@@ -233,6 +233,7 @@ class AttributeStudyConfig(AttributeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.methods = [method_name(m) for m in self.methods]  # old names, with a warning
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods or len(set(self.methods)) != len(self.methods):
             raise ConfigError(
