@@ -222,9 +222,7 @@ def fraction_negative_ci(
     return fraction, (float(lo), float(hi))
 
 
-def gain_check(
-    den: np.ndarray, *, n_boot: int, seed: int, warn: bool = True
-) -> dict[str, Any]:
+def gain_check(den: np.ndarray, *, n_boot: int, seed: int, warn: bool = True) -> dict[str, Any]:
     """The denominator of every recovered fraction, m_ft − m_base per document (n_docs,): its
     mean with a bootstrap CI and two flags — ``negative`` (the fine-tune *lowered* the
     log-likelihood: a "recovered" fraction then measures how much of a loss is reproduced) and

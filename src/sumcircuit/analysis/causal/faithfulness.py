@@ -380,7 +380,9 @@ def _curves(found, sizes, n_total, top, rand, suff, nec, ceil) -> list[dict[str,
             values += (nec[0][j], nec[1][j], nec[2][j], n_pct)
             values += (_normalised(suff[0][j], s_all), _normalised(nec[0][j], n_all))
             row = dict(zip(CURVE_COLUMNS, values, strict=True))
-            rows.append({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()})
+            rows.append(
+                {k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()}
+            )
     return rows
 
 

@@ -228,8 +228,11 @@ def most_faithful(config: LocateConfig) -> tuple[LocateConfig, dict[str, Any]]:
         "most faithful locator: %s (CPR %.3f%s)",
         best,
         result.areas[best]["cpr"],
-        {True: "; significantly above the runner-up", False: "; tied with the runner-up, "
-         "chosen by the tie rule", None: ""}[significant],
+        {
+            True: "; significantly above the runner-up",
+            False: "; tied with the runner-up, chosen by the tie rule",
+            None: "",
+        }[significant],
     )
     sources, diff = config.sources, config.diff
     if directory is not None and locator(best).source == "diff":
