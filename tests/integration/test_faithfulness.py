@@ -115,7 +115,7 @@ def test_selection_documents_are_refused_left_out_or_allowed(sources, capsys) ->
     renamed = root / "renamed.jsonl"
     renamed.write_text("".join(json.dumps(r) + "\n" for r in rows[:8] + again))
     other = [*pair[: pair.index("--data")], "--data", str(renamed), "--n-boot", "200"]
-    diff = [*other, "--split", "validation", "--limit", "5", "--out", f"{root}/diff2"]
+    diff = [*other, "--split", "validation", "--limit", "4", "--out", f"{root}/diff2"]
     assert main(["diff", *diff]) == 0
     scored = ["--diff", f"{root}/diff2", "--controls", "0", "--locators", "kl"]
     assert main(["faithfulness", *other, *scored, "--out", f"{root}/renamed"]) == 2
@@ -126,6 +126,16 @@ def test_selection_documents_are_refused_left_out_or_allowed(sources, capsys) ->
     assert (scoring["n_docs"], scoring["excluded"], scoring["overlap"]) == (3, 5, 0)
     assert scoring["ids"] == ["d5", "d6", "d7"]
     assert set(result.areas) == {"kl"}
+    # locate ranks by the diff the chosen curve was drawn from, not another --diff, and the
+    # circuit records the documents of both its ranking and the choice of its locator
+    out = root / "faithful-from-recorded-diff.json"
+    argv_locate = ["locate", "--diff", f"{root}/diff2", "--score", "faithful", "--k", "1"]
+    assert main([*argv_locate, "--faithfulness", f"{root}/g", "--out", str(out)]) == 0
+    circuit = Circuit.load(out)
+    ranking, choice = circuit.documents
+    assert ranking["ids"] == [f"d{i}" for i in range(5)] and ranking["source"] == "kl"
+    assert choice["role"] == "locator choice" and choice["ids"] == ["d5", "d6", "d7"]
+    assert circuit.scores["locator_choice"]["winner"] == "kl"
     assert main([*argv, "--allow-overlap", "--out", f"{root}/knowingly"]) == 0
     scoring = FaithfulnessResult.load(root / "knowingly").documents["scoring"]
     assert (scoring["n_docs"], scoring["overlap"], scoring["allow_overlap"]) == (8, 5, True)
