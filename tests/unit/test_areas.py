@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sumcircuit.analysis.causal.areas import area, boot_fractions, choose, paired_difference
+from sumcircuit.analysis.causal.areas import (
+    area,
+    boot_fractions,
+    choice_sentence,
+    choose,
+    paired_difference,
+)
 from sumcircuit.stats import resample_counts
 
 
@@ -53,3 +59,15 @@ def test_paired_difference_p_value_and_ci() -> None:
     assert d["ci95"][0] == pytest.approx(np.quantile([1.0, 2, 3, 4], 0.025))
     same = paired_difference(np.ones(4), np.ones(4), 0.0)
     assert same["p_value"] == 1.0
+
+
+def test_choice_sentence_says_whether_the_winner_is_significant() -> None:
+    noise = np.random.default_rng(1).normal(0.0, 0.01, 400)
+    boot = {"exact": 0.9 + noise, "kl": 0.5 + noise, "atp": 0.89 + noise[::-1]}
+    cost = {"kl": 0, "atp": 1, "exact": 3}
+    cmd = dict.fromkeys(boot, 0.0)
+    clear = choice_sentence(choose({"exact": 0.9, "kl": 0.5}, cmd, boot, cost))
+    assert clear.startswith("most faithful: exact, significantly above the runner-up")
+    tied = choice_sentence(choose({"exact": 0.9, "atp": 0.89}, cmd, boot, cost))
+    assert "atp, not significantly better" in tied and "tie rule" in tied
+    assert "no CIs" in choice_sentence({"winner": "kl"})

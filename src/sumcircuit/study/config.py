@@ -49,7 +49,8 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "attribute": {"batch_size": 8},
     # The exact layer scan that checks the attribution: off unless given selection documents.
     "exact": {"limit": 0, "batch_size": 8},
-    "faithfulness": {"split": "validation", "batch_size": 8},
+    # (faithfulness refuses a selection document unless told to leave it out)
+    "faithfulness": {"split": "validation", "batch_size": 8, "exclude_selection": True},
     # The targeted arm's circuit comes from the most faithful locator; targeted-kl keeps KL.
     "locate": {"score": "faithful"},
     # Causal validation of the chosen circuit on test documents: the circuit was chosen on

@@ -27,7 +27,14 @@ import numpy as np
 
 from sumcircuit.stats import resample_counts
 
-__all__ = ["TIE_RULE", "area", "boot_fractions", "choose", "paired_difference"]
+__all__ = [
+    "TIE_RULE",
+    "area",
+    "boot_fractions",
+    "choice_sentence",
+    "choose",
+    "paired_difference",
+]
 
 TIE_RULE = (
     "highest CPR; when the paired bootstrap 95% CI of its CPR difference from another "
@@ -99,3 +106,25 @@ def choose(
         "winner": winner,
         "vs_best": vs_best,
     }
+
+
+def choice_sentence(choice: dict[str, Any]) -> str:
+    """One sentence saying which locator was chosen and how sure that is (for the CLI, the
+    circuit's log line and the report)."""
+    winner, best = choice["winner"], choice.get("best_cpr", choice["winner"])
+    if "difference" not in choice:  # curves written before the choice had CIs
+        return f"most faithful: {winner} (highest CPR; the curves record no CIs)"
+    difference = choice["difference"]
+    if difference is None:
+        return f"most faithful: {winner} (the only candidate)"
+    lo, hi = difference["ci95"]
+    versus = (
+        f"CPR {best} − {choice['runner_up']} = {difference['value']:.3f} "
+        f"(95% CI {lo:.3f} to {hi:.3f}, paired over scoring documents)"
+    )
+    if choice["significant"]:
+        return f"most faithful: {winner}, significantly above the runner-up: {versus}"
+    return (
+        f"most faithful: {winner}, not significantly better than the runner-up ({versus}); "
+        f"tie rule: the cheapest of {', '.join(choice['tied'])}"
+    )

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sumcircuit.analysis.causal.areas import choice_sentence
 from sumcircuit.analysis.causal.faithfulness_result import FaithfulnessResult
 from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.analysis.locate.circuit import Circuit
@@ -223,17 +224,8 @@ def most_faithful(config: LocateConfig) -> tuple[LocateConfig, dict[str, Any]]:
     best = result.best()
     directory = result.sources[best]["directory"]
     choice = result.choice or {"winner": best, "rule": "highest CPR (no CIs recorded)"}
-    significant = choice.get("significant")
-    log.info(
-        "most faithful locator: %s (CPR %.3f%s)",
-        best,
-        result.areas[best]["cpr"],
-        {
-            True: "; significantly above the runner-up",
-            False: "; tied with the runner-up, chosen by the tie rule",
-            None: "",
-        }[significant],
-    )
+    choice = choice | {"sentence": choice_sentence(choice)}
+    log.info("%s (CPR %.3f)", choice_sentence(choice), result.areas[best]["cpr"])
     sources, diff = config.sources, config.diff
     if directory is not None and locator(best).source == "diff":
         if Path(directory).resolve() != Path(config.diff).resolve():
