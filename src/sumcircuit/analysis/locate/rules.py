@@ -2,10 +2,17 @@
 
 Every locator of :data:`~sumcircuit.analysis.locate.registry.LOCATORS` can rank (``--score NAME``):
 the diff's change measures (``kl``, ``js``, ``entropy`` as |ΔH|, ``weight``, ``actmag``), each
-attribution method (``atp``, ``ig-weights``, ``ig-activations``; ``--source atp=DIR``), the
-exact patching scan (``exact``; ``--source exact=DIR``) and the position baselines
-(``first-k``, ``last-k``, ``evenly-spaced``). ``faithful`` takes the most faithful candidate
-locator of a ``sumcircuit faithfulness`` result (highest CPR).
+attribution method (``atp``, ``atp-trapezoid``, ``ig-weights``, ``ig-direct``; ``--sources
+atp=DIR``), the exact patching scan (``exact``; ``--sources exact=DIR``) and the position
+baselines (``first-k``, ``last-k``, ``evenly-spaced``). ``faithful`` takes the most faithful
+candidate locator of a ``sumcircuit faithfulness`` result (highest CPR; when it is not
+significantly above the others, the cheapest of those tied with it:
+:mod:`sumcircuit.analysis.causal.areas`) and records that choice, with the paired CPR
+difference to the runner-up, in the circuit (``scores.locator_choice``).
+
+The circuit records its selection documents (``documents``): those its ranking was computed on
+and, for ``faithful``, the faithfulness scoring documents that chose the locator; ``validate``
+refuses to score on them.
 
 With ``control_diff`` (a diff between two fine-tunes of different seeds, or a fine-tune on
 another task) the control's score of the same component is subtracted: what changes anyway is
@@ -83,7 +90,7 @@ class LocateConfig(DictConfig):
         default=None,
         metadata={
             "help": "faithfulness directory for --score faithful: rank by its most faithful "
-            "locator (highest CPR)"
+            "locator (highest CPR; a tie, by paired bootstrap, goes to the cheapest)"
         },
     )
     scan: str | None = field(default=None, metadata={"help": "deprecated: use --sources exact=DIR"})
