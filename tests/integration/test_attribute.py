@@ -1,6 +1,7 @@
 """``sumcircuit attribute`` end to end on tiny models: the tables in scan's layout, per-document
 values that add up to them, ``locate --score attribution``, and torchrun sharding."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from test_diff_tiny import write_data
 
 from sumcircuit.analysis.causal.attribute import AttributionResult
 from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.locate.registry import locator
 from sumcircuit.cli import main
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.models.tiny import PEAKED_STD, save_tiny
@@ -76,6 +78,46 @@ def test_locate_ranks_by_attribution(run, capsys) -> None:
     assert "--score atp reads a attribution result: pass --sources atp=DIR" in (
         capsys.readouterr().err
     )
+
+
+def test_atp_gives_the_trapezoid_and_records_its_documents(run, capsys) -> None:
+    """atp-trapezoid is the mean of atp's two end estimates, read from the same result; the
+    result records the documents it was computed on, and a circuit located from it too."""
+    root, _ = run
+    result = AttributionResult.load(root / "att")
+    ids = [f"d{i}" for i in range(N_DOCS)]
+    assert result.doc_ids == ids and result.provenance["data"]["ids"] == ids
+    trapezoid = locator("atp-trapezoid").rank("layer", root / "att")
+    expected = (result.scores("layer") + result.necessity("layer")) / 2
+    np.testing.assert_allclose(trapezoid.scores.to_numpy(), expected.to_numpy())
+    assert not np.allclose(expected, result.scores("layer"))  # not atp under another name
+    assert trapezoid.ids == ids and trapezoid.split == "validation"
+    if not (root / "diff").exists():
+        assert main(["diff", *run[1], "--out", str(root / "diff")]) == 0
+    out = root / "trapezoid-circuit.json"
+    argv = ["locate", "--diff", str(root / "diff"), "--score", "atp-trapezoid", "--k", "1"]
+    assert main([*argv, "--sources", f"atp-trapezoid={root / 'att'}", "--out", str(out)]) == 0
+    circuit = Circuit.load(out)
+    assert circuit.layers == [int(expected.idxmax())] and circuit.score == "atp-trapezoid"
+    [documents] = circuit.documents
+    assert documents["ids"] == ids and documents["source"] == "atp-trapezoid"
+
+
+def test_flat_attribution_scores_name_the_attribute_stage(run, tmp_path, capsys) -> None:
+    root, args = run
+    shutil.copytree(root / "att", tmp_path / "att")
+    path = tmp_path / "att" / "attribution.json"
+    data = json.loads(path.read_text())
+    for row in data["rows"]:
+        row["sufficiency"] = 0.0
+    path.write_text(json.dumps(data))
+    if not (root / "diff").exists():
+        assert main(["diff", *args, "--out", str(root / "diff")]) == 0
+    argv = ["locate", "--diff", str(root / "diff"), "--score", "atp", "--k", "1"]
+    assert main([*argv, "--sources", f"atp={tmp_path / 'att'}", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "was sumcircuit attribute run on a model against itself" in err
+    assert "sumcircuit diff" not in err and "run diff" not in err
 
 
 def test_damaged_result_is_one_sentence(run, tmp_path) -> None:

@@ -31,6 +31,9 @@ SETS = [
     "diff.limit=3", "diff.n_boot=100", "attribute.n_boot=100", "locate.k=2",
     "faithfulness.split=test", "faithfulness.limit=3", "faithfulness.sizes=[1,2]",
     "faithfulness.controls=2", "faithfulness.control_sizes=[2]", "faithfulness.n_boot=100",
+    # the tiny data's validation documents all select (diff.limit), so faithfulness scores
+    # on test and validate scores those test documents again, knowingly (recorded)
+    "validate.allow_overlap=true",
     "validate.limit=2", "validate.controls=2", "validate.n_boot=100",
     "lora.limit=4", "lora.epochs=1", "lora.rouge_val_limit=1", "lora.val_limit=1",
     "evaluate.limit=2", "evaluate.max_new_tokens=3", "evaluate.n_boot=100",

@@ -42,6 +42,9 @@ def _args(model: Path, data: Path, out: Path) -> list[str]:
     "faithfulness.split=test", "faithfulness.controls=3", "faithfulness.n_boot=200",
         # every size of the 4-layer model, random sets at each (the quick preset's are [1,3,8], [3])
         "faithfulness.sizes=[1,2,3,4]", "faithfulness.control_sizes=[]",
+        # the tiny data's validation documents all select (diff.limit), so faithfulness scores
+        # on test and validate scores those test documents again, knowingly (recorded)
+        "validate.allow_overlap=true",
         "validate.limit=4", "validate.controls=3", "validate.n_boot=200",
         "lora.limit=8", "lora.epochs=2", "lora.rouge_val_limit=2", "lora.batch_size=4", "lora.val_limit=2",
         "evaluate.limit=3", "evaluate.max_new_tokens=6", "evaluate.n_boot=200",
@@ -157,11 +160,16 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     assert vs_random["draws"] == [summary.lora["random"]["rougeL"]]
     assert vs_random["percentile"] in (0.0, 50.0, 100.0)
     assert set(summary.causal) >= {"sufficiency", "necessity", "random_percentile"}
+    # the ceiling beside the circuit's figures, and the overlap this tiny run allowed, recorded
+    assert {"sufficiency_all", "necessity_all", "sufficiency_normalised"} <= set(summary.causal)
+    assert summary.causal["fraction_of"] == "m_ft − m_base" and summary.causal["overlap"] > 0
     faith = summary.faithfulness
-    assert {"kl", "weight", "atp"} <= set(faith["areas"])  # diff locators and the attribution
+    assert {"kl", "weight", "atp", "atp-trapezoid"} <= set(faith["areas"])  # diff, attribution
     best = faith["most_faithful"]
-    candidates = [a for k, a in faith["areas"].items() if locator(k).candidate]
-    assert faith["areas"][best]["cpr"] == max(a["cpr"] for a in candidates)
+    candidates = {k: a for k, a in faith["areas"].items() if locator(k).candidate}
+    top = max(candidates, key=lambda k: candidates[k]["cpr"])
+    assert faith["choice"]["best_cpr"] == top and best == faith["choice"]["winner"]
+    assert best in faith["choice"]["tied"] and faith["ceiling"]["sufficiency"]["ci95"]
     assert {"first-k", "last-k", "evenly-spaced"} <= set(faith["areas"])  # position baselines
     assert summary.circuit["score"] == best  # the circuit is the faithful one
     assert faith["documents"]["scoring"]["split"] == "test"
@@ -172,6 +180,7 @@ def test_run_writes_summary_and_report_then_resumes_after_a_kill(
     html = RunLayout(out).report_file.read_text()
     assert html.count("data:image/png;base64,") >= 4 and "LoRA" in html
     assert "Which locator is faithful" in html and "(chosen)" in html
+    assert "f(all)" in html and "of m_ft − m_base" in html and "most faithful:" in html
     assert "Attribution vs exact patching" not in html
 
     # A refused start changes nothing in the finished run: every value is checked before the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -28,17 +29,21 @@ DOCS = [
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def save_finetuned(base_dir: Path, out: Path) -> Path:
-    """The tiny base with q/k/v and MLP weights perturbed, saved like a fine-tune."""
+def save_finetuned(base_dir: Path, out: Path, *, outside: bool = False) -> Path:
+    """The tiny base with q/k/v and MLP weights perturbed, saved like a fine-tune; with
+    ``outside``, also each layer's output projection W_O and its input norm, which no patched
+    node carries."""
     model = load_model(str(base_dir)).model
     arch = Arch.from_model(model)
     gen = torch.Generator().manual_seed(1)
     for layer in range(arch.n_layers):
-        for name in sorted(
-            {arch.proj_name(layer, w) for w in "qkv"} | set(arch.mlp_linear_names(layer))
-        ):
+        names = {arch.proj_name(layer, w) for w in "qkv"} | set(arch.mlp_linear_names(layer))
+        if outside:
+            names |= {arch.proj_name(layer, "o"), f"model.layers.{layer}.input_layernorm"}
+        for name in sorted(names):
             weight = model.get_submodule(name).weight
-            weight.data += 0.5 * weight.std() * torch.randn(weight.shape, generator=gen)
+            scale = weight.std() if weight.std() > 0 else 0.1  # a norm's weights are all 1
+            weight.data += 0.5 * scale * torch.randn(weight.shape, generator=gen)
     model.save_pretrained(out)
     gpt2_tokenizer().save_pretrained(out)
     return out
@@ -114,8 +119,72 @@ def test_validate_writes_validate_json_with_controls(setup, tmp_path, capsys) ->
     assert timing["layer_forwards"] + timing["layer_forwards_skipped"] == 4 * timing["forwards"]
     assert timing["layer_forwards_skipped"] > 0
     result = ValidateResult.load(tmp_path)
-    assert result.to_frame().shape[0] == 4
-    assert "sufficiency" in capsys.readouterr().out
+    assert result.to_frame()["set"].tolist() == [
+        "circuit",
+        "control0",
+        "control1",
+        "control2",
+        "all",
+    ]
+    assert result.delta["negative"] == (result.delta["value"] < 0)  # the gain's flags
+    out = capsys.readouterr().out
+    assert "sufficiency" in out and "f(all)" in out and "of m_ft − m_base" in out
+
+
+def test_the_ceiling_is_one_when_the_fine_tune_changed_only_what_the_nodes_carry(
+    setup, tmp_path
+) -> None:
+    """Only q/k/v and MLP weights differ: patching every head and MLP reproduces the fine-tuned
+    model's log-likelihood (f(all) = 1 both ways), and the circuit's normalised figures are its
+    raw ones. A fine-tune that also changed W_O and a norm keeps those with the target model:
+    f(all) is not 1, and the normalisation divides by it."""
+    circuit = write_circuit(setup, "ceiling", layers=[1, 2])
+    assert run_validate(setup, circuit, tmp_path / "nodes", "--controls", "0") == 0
+    result = ValidateResult.load(tmp_path / "nodes")
+    for measure in ("sufficiency", "necessity"):
+        assert result.ceiling[measure]["value"] == pytest.approx(1.0, abs=1e-6)
+        norm = result.normalised[measure]["value"]
+        assert norm == pytest.approx(getattr(result, measure)["value"], abs=1e-6)
+    assert result.ceiling["none"] == 0.0
+    assert result.ceiling["components"]["mlps"] == [0, 1, 2, 3]
+    assert len(result.ceiling["components"]["heads"]) == 4 * 4
+    m_all = np.asarray(result.per_doc["m_suff_all"])
+    np.testing.assert_allclose(m_all, result.per_doc["m_ft"], rtol=0, atol=1e-6)
+    assert result.to_frame()["set"].tolist() == ["circuit", "all"]
+
+    outside = save_finetuned(setup["base"], setup["root"] / "llama-ft-outside", outside=True)
+    out = tmp_path / "outside"
+    assert run_validate(setup, circuit, out, "--controls", "0", finetuned=outside) == 0
+    result = ValidateResult.load(out)
+    for measure in ("sufficiency", "necessity"):
+        ceiling = result.ceiling[measure]["value"]
+        assert abs(ceiling - 1.0) > 1e-3
+        expected = getattr(result, measure)["value"] / ceiling
+        assert result.normalised[measure]["value"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_validate_refuses_the_circuits_own_selection_documents(setup, tmp_path, capsys) -> None:
+    chosen_on = {
+        "role": "ranking",
+        "source": "kl",
+        "data": {},  # no identity recorded: taken to be the same data set
+        "split": "train",  # another name: the ids decide
+        "limit": None,
+        "ids": ["0", "2", "99"],
+    }
+    circuit = write_circuit(setup, "selected", layers=[1, 2], documents=[chosen_on])
+    assert run_validate(setup, circuit, tmp_path / "refused", "--controls", "0") == 2
+    err = capsys.readouterr().err
+    assert "2 of the 3 scoring documents selected the circuit" in err
+    assert "--allow-overlap" in err and not (tmp_path / "refused").exists()
+    other_data = dict(chosen_on, data={"name": "another-data-set", "checksum": "f" * 64})
+    elsewhere = write_circuit(setup, "elsewhere", layers=[1, 2], documents=[other_data])
+    assert run_validate(setup, elsewhere, tmp_path / "other", "--controls", "0") == 0
+    assert ValidateResult.load(tmp_path / "other").documents["overlap"] == 0
+    argv = ["--controls", "0", "--allow-overlap"]
+    assert run_validate(setup, circuit, tmp_path / "knowingly", *argv) == 0
+    documents = ValidateResult.load(tmp_path / "knowingly").documents
+    assert (documents["overlap"], documents["allow_overlap"]) == (2, True)
 
 
 def test_all_layers_recover_everything_and_the_empty_circuit_nothing(setup, tmp_path) -> None:

@@ -79,13 +79,15 @@ def test_atp_equals_exact_patching_in_the_linear_regime(
     np.testing.assert_allclose(estimate_nec, nec, rtol=0, atol=tolerance * largest)
 
 
-def test_ig_activations_adds_up_to_patching_every_site(gpt2_tok) -> None:
+def test_ig_direct_adds_up_to_patching_every_site(gpt2_tok, caplog) -> None:
     base, ft, prepared = _pair("llama", gpt2_tok, scale=1.0)
     arch = base.arch
     every = Components.from_layers(arch, list(range(arch.n_layers)))
     effects = patch_effects(base, ft, prepared, [every], batch_size=2, necessity=False)
     total = effects.m_suff[:, 0] - effects.m_base  # (n_docs,)
     att = attribute(base, ft, prepared, batch_size=2, method="ig-activations", steps=32)
+    assert att.method == "ig-direct"  # the old name, renamed for what it measures
+    assert "ig-activations is deprecated" in caplog.text and "direct effects only" in caplog.text
     summed = att.heads_suff.sum((1, 2)) + att.mlps_suff.sum(1)
     assert np.abs(total).min() > 1e-3  # far from the linear regime: completeness is the point
     np.testing.assert_allclose(summed, total, rtol=1e-3)
@@ -100,7 +102,9 @@ def test_ig_weights_agrees_with_atp_in_the_linear_regime(gpt2_tok) -> None:
     ig = attribute(base, ft, prepared, batch_size=2, method="ig-weights", steps=2)
     scale = np.abs(atp.layers_suff).max()
     np.testing.assert_allclose(ig.layers_suff, atp.layers_suff, rtol=0, atol=1e-3 * scale)
-    assert np.isnan(ig.layers_nec).all()
+    # a path-averaged gradient read from either end: its necessity is its sufficiency
+    np.testing.assert_array_equal(ig.heads_nec, ig.heads_suff)
+    np.testing.assert_array_equal(ig.mlps_nec, ig.mlps_suff)
 
 
 def test_layer_score_is_heads_plus_mlp_and_bad_options_are_refused(gpt2_tok) -> None:

@@ -162,3 +162,18 @@ def test_diff_without_a_score_column_names_the_file(tmp_path):
     diff = write_diff(tmp_path / "diff", heads=HEADS.drop(columns="js"))
     with pytest.raises(SumcircuitError, match=r"heads\.csv' has no js column"):
         locate(LocateConfig(diff=diff, level="head", score="js"))
+
+
+def test_a_circuits_score_is_a_registered_locator(caplog) -> None:
+    """The list of scores comes from the registry: every locator (attribution methods and
+    atp-trapezoid included), manual, and older names; anything else is one sentence."""
+    for score in ("atp", "atp-trapezoid", "ig-weights", "exact", "kl", "manual", "causal"):
+        assert Circuit(model={}, level="layer", rule="topk", score=score, layers=[1]).score == score
+    with pytest.raises(SumcircuitError, match="circuit score 'attn-magic' is not a locator"):
+        Circuit(model={}, level="layer", rule="topk", score="attn-magic", layers=[1])
+    assert locator("ig-direct").candidate is False  # direct effects only: never the circuit
+    assert locator("ig-activations").name == "ig-direct" and "deprecated" in caplog.text
+    assert (
+        locator("atp-trapezoid").cost_rank == locator("atp").cost_rank < locator("exact").cost_rank
+    )
+    assert locator("entropy").ranking == "absolute" and locator("kl").ranking == "signed"

@@ -14,6 +14,7 @@ from sumcircuit.stats import (
     bh_qvalues,
     bootstrap_ci,
     fraction_negative_ci,
+    gain_check,
     paired_bootstrap_diff,
     percentile_ci,
     percentile_rank,
@@ -202,6 +203,25 @@ def test_recovered_is_a_ratio_of_sums_and_refuses_no_change() -> None:
     assert np.all(lo <= value) and np.all(value <= hi)
     with pytest.raises(SumcircuitError, match="nothing to explain"):
         recovered(num, np.array([1e-9, -1e-9]), n_boot=200, seed=0, min_delta=1e-6)
+
+
+def test_recovered_warns_when_the_gain_is_negative_or_not_established(caplog) -> None:
+    num = np.ones((4, 1))
+    with caplog.at_level("WARNING"):
+        recovered(num, np.array([1.0, 1.1, 0.9, 1.0]), n_boot=200, seed=0, min_delta=1e-6)
+    assert not caplog.records  # a clear gain: silent
+    with caplog.at_level("WARNING"):
+        recovered(num, np.array([-1.0, -1.1, -0.9, -1.0]), n_boot=200, seed=0, min_delta=1e-6)
+    assert "is negative" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        recovered(num, np.array([2.0, -1.0, 1.5, -1.5]), n_boot=200, seed=0, min_delta=1e-6)
+    assert "spans 0" in caplog.text
+    flags = gain_check(np.array([2.0, -1.0, 1.5, -1.5]), n_boot=200, seed=0, warn=False)
+    assert (flags["negative"], flags["ci_spans_zero"]) == (False, True)
+    assert flags["value"] == pytest.approx(0.25)
+    flags = gain_check(-np.ones(3) - np.arange(3) / 10, n_boot=200, seed=0, warn=False)
+    assert (flags["negative"], flags["ci_spans_zero"]) == (True, False)
 
 
 def test_percentile_ci_of_a_clearly_best_circuit_is_100() -> None:

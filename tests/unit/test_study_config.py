@@ -164,7 +164,11 @@ def test_attribute_methods_are_one_stage_and_one_locator_each() -> None:
     assert config.attribute.methods == ["atp", "ig-weights"]
     assert config.attribute.folders == ["attribute/atp", "attribute/ig-weights"]
     planned = {"atp": "attribute/atp", "ig-weights": "attribute/ig-weights", "exact": "exact"}
+    planned["atp-trapezoid"] = "attribute/atp"  # free from atp's passes: its own locator
     assert config.faithfulness.sources == config.locate.sources == planned
+    assert config.faithfulness.exclude_selection  # scores on the validation documents after
+    old = build_config(preset="quick", sets=["attribute.methods=[atp,ig-activations]"])
+    assert old.attribute.methods == ["atp", "ig-direct"]  # the old name, renamed
     atp, ig = (config.attribute.stage(m) for m in config.attribute.methods)
     assert (atp.method, ig.method, ig.ig_steps) == ("atp", "ig-weights", 8)
     assert "methods" not in atp.to_dict()  # adding a method does not re-run the others

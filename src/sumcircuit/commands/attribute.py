@@ -18,9 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "attribute",
         help="estimate every component's patching effect from gradients (a scan in 2 passes)",
         description=(
-            "Attribution patching: the sufficiency (and for atp the necessity) of every whole "
-            "layer, head and MLP, estimated from a forward and a backward pass per model (IG: "
-            "per path point) instead of one forward per component. Writes "
+            "Attribution patching: the sufficiency and necessity of every whole layer, head and "
+            "MLP, estimated from a forward and a backward pass per model (atp; its result also "
+            "gives the atp-trapezoid locator; the path methods: per path point) instead of one "
+            "forward per component. Writes "
             "OUT/attribution_{layer,head,mlp}.csv in scan's layout, "
             "OUT/attribution_per_doc.parquet and OUT/attribution.json. Runs under torchrun, "
             "sharding documents."

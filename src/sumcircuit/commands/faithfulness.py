@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sumcircuit.analysis.causal.areas import choice_sentence
 from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig, faithfulness
 from sumcircuit.cli_config import ConfigFlags
 from sumcircuit.io import check_writable_dir
@@ -30,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_faithfulness)
 
 
+def _fmt(measure: dict) -> str:
+    lo, hi = measure["ci95"]
+    return f"{measure['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
 def cmd_faithfulness(args: argparse.Namespace) -> int:
     from sumcircuit.report.causal_plots import plot_faithfulness
 
@@ -41,12 +47,23 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     scoring = result.documents["scoring"]
     print(
         f"scored on {scoring['n_docs']} {scoring['split']} documents ({scoring['excluded']} "
-        f"left out as selection documents); selection: {result.documents['selection']}"
+        f"left out as selection documents"
+        + (f", {scoring['overlap']} scored on knowingly" if scoring.get("overlap") else "")
+        + f"); selection: {result.documents['selection']}"
+    )
+    ceiling = result.ceiling
+    print(
+        f"fractions of m_ft − m_base; f(all) (every node patched): sufficiency "
+        f"{_fmt(ceiling['sufficiency'])}, necessity {_fmt(ceiling['necessity'])}"
     )
     for name, area in sorted(result.areas.items(), key=lambda kv: -kv[1]["cpr"]):
+        lo, hi = area["cpr_ci95"]
         print(
-            f"{name:14s} CPR {area['cpr']:.3f}  CMD {area['cmd']:.3f}  "
+            f"{name:14s} {result.sources[name]['ranking']:8s} CPR {area['cpr']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}]  CMD {area['cmd']:.3f}  CPR/f(all) {area['cpr_norm']:.3f}  "
             f"necessity area {area['necessity_area']:.3f}"
         )
+    if result.choice:
+        print(choice_sentence(result.choice))
     print(f"time {result.timing['total_s']:.1f} s; wrote {csv}, {', '.join(map(str, plots))}")
     return 0

@@ -30,5 +30,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
     circuit.save(args.out)
     picked = circuit.layers if circuit.level == "layer" else [list(h) for h in circuit.heads]
     print(f"{circuit.level}s selected by {circuit.rule} on {circuit.score}: {picked}")
+    if "locator_choice" in circuit.scores:
+        print(circuit.scores["locator_choice"]["sentence"])
     print(f"wrote {args.out}")
     return 0

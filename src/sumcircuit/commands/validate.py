@@ -40,8 +40,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"documents      {result.n_docs}")
     print(f"m_base         {result.m_base:.4f} nats/token")
     print(f"m_ft           {result.m_ft:.4f} nats/token  (Δ {_fmt(result.delta)})")
-    print(f"sufficiency    {_fmt(result.sufficiency)}")
-    print(f"necessity      {_fmt(result.necessity)}  ({result.ablation})")
+    if result.delta.get("negative") or result.delta.get("ci_spans_zero"):
+        print(
+            "               (the gain is negative or not established: read fractions of it with care)"
+        )
+    print(
+        "fractions of m_ft − m_base; f(all): every node of the level patched; normalised: f / f(all)"
+    )
+    for name in ("sufficiency", "necessity"):
+        line = f"{name:14s} {_fmt(getattr(result, name))}"
+        if result.ceiling:
+            line += f"  f(all) {_fmt(result.ceiling[name])}"
+            line += f"  normalised {_fmt(result.normalised[name])}"
+        print(line + (f"  ({result.ablation})" if name == "necessity" else ""))
+    documents = result.documents
+    if documents.get("overlap"):
+        print(
+            f"overlap        {documents['overlap']} scoring documents selected the circuit (--allow-overlap)"
+        )
     if result.random_percentile:
         for name, pct in result.random_percentile.items():
             print(f"percentile     {name}: {_fmt(pct)} among {len(result.controls)} controls")

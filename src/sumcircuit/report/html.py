@@ -20,6 +20,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from sumcircuit.analysis.causal.areas import choice_sentence
 from sumcircuit.io import write_text
 from sumcircuit.layout import RunLayout
 from sumcircuit.manifest import confinement_problem, vouch
@@ -211,25 +212,44 @@ def _causal(summary: StudySummary) -> str:
     causal = summary.causal
     if not causal:
         return '<p class="muted">not run</p>'
+    ceiling = "sufficiency_all" in causal  # absent from summaries written before it existed
     rows = []
     for key in ("sufficiency", "necessity"):
-        rows.append(
-            [
-                _e(key),
-                _num(causal[key]),
-                _ci(causal[f"{key}_ci95"]),
-                _num(causal["random_percentile"].get(key), 1),  # {}: no random controls
-                _num(causal["controls_mean"][key]),
+        row = [
+            _e(key),
+            _num(causal[key]),
+            _ci(causal[f"{key}_ci95"]),
+            _num(causal["random_percentile"].get(key), 1),  # {}: no random controls
+            _num(causal["controls_mean"][key]),
+        ]
+        if ceiling:
+            row += [
+                _num(causal[f"{key}_all"])
+                + f' <span class="muted">{_ci(causal[f"{key}_all_ci95"])}</span>',
+                _num(causal[f"{key}_normalised"])
+                + f' <span class="muted">{_ci(causal[f"{key}_normalised_ci95"])}</span>',
             ]
-        )
+        rows.append(row)
     text = (
         f"<p>m = mean log-likelihood per summary token: base {_num(causal['m_base'])}, "
         f"fine-tuned {_num(causal['m_ft'])}; {_num(causal['n_controls'])} random component "
-        "sets of the same size as controls.</p>"
+        "sets of the same size as controls. Figures are fractions of m_ft − m_base."
     )
-    return text + _table(
-        ["measure", "circuit", "95% CI", "percentile among random sets", "random mean"], rows
-    )
+    headers = ["measure", "circuit (of m_ft − m_base)", "95% CI", "percentile among random sets"]
+    headers += ["random mean"]
+    if ceiling:
+        text += (
+            " f(all): every node of the level patched (every head and MLP; weights outside them"
+            " — W_O, norms, embeddings, LM head — stay with the target model, so f(all) &lt; 1 "
+            "in general); normalised: (f − f(none)) / (f(all) − f(none)) with f(none) = 0."
+        )
+        headers += ["f(all) [95% CI]", "normalised f / f(all) [95% CI]"]
+        if causal.get("gain_negative") or causal.get("gain_ci_spans_zero"):
+            text += (
+                " <strong>The gain m_ft − m_base is negative or its CI spans 0: these fractions "
+                "are not interpretable as shares of an established gain.</strong>"
+            )
+    return text + "</p>" + _table(headers, rows)
 
 
 def _faithfulness(summary: StudySummary) -> str:
@@ -238,14 +258,16 @@ def _faithfulness(summary: StudySummary) -> str:
         return '<p class="muted">not run</p>'
     k = faith["circuit_size"]
     at_k = faith["at_circuit_size"]
+    rankings = faith.get("rankings", {})
     rows = []
     for name, area in sorted(faith["areas"].items(), key=lambda kv: -kv[1]["cpr"]):
         point = at_k.get(name, {})  # a locator whose curve has no point at the circuit's size
         rows.append(
             [
                 _e(name) + (" (chosen)" if name == faith["most_faithful"] else ""),
-                _num(area["cpr"]),
-                _num(area["cmd"]),
+                _e(rankings.get(name) or "—"),
+                _num(area["cpr"]) + f' <span class="muted">{_ci(area.get("cpr_ci95"))}</span>',
+                _num(area["cmd"]) + f' <span class="muted">{_ci(area.get("cmd_ci95"))}</span>',
                 _num(point.get("sufficiency")),
                 _ci([point.get("sufficiency_lo"), point.get("sufficiency_hi")]),
                 _num(point.get("sufficiency_percentile"), 1),
@@ -258,22 +280,38 @@ def _faithfulness(summary: StudySummary) -> str:
     text = (
         f"<p>Each locator ranks {_e(faith['level'])}s on the selection documents "
         f"({_e(docs['selection'])}); its top-n are patched on {_num(scoring['n_docs'])} "
-        f"other {_e(scoring['split'])} documents. CPR: area under the sufficiency curve "
-        "(higher is better); CMD: area under |1 − sufficiency| (lower is better). The circuit "
-        "comes from the most faithful locator.</p>"
+        f"other {_e(scoring['split'])} documents. Sufficiency is a fraction of m_ft − m_base. "
+        "CPR: area under the sufficiency curve (higher is better); CMD: area under "
+        "|1 − sufficiency| (lower is better); both with bootstrap 95% CIs over scoring "
+        "documents. Ranking: signed scores, or absolute (|score|). The circuit comes from the "
+        "most faithful locator."
     )
-    return text + _table(
-        [
-            "locator",
-            "CPR",
-            "CMD",
-            f"sufficiency at {k}",
-            "95% CI",
-            "percentile vs random",
-            f"necessity at {k}",
-            "percentile vs random",
-        ],
-        rows,
+    ceiling = faith.get("ceiling") or {}
+    if ceiling:
+        suff = ceiling["sufficiency"]
+        text += (
+            f" f(all), every node patched: sufficiency {_num(suff['value'])} "
+            f"{_ci(suff['ci95'])}, necessity {_num(ceiling['necessity']['value'])}."
+        )
+    if faith.get("choice"):
+        text += f" {_e(choice_sentence(faith['choice']))}."
+    return (
+        text
+        + "</p>"
+        + _table(
+            [
+                "locator",
+                "ranking",
+                "CPR [95% CI]",
+                "CMD [95% CI]",
+                f"sufficiency at {k} (of m_ft − m_base)",
+                "95% CI",
+                "percentile vs random",
+                f"necessity at {k}",
+                "percentile vs random",
+            ],
+            rows,
+        )
     )
 
 

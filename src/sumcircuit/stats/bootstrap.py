@@ -11,6 +11,7 @@ each resample: one matrix product instead of an (n_boot, n_docs, n_items) gather
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -24,12 +25,15 @@ __all__ = [
     "PairedDiff",
     "bootstrap_ci",
     "fraction_negative_ci",
+    "gain_check",
     "paired_bootstrap_diff",
     "ratio_bootstrap_ci",
     "recovered",
     "resample_counts",
     "topk_bootstrap",
 ]
+
+log = logging.getLogger(__name__)
 
 # Upper bound on the elements of one gathered (chunk, n_docs, n_items) block for a generic stat.
 _GATHER_BUDGET = 2**24
@@ -218,13 +222,52 @@ def fraction_negative_ci(
     return fraction, (float(lo), float(hi))
 
 
+def gain_check(den: np.ndarray, *, n_boot: int, seed: int, warn: bool = True) -> dict[str, Any]:
+    """The denominator of every recovered fraction, m_ft − m_base per document (n_docs,): its
+    mean with a bootstrap CI and two flags — ``negative`` (the fine-tune *lowered* the
+    log-likelihood: a "recovered" fraction then measures how much of a loss is reproduced) and
+    ``ci_spans_zero`` (the gain itself is not established, so every fraction of it is noise
+    over noise). With ``warn``, either flag is logged as a warning."""
+    arr = _as_samples(den, "m_ft − m_base", ndim=(1,))
+    lo, hi = bootstrap_ci(arr, n_boot=n_boot, seed=seed)
+    value = float(arr.mean())
+    check = {
+        "value": value,
+        "ci95": [float(lo), float(hi)],
+        "negative": value < 0.0,
+        "ci_spans_zero": bool(lo <= 0.0 <= hi),
+    }
+    if warn and check["negative"]:
+        log.warning(
+            "m_ft − m_base = %.3g nats/token is negative: the fine-tune lowers the summary "
+            "log-likelihood, so sufficiency and necessity are fractions of a loss",
+            value,
+        )
+    elif warn and check["ci_spans_zero"]:
+        log.warning(
+            "the 95%% CI of m_ft − m_base [%.3g, %.3g] spans 0: the gain is not established on "
+            "these documents, so fractions of it are unreliable; score on more documents",
+            lo,
+            hi,
+        )
+    return check
+
+
 def recovered(
-    num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int, min_delta: float
+    num: np.ndarray,
+    den: np.ndarray,
+    *,
+    n_boot: int,
+    seed: int,
+    min_delta: float,
+    warn: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ratio of means Σ num / Σ den per column with bootstrap CIs.
 
     num: (n_docs, n_sets), den: (n_docs,) → (value, lo, hi), each (n_sets,). Raises when
-    |mean(den)| ≤ min_delta: the fine-tune changed nothing the metric can see.
+    |mean(den)| ≤ min_delta: the fine-tune changed nothing the metric can see; warns (see
+    :func:`gain_check`) when the mean is negative or its CI spans 0 (``warn=False``: a
+    caller's further fractions of the same denominator, already warned about).
     """
     delta = float(np.mean(den))
     if abs(delta) <= min_delta:
@@ -233,6 +276,8 @@ def recovered(
             f"(m_ft − m_base = {delta:.3g} nats/token): there is nothing to explain; "
             "check that --finetuned is the fine-tuned model"
         )
+    if warn:
+        gain_check(den, n_boot=n_boot, seed=seed)
     value = num.sum(0) / den.sum()
     lo, hi = ratio_bootstrap_ci(
         num, np.repeat(den[:, None], num.shape[1], axis=1), n_boot=n_boot, seed=seed

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sumcircuit.analysis.causal.attribute import AttributeConfig
-from sumcircuit.analysis.causal.attribution import METHODS
+from sumcircuit.analysis.causal.attribution import METHODS, method_name
 from sumcircuit.analysis.causal.exact import ExactConfig
 from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.causal.validate import ValidateConfig
@@ -49,7 +49,8 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "attribute": {"batch_size": 8},
     # The exact layer scan that checks the attribution: off unless given selection documents.
     "exact": {"limit": 0, "batch_size": 8},
-    "faithfulness": {"split": "validation", "batch_size": 8},
+    # (faithfulness refuses a selection document unless told to leave it out)
+    "faithfulness": {"split": "validation", "batch_size": 8, "exclude_selection": True},
     # The targeted arm's circuit comes from the most faithful locator; targeted-kl keeps KL.
     "locate": {"score": "faithful"},
     # Causal validation of the chosen circuit on test documents: the circuit was chosen on
@@ -233,6 +234,7 @@ class AttributeStudyConfig(AttributeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.methods = [method_name(m) for m in self.methods]  # old names, with a warning
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods or len(set(self.methods)) != len(self.methods):
             raise ConfigError(

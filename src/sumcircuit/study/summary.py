@@ -239,6 +239,7 @@ def write_summary(
         },
         "n_controls": len(controls),
         "ablation": causal.ablation,
+        **_ceiling(causal),
     }
 
     faith = FaithfulnessResult.load(layout / layout.FAITHFULNESS)
@@ -300,6 +301,24 @@ def write_summary(
     return summary.save(layout.root)
 
 
+def _ceiling(causal: ValidateResult) -> dict[str, Any]:
+    """The ceiling beside the circuit's figures: f(all) per measure with its CI, the figures
+    normalised by it, what the fractions are of, and the gain's flags (empty: a validate result
+    written before they existed)."""
+    if not causal.ceiling:
+        return {}
+    out: dict[str, Any] = {"fraction_of": "m_ft − m_base", "f_none": causal.ceiling["none"]}
+    for key in ("sufficiency", "necessity"):
+        out[f"{key}_all"] = causal.ceiling[key]["value"]
+        out[f"{key}_all_ci95"] = causal.ceiling[key]["ci95"]
+        out[f"{key}_normalised"] = causal.normalised[key]["value"]
+        out[f"{key}_normalised_ci95"] = causal.normalised[key]["ci95"]
+    out["gain_negative"] = causal.delta.get("negative")
+    out["gain_ci_spans_zero"] = causal.delta.get("ci_spans_zero")
+    out["overlap"] = causal.documents.get("overlap")
+    return out
+
+
 def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
     """Areas per locator, the most faithful one, and each locator's point at the circuit's size
     (with its percentile among random sets of that size), and which documents scored."""
@@ -318,15 +337,23 @@ def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
                 "sufficiency_percentile",
                 "necessity",
                 "necessity_percentile",
+                "sufficiency_norm",
             )
+            if key in row
         }
+    documents = dict(result.documents)  # the ids stay in faithfulness.json
+    documents["scoring"] = {k: v for k, v in documents.get("scoring", {}).items() if k != "ids"}
+    documents.pop("selection_records", None)
     return {
         "level": result.level,
         "areas": result.areas,
         "most_faithful": result.best(),
+        "choice": result.choice,
+        "ceiling": result.ceiling,
+        "rankings": {name: source.get("ranking") for name, source in result.sources.items()},
         "circuit_size": k,
         "at_circuit_size": at_k,
-        "documents": result.documents,
+        "documents": documents,
     }
 
 

@@ -2,8 +2,10 @@
 
 Estimates (:mod:`sumcircuit.analysis.causal.attribution`) are normalised like ``scan``'s exact
 sufficiency: value(c) = Σ_d est_d(c) / Σ_d (m_ft,d − m_base,d), with a bootstrap 95% CI over
-documents; for ``atp`` the necessity (what patching c from the base into the fine-tuned model
-takes away) likewise. Rows have ``scan``'s layout (``layer, head, sufficiency, sufficiency_lo,
+documents; the necessity (what patching c from the base into the fine-tuned model takes away)
+likewise — for the path methods it equals the sufficiency (the same path integral read from the
+other end). ``atp``'s result also gives the ``atp-trapezoid`` estimate, the mean of its two
+(:meth:`AttributionResult.trapezoid`). Rows have ``scan``'s layout (``layer, head, sufficiency, sufficiency_lo,
 sufficiency_hi``, head −1 on whole-layer rows) plus the necessity columns, so
 ``locate --score attribution --attribution DIR`` ranks by them as ``--score causal`` ranks a scan.
 
@@ -19,22 +21,29 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sumcircuit.analysis.causal.attribution import Attribution, attribute
+from sumcircuit.analysis.causal.attribution import (
+    METHODS,
+    RENAMED_METHODS,
+    Attribution,
+    attribute,
+    method_name,
+)
 from sumcircuit.analysis.causal.exact import COLUMNS, ExactResult
 from sumcircuit.analysis.causal.patching import PatchingConfig, prepare_pair
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared
 from sumcircuit.distributed import Processes
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.io import write_json
 from sumcircuit.provenance import provenance
 from sumcircuit.results import read_table, write_table
-from sumcircuit.stats import recovered
+from sumcircuit.stats import gain_check, recovered
 
 NECESSITY = ("necessity", "necessity_lo", "necessity_hi")
 ROW_COLUMNS = (*COLUMNS, *NECESSITY)
@@ -43,17 +52,21 @@ LEVELS = ("layer", "head", "mlp")
 
 @dataclass
 class AttributeConfig(PatchingConfig):
-    method: Literal["atp", "ig-activations", "ig-weights"] = field(
+    method: str = field(
         default="atp",
         metadata={
-            "help": "atp: gradient at the base model; ig-activations / ig-weights: the gradient "
-            "averaged over a path of activations / of weights from base to fine-tuned"
+            "help": "atp: gradients at both ends (also gives atp-trapezoid, their mean); "
+            "ig-direct: the gradient averaged over a path on which every site is held at its "
+            "interpolated value (direct effects only); ig-weights: averaged over the path of "
+            "weights from base to fine-tuned (a path-averaged gradient, no completeness)",
+            "choices": (*METHODS, *RENAMED_METHODS),
         },
     )
     ig_steps: int = field(default=8, metadata={"help": "points on the path for the IG methods"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.method = method_name(self.method)
         check_at_least(self, ("ig_steps",), 1)
 
 
@@ -109,8 +122,20 @@ class AttributionResult(ExactResult):
         return result
 
     def necessity(self, level: str) -> pd.Series:
-        """Estimated necessity per layer or head (NaN for the IG methods)."""
+        """Estimated necessity per layer or head (for the path methods: their sufficiency; NaN
+        in results written before the path methods reported it)."""
         return self._rows(level)["necessity"].astype(float)
+
+    def trapezoid(self, level: str) -> pd.Series:
+        """The trapezoid estimate per layer or head: the mean of atp's sufficiency (gradient at
+        the base model) and necessity (gradient at the fine-tuned model) — both share the
+        denominator Σ_d (m_ft − m_base), so this is Σ_d Δa · ½ (g_base + g_ft) normalised."""
+        if self.method != "atp":
+            raise SumcircuitError(
+                f"the trapezoid estimate needs atp's two end gradients; this attribution holds "
+                f"{self.method} (run sumcircuit attribute --method atp)"
+            )
+        return (self.scores(level) + self.necessity(level)) / 2.0
 
 
 def _on_rank(prepared: Prepared, procs: Processes) -> tuple[list[int], Prepared]:
@@ -130,9 +155,6 @@ def _gathered(part: Attribution, mine: list[int], n: int, procs: Processes) -> A
         full = torch.zeros((n, *local.shape[1:]), dtype=torch.float64)
         full[mine] = torch.from_numpy(np.nan_to_num(local, nan=0.0))
         arrays[name] = procs.sum_(full).numpy()
-    if part.method != "atp":  # the IG methods estimate no necessity
-        arrays["heads_nec"][:] = np.nan
-        arrays["mlps_nec"][:] = np.nan
     passes = procs.sum_(torch.tensor([part.n_passes], dtype=torch.float64))
     return Attribution(method=part.method, n_passes=int(passes.item()), **arrays)
 
@@ -145,9 +167,9 @@ def _rows(
     config: AttributeConfig,
 ) -> list[dict[str, Any]]:
     """Normalised values with bootstrap CIs; suff/nec: (n_docs, len(keys))."""
-    kw = dict(n_boot=config.n_boot, seed=config.seed, min_delta=config.min_delta)
+    kw = dict(n_boot=config.n_boot, seed=config.seed, min_delta=config.min_delta, warn=False)
     s = recovered(suff, den, **kw)
-    n = recovered(nec, den, **kw) if not np.isnan(nec).all() else (np.full(len(keys), np.nan),) * 3
+    n = recovered(nec, den, **kw)
     return [
         dict(zip(ROW_COLUMNS, (layer, head, *map(float, values)), strict=True))
         for (layer, head), *values in zip(keys, *s, *n, strict=True)
@@ -184,6 +206,7 @@ def run_attribute(
         head_keys, att.heads_suff.reshape(n, -1), att.heads_nec.reshape(n, -1), den, config
     )
     mlp_rows = _rows(layer_keys, att.mlps_suff, att.mlps_nec, den, config)
+    gain_check(den, n_boot=config.n_boot, seed=config.seed)  # one warning for every row
     per_doc = _per_doc(pair.prepared.ids, att, layer_keys, head_keys)
     return AttributionResult(
         level="all",
@@ -191,6 +214,7 @@ def run_attribute(
         m_base=float(np.mean(att.m_base)),
         m_ft=float(np.mean(att.m_ft)),
         n_docs=n,
+        doc_ids=list(pair.prepared.ids),
         timing={
             "load_s": loaded - start,
             "attribution_s": swept - loaded,
@@ -201,7 +225,8 @@ def run_attribute(
         provenance=provenance(
             config,
             models={"base": pair.base.identity, "finetuned": pair.ft.identity},
-            data=pair.prepared.data_identity | {"encode": pair.prepared.report},
+            data=pair.prepared.data_identity
+            | {"encode": pair.prepared.report, "ids": list(pair.prepared.ids)},
             seed=config.seed,
         ),
         method=config.method,

@@ -10,14 +10,30 @@ over that head's columns):
   base model — what patching c in from the fine-tuned model would add; necessity_c ≈
   Σ (a_ft − a_base) · ∂m/∂a in the fine-tuned model — what patching c from the base model
   would take away. Exact in the linear regime.
-- ``ig-activations``: the gradient averaged over K midpoints α of the path on which *every* site
-  of the base model is set to a_base + α (a_ft − a_base). The scores then add up (up to the
-  K-point quadrature error) to the effect of patching every site at once.
+- ``atp-trapezoid``: the mean of atp's two end gradients, Σ (a_ft − a_base) · ½ (∂m/∂a|base +
+  ∂m/∂a|ft) — the trapezoid rule on the path from base to fine-tuned, exact when the gradient
+  changes linearly along it. It is the mean of atp's sufficiency and necessity, so the atp run
+  gives it at no extra cost (the ``atp-trapezoid`` locator reads the atp result); being one
+  estimate of the path from either end, it is both its sufficiency and its necessity.
+- ``ig-direct`` (formerly ``ig-activations``, still accepted with a deprecation warning): the
+  gradient averaged over K midpoints α of the path on which *every* site of the base model is
+  *set* to a_base + α (a_ft − a_base). Holding every site at its interpolated value cuts each
+  component's effect through later sites, so this measures **direct effects only** (how far
+  its layer scores follow exact patching: benchmarks/RESULTS.md); its scores
+  add up (to the quadrature error) to the effect of patching every site at once. EAP-IG's
+  activation variant — one node interpolated at a time with everything downstream live —
+  would cost K forward and backward passes *per node* (per batch: K · L for layers, K · L · H
+  for heads, against L or L · H forwards for the exact scan itself), so it is not offered:
+  the exact scan is cheaper than that estimate of it. ``ig-direct`` is no candidate for the
+  study's circuit (``locate --score faithful`` never picks it).
 - ``ig-weights``: the gradient averaged over K midpoints of the path of models
   θ_base + α (θ_ft − θ_base), each site left free so that its effect through later sites stays
-  alive (as EAP-IG keeps it by interpolating inputs).
+  alive (as EAP-IG keeps it by interpolating inputs). This is a **path-averaged gradient**, not
+  integrated gradients: the path is one of weights, not of the activations being attributed,
+  so the scores need not add up to any patching effect (no completeness).
 
-The two IG variants estimate sufficiency only; their necessity columns are NaN.
+For the two path methods the necessity equals the sufficiency: the same path integral read
+from the other end (fine-tuned to base) gives the same number.
 
 Gradients reach the activations through a zero ``delta`` added at each site by a hook
 (``a + delta``, ``delta`` requiring grad): ∂m/∂delta = ∂m/∂a including every path through later
@@ -29,6 +45,7 @@ the model that our architecture table already makes unnecessary.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,8 +71,26 @@ from sumcircuit.models.archs import Arch
 from sumcircuit.models.hooks import hooks
 from sumcircuit.models.loader import LoadedModel
 
-Method = Literal["atp", "ig-activations", "ig-weights"]
-METHODS: tuple[str, ...] = ("atp", "ig-activations", "ig-weights")
+log = logging.getLogger(__name__)
+
+Method = Literal["atp", "ig-direct", "ig-weights"]
+METHODS: tuple[str, ...] = ("atp", "ig-direct", "ig-weights")
+#: Old method names, accepted with a deprecation warning: ``ig-activations`` measured direct
+#: effects only, and says so under its new name.
+RENAMED_METHODS = {"ig-activations": "ig-direct"}
+
+
+def method_name(name: str) -> str:
+    """``name``, or the current name of a renamed method (with a deprecation warning)."""
+    if name in RENAMED_METHODS:
+        log.warning(
+            "attribution method %s is deprecated: it holds every site at its interpolated value "
+            "and so measures direct effects only; use %s",
+            name,
+            RENAMED_METHODS[name],
+        )
+        return RENAMED_METHODS[name]
+    return name
 
 
 @dataclass
@@ -64,7 +99,8 @@ class Attribution:
 
     heads_suff: (n_docs, L, H), mlps_suff: (n_docs, L) — estimated m_patch − m_base of patching
     that component into the base model; heads_nec/mlps_nec: estimated m_ft − m_patch of patching
-    it from the base into the fine-tuned model (NaN for the IG methods); m_base, m_ft: (n_docs,).
+    it from the base into the fine-tuned model (for the path methods the same numbers: see the
+    module docstring); m_base, m_ft: (n_docs,).
     ``layers_*`` are whole layers: the sum of the layer's heads and MLP. Exact patching of a
     whole layer replaces the MLP output, so the heads' effect *through that MLP* does not count
     there, while it does in each head's own score: the sum is the linear estimate of patching
@@ -169,7 +205,8 @@ def attribute(
     method: Method = "atp",
     steps: int = 8,
 ) -> Attribution:
-    """Estimated sufficiency (and for ``atp`` necessity) of every head and MLP, per document."""
+    """Estimated sufficiency and necessity of every head and MLP, per document."""
+    method = method_name(method)
     if method not in METHODS:
         raise SumcircuitError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if steps < 1:
@@ -191,7 +228,6 @@ def attribute(
             diff = {s: ft_acts[s] - base_acts[s] for s in sites}
             hs, ms = _contributions(arch, diff, base_grads, mask)
             hn, mn = _contributions(arch, diff, ft_grads, mask)
-            heads_nec[idx], mlps_nec[idx] = hn.numpy(), mn.numpy()
         else:
             with capturing(base.model, arch, sites) as base_acts:
                 mb = score(base.model, arch, batch)
@@ -208,6 +244,8 @@ def attribute(
                 for s in sites:
                     total[s] += grads[s] / steps
             hs, ms = _contributions(arch, diff, total, mask)
+            hn, mn = hs, ms  # one path integral, read from either end
+        heads_nec[idx], mlps_nec[idx] = hn.numpy(), mn.numpy()
         heads_suff[idx], mlps_suff[idx] = hs.numpy(), ms.numpy()
         m_base[idx], m_ft[idx] = mb.numpy(), mf.numpy()
         n_passes += per_batch

@@ -130,6 +130,8 @@ def exact_scan(config: ExactConfig) -> ExactResult:
         dict(zip(COLUMNS, (layer, head, float(v), float(a), float(b)), strict=True))
         for (layer, head), v, a, b in zip(keys, value, lo, hi, strict=True)
     ]
+    record = run_record(config, pair, effects, start=start, loaded=loaded, swept=swept)
+    record["provenance"]["data"]["ids"] = list(pair.prepared.ids)  # what selected, by id
     return ExactResult(
         level=config.level,
         rows=rows,
@@ -137,5 +139,5 @@ def exact_scan(config: ExactConfig) -> ExactResult:
         m_ft=float(np.mean(effects.m_ft)),
         n_docs=len(pair.prepared),
         doc_ids=list(pair.prepared.ids),
-        **run_record(config, pair, effects, start=start, loaded=loaded, swept=swept),
+        **record,
     )

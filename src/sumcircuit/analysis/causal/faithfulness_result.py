@@ -30,15 +30,23 @@ CURVE_COLUMNS = (
     "necessity_lo",
     "necessity_hi",
     "necessity_percentile",
+    "sufficiency_norm",
+    "necessity_norm",
 )
 
 
 @dataclass
 class FaithfulnessResult(StageResult):
-    """``curves``: one row per (locator, size) with :data:`CURVE_COLUMNS`; ``random``: per size
-    the random sets' sufficiency and necessity; ``areas``: per locator CPR, CMD and the necessity
-    area; ``documents``: which documents selected and which scored; ``sources``: how ``locate``
-    reads each locator's ranking."""
+    """``curves``: one row per (locator, size) with :data:`CURVE_COLUMNS` (fractions of
+    m_ft − m_base; ``*_norm``: divided by the ceiling); ``random``: per size the random sets'
+    sufficiency and necessity; ``areas``: per locator CPR and CMD with bootstrap CIs, the
+    necessity area and the normalised CPR; ``documents``: which documents selected and which
+    scored (ids, overlap); ``sources``: how ``locate`` reads each locator's ranking, and whether
+    it ranks signed or absolute scores; ``ceiling``: f(all) and g(all), every node of the level
+    patched; ``gain``: m_ft − m_base with its CI and flags
+    (:func:`sumcircuit.stats.gain_check`); ``choice``: the most faithful candidate, the paired
+    CPR difference to the runner-up and the tie rule (:func:`...areas.choose`). Results written
+    before the last three existed load with them empty."""
 
     FILE: ClassVar[str] = "faithfulness.json"
     STAGE: ClassVar[str] = "faithfulness"
@@ -53,6 +61,9 @@ class FaithfulnessResult(StageResult):
     sources: dict[str, dict[str, Any]]  # locator -> its name and the directory it reads (or None)
     timing: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
+    ceiling: dict[str, Any] = field(default_factory=dict)
+    gain: dict[str, Any] = field(default_factory=dict)
+    choice: dict[str, Any] | None = None
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.curves, columns=list(CURVE_COLUMNS))
@@ -85,8 +96,11 @@ class FaithfulnessResult(StageResult):
         return result
 
     def best(self, candidates: list[str] | None = None) -> str:
-        """The locator with the highest CPR (ties: the lower CMD) among ``candidates``: by
-        default every registered locator that may be a circuit (never a position baseline)."""
+        """The most faithful locator among ``candidates`` (default: every registered locator
+        that may be a circuit, never a position baseline). With the default candidates the
+        recorded ``choice`` decides (highest CPR, ties by its rule); otherwise, and for results
+        without a choice, the highest CPR (ties: the lower CMD)."""
+        default = candidates is None
         if candidates is None:
             from sumcircuit.analysis.locate.registry import names
 
@@ -97,6 +111,8 @@ class FaithfulnessResult(StageResult):
                 f"no candidate locator among the faithfulness curves ({', '.join(self.areas)}); "
                 "add a diff, attribution or exact source"
             )
+        if default and self.choice and self.choice.get("winner") in pool:
+            return self.choice["winner"]
         return max(pool, key=lambda k: (self.areas[k]["cpr"], -self.areas[k]["cmd"]))
 
     def at_size(self, locator: str, size: int) -> dict[str, Any]:

@@ -14,6 +14,19 @@ Both are ratios of means over documents with a percentile bootstrap CI over docu
 size and level as the circuit (seeded, distinct, never the circuit itself), scored the same way;
 the circuit's ``random_percentile`` = 100 · (#controls below + ½ #ties) / K, with a bootstrap CI
 over documents (controls re-scored on each resample).
+
+The ceiling: the sweep also patches *all* nodes of the circuit's level (layer circuit: every
+head and every MLP; head circuit: every head) and reports f(all), the sufficiency and necessity
+of patching all of them, with CIs. Weights outside the nodes (W_O, norms, embeddings, the LM
+head) stay with the target model, so f(all) < 1 in general. ``sufficiency`` and ``necessity``
+are fractions *of m_ft − m_base*; ``normalised`` gives (f − f(none)) / (f(all) − f(none)) =
+Σ_d num_d / Σ_d num_all,d with f(none) = 0 by definition (nothing patched is the unpatched
+model), with a ratio bootstrap CI.
+
+The scoring documents must not be the circuit's selection documents (those its ranking was
+computed on and, for ``--score faithful``, the faithfulness curves that chose its locator; by
+id within the same data set, whatever the split names): an overlap is refused in one sentence
+unless ``--allow-overlap``, which the result records.
 """
 
 from __future__ import annotations
@@ -36,11 +49,24 @@ from sumcircuit.analysis.causal.patching import (
     run_record,
 )
 from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.locate.selection import (
+    allow_overlap_field,
+    check_disjoint,
+    overlapping,
+    resolver,
+)
 from sumcircuit.configs import check_at_least
 from sumcircuit.errors import ConfigError
 from sumcircuit.models.archs import Arch
 from sumcircuit.results import StageResult
-from sumcircuit.stats import bootstrap_ci, percentile_ci, percentile_rank, random_sets, recovered
+from sumcircuit.stats import (
+    gain_check,
+    percentile_ci,
+    percentile_rank,
+    random_sets,
+    ratio_bootstrap_ci,
+    recovered,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +88,7 @@ class ValidateConfig(PatchingConfig):
             "choices": ("all", "document", "summary"),
         },
     )
+    allow_overlap: bool = allow_overlap_field()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +98,14 @@ class ValidateConfig(PatchingConfig):
 
 
 # -- controls ------------------------------------------------------------------------------------
+def every_node(circuit: Circuit, arch: Arch) -> Components:
+    """All nodes of the circuit's level: every head and MLP (layer), or every head (head)."""
+    if circuit.level == "layer":
+        return Components.from_layers(arch, list(range(arch.n_layers)))
+    every = [(layer, head) for layer in range(arch.n_layers) for head in range(arch.n_heads)]
+    return Components.from_heads(arch, every)
+
+
 def control_sets(circuit: Circuit, arch: Arch, count: int, *, seed: int) -> list[Components]:
     """K random sets of the circuit's size and level (layers, or heads anywhere in the model)."""
     if circuit.level == "layer":
@@ -86,11 +121,18 @@ def control_sets(circuit: Circuit, arch: Arch, count: int, *, seed: int) -> list
 # -- the result --------------------------------------------------------------------------------
 @dataclass
 class ValidateResult(StageResult):
-    """What ``validate`` found. ``sufficiency``/``necessity``: ``{"value", "ci95": [lo, hi]}``.
+    """What ``validate`` found. ``sufficiency``/``necessity``: ``{"value", "ci95": [lo, hi]}``,
+    fractions of m_ft − m_base.
 
     ``controls``: one dict per random set (``components``, ``sufficiency``, ``necessity``);
     ``random_percentile``: per measure ``{"value", "ci95"}`` (None without controls);
-    ``per_doc``: ids and per-document m of base, ft, circuit-patched and control-patched runs.
+    ``ceiling``: f(all) per measure (every node of the level patched) and f(none) = 0;
+    ``normalised``: per measure (f − f(none)) / (f(all) − f(none)); ``delta``: m_ft − m_base
+    with its CI and the flags ``negative`` and ``ci_spans_zero``
+    (:func:`sumcircuit.stats.gain_check`); ``documents``: the scoring documents' split and
+    count, and their ``overlap`` with the circuit's selection documents (``allow_overlap``);
+    ``per_doc``: ids and per-document m of base, ft, circuit-, control- and all-patched runs.
+    Results written before the ceiling existed load with it empty.
     """
 
     FILE: ClassVar[str] = RESULT_FILE
@@ -109,14 +151,22 @@ class ValidateResult(StageResult):
     per_doc: dict[str, Any]
     timing: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
+    ceiling: dict[str, Any] = field(default_factory=dict)
+    normalised: dict[str, Any] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per component set: the circuit first, then the controls."""
+        """One row per component set (fractions of m_ft − m_base): the circuit first, then
+        the controls, then ``all`` (every node of the level) when recorded."""
         rows = [{"set": "circuit", **_flat(self.sufficiency, self.necessity)}]
         rows += [
             {"set": f"control{i}", **_flat(c["sufficiency"], c["necessity"])}
             for i, c in enumerate(self.controls)
         ]
+        if self.ceiling:
+            rows.append(
+                {"set": "all", **_flat(self.ceiling["sufficiency"], self.ceiling["necessity"])}
+            )
         return pd.DataFrame(rows)
 
 
@@ -143,51 +193,89 @@ def summarize(
     seed: int,
     min_delta: float,
 ) -> dict[str, Any]:
-    """Sufficiency, necessity, controls and percentiles from a sweep whose set 0 is the circuit."""
+    """Sufficiency, necessity, controls, percentiles and the ceiling from a sweep whose set 0
+    is the circuit, the last set every node of the level and those between the controls."""
     den = effects.m_ft - effects.m_base  # (n,)
     suff_num = effects.m_suff - effects.m_base[:, None]  # (n, S)
     nec_num = effects.m_ft[:, None] - effects.m_nec  # (n, S)
     suff = recovered(suff_num, den, n_boot=n_boot, seed=seed, min_delta=min_delta)
-    nec = recovered(nec_num, den, n_boot=n_boot, seed=seed, min_delta=min_delta)
+    nec = recovered(nec_num, den, n_boot=n_boot, seed=seed, min_delta=min_delta, warn=False)
+    last = len(sets) - 1
     controls = [
         {
             "components": sets[j].describe(),
             "sufficiency": _measure(*suff, j),
             "necessity": _measure(*nec, j),
         }
-        for j in range(1, len(sets))
+        for j in range(1, last)
     ]
     percentile = None
     if controls:
         percentile = {
             name: {
-                "value": float(percentile_rank(values[0][0], values[0][1:])),
-                "ci95": list(percentile_ci(num, den, n_boot=n_boot, seed=seed)),
+                "value": float(percentile_rank(values[0][0], values[0][1:last])),
+                "ci95": list(percentile_ci(num[:, :last], den, n_boot=n_boot, seed=seed)),
             }
             for name, values, num in (("sufficiency", suff, suff_num), ("necessity", nec, nec_num))
         }
-    delta_lo, delta_hi = bootstrap_ci(den, n_boot=n_boot, seed=seed)
+    normalised = {}
+    for name, num in (("sufficiency", suff_num), ("necessity", nec_num)):
+        at_all = num[:, last].sum()
+        lo, hi = ratio_bootstrap_ci(num[:, 0], num[:, last], n_boot=n_boot, seed=seed)
+        value = float(num[:, 0].sum() / at_all) if at_all != 0.0 else float("nan")
+        normalised[name] = {"value": value, "ci95": [lo, hi]}
     return {
         "m_base": float(effects.m_base.mean()),
         "m_ft": float(effects.m_ft.mean()),
-        "delta": {"value": float(den.mean()), "ci95": [delta_lo, delta_hi]},
+        "delta": gain_check(den, n_boot=n_boot, seed=seed, warn=False),
         "sufficiency": _measure(*suff, 0),
         "necessity": _measure(*nec, 0),
         "controls": controls,
         "random_percentile": percentile,
+        "ceiling": {
+            "sufficiency": _measure(*suff, last),
+            "necessity": _measure(*nec, last),
+            "none": 0.0,  # nothing patched is the unpatched model
+            "components": sets[last].describe(),
+        },
+        "normalised": normalised,
     }
 
 
+def scoring_check(config: ValidateConfig, circuit: Circuit, ids: list[str], data: dict) -> dict:
+    """Refuse to score ``circuit`` on its own selection documents (see the module docstring);
+    what the result records about the scoring documents."""
+    if not circuit.documents:
+        log.warning(
+            "the circuit %r records no selection documents (written by hand or before they were "
+            "recorded): cannot check that validate scores on other documents",
+            config.circuit,
+        )
+    overlap = overlapping(ids, data, circuit.documents, resolver(config))
+    check = check_disjoint(
+        ids,
+        overlap,
+        circuit.documents,
+        allow_overlap=config.allow_overlap,
+        what=f"the circuit {config.circuit!r}",
+        fix="validate on another --split (the study uses test) or other documents",
+    )
+    return {"split": config.split, "n_docs": len(ids), **check}
+
+
 def validate(config: ValidateConfig) -> ValidateResult:
-    """Load the pair, patch the circuit and K random controls, and score them (see module doc)."""
+    """Load the pair, patch the circuit, K random controls and every node, and score them
+    (see the module doc)."""
     start = time.perf_counter()
     circuit = Circuit.load(config.circuit)
     circuit.check_not_empty(config.circuit)
     pair = prepare_pair(config, stage="validate")
     circuit.check(pair.base.arch, pair.base.identity)
+    documents = scoring_check(config, circuit, pair.prepared.ids, pair.prepared.data_identity)
     sets = [
         Components.from_circuit(circuit, pair.base.arch),
         *control_sets(circuit, pair.base.arch, config.controls, seed=config.seed),
+        every_node(circuit, pair.base.arch),
     ]
     loaded = time.perf_counter()
     effects = patch_effects(
@@ -209,14 +297,19 @@ def validate(config: ValidateConfig) -> ValidateResult:
         "m_ft": effects.m_ft,
         "m_suff": effects.m_suff[:, 0],
         "m_nec": effects.m_nec[:, 0],
-        "m_suff_controls": effects.m_suff[:, 1:],
-        "m_nec_controls": effects.m_nec[:, 1:],
+        "m_suff_controls": effects.m_suff[:, 1:-1],
+        "m_nec_controls": effects.m_nec[:, 1:-1],
+        "m_suff_all": effects.m_suff[:, -1],
+        "m_nec_all": effects.m_nec[:, -1],
     }
+    record = run_record(config, pair, effects, start=start, loaded=loaded, swept=swept)
+    record["provenance"]["data"]["ids"] = list(pair.prepared.ids)
     return ValidateResult(
         **numbers,
         n_docs=len(pair.prepared),
         circuit=circuit.to_dict(),
         ablation=config.ablation,
         per_doc={k: np.asarray(v).tolist() for k, v in per_doc.items()},
-        **run_record(config, pair, effects, start=start, loaded=loaded, swept=swept),
+        documents=documents,
+        **record,
     )

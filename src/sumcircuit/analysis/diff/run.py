@@ -277,7 +277,8 @@ def run_diff(
         "provenance": provenance(
             config,
             models={"base": base.identity, "finetuned": finetuned.identity},
-            data=prepared.data_identity,
+            # the ids: locate and validate keep scoring off the documents that selected
+            data=prepared.data_identity | {"ids": list(prepared.ids)},
             seed=config.seed,
         ),
     }

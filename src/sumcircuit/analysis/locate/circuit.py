@@ -33,6 +33,18 @@ def _index(value: Any, what: str) -> int:
     return int(value)
 
 
+#: Scores of circuits written before a locator was renamed (still read).
+LEGACY_SCORES = ("causal", "attribution", "ig-activations")
+
+
+def score_names() -> tuple[str, ...]:
+    """What a circuit's ``score`` may be: every registered locator, ``manual`` (a circuit
+    written by hand), and the older names :data:`LEGACY_SCORES`."""
+    from sumcircuit.analysis.locate.registry import names  # the registry imports the sources
+
+    return (*names(), "manual", *LEGACY_SCORES)
+
+
 @dataclass
 class Circuit(StageResult):
     FILE: ClassVar[str] = "circuit.json"
@@ -42,13 +54,21 @@ class Circuit(StageResult):
     model: dict[str, Any]  # identity of the base model (name, sha256, model_type, layers, heads)
     level: Level
     rule: str  # topk | zscore | fdr | manual
-    score: str  # kl | js | entropy | weight | actmag | causal | manual
+    score: str  # a registered locator (score_names()) or manual
     layers: list[int]
     heads: list[tuple[int, int]] = field(default_factory=list)  # (layer, head) pairs
     scores: dict[str, Any] = field(default_factory=dict)  # the ranking the rule was applied to
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: the documents that selected it (selection records, :mod:`...locate.selection`): its
+    #: ranking's, and for ``--score faithful`` the faithfulness curves' that chose the locator;
+    #: validate refuses to score on them. Empty: a manual circuit, or one written before.
+    documents: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.score not in score_names():
+            raise SumcircuitError(
+                f"circuit score {self.score!r} is not a locator; valid: {', '.join(score_names())}"
+            )
         if self.level not in ("layer", "head"):
             raise SumcircuitError(f"circuit level must be 'layer' or 'head', got {self.level!r}")
         if not isinstance(self.layers, (list, tuple)):

@@ -82,8 +82,10 @@ class Shape:
 @dataclass
 class Ranking:
     """One locator's ranking of one level: ``scores`` (higher first; ties: lower index first),
-    the documents it was computed on (``split``, ``limit``; None for a locator that reads no
-    documents) and the ``directory`` it was read from (None for the position baselines)."""
+    the documents it was computed on (``split``, ``limit``, the data set's identity ``data``
+    and the document ``ids``; None for a locator that reads no documents, and ``ids`` None in
+    results written before they were recorded) and the ``directory`` it was read from (None for
+    the position baselines)."""
 
     name: str
     scores: pd.Series
@@ -95,6 +97,17 @@ class Ranking:
     #: the model pair the source was computed on (``{"base": identity, "finetuned": identity}``
     #: from its provenance); empty for the position baselines, which read no model
     models: dict[str, Any] = field(default_factory=dict, repr=False)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+    ids: list[str] | None = field(default=None, repr=False)
+
+    def documents(self, role: str = "ranking") -> dict[str, Any] | None:
+        """The documents this ranking was computed on as a selection record
+        (:func:`sumcircuit.analysis.locate.selection.record`); None for a position baseline."""
+        if self.directory is None:
+            return None
+        from sumcircuit.analysis.locate.selection import record
+
+        return record(role, self.data, self.split, self.limit, self.ids, source=self.name)
 
     def order(self) -> list[Any]:
         """Every component, best first (score descending, then index order)."""
@@ -176,6 +189,10 @@ class Locator:
     scores: ScoreFn
     ranking: Literal["signed", "absolute"] = "signed"
     cost: str = ""
+    #: the declared cost order ``locate --score faithful`` breaks a tie by (cheaper first):
+    #: 0 free (read from the diff, or no documents), 1 one gradient pass per model, 2 K
+    #: gradient passes, 3 one patched forward per component
+    cost_rank: int = 0
     stage: str | None = None  # the study stage whose folder it reads
     levels: tuple[str, ...] = LEVELS
     rules: tuple[str, ...] = ("topk", "zscore")
@@ -211,7 +228,11 @@ class Locator:
             top_rule, shape_ = self.top_rule, shape
             rule = lambda n: top_rule(n, level, shape_)  # noqa: E731
         models = {} if result is None else dict(result.provenance.get("models") or {})
-        return Ranking(self.name, values, split, limit, _str(directory), rule, models)
+        ids = data.get("ids") or getattr(result, "doc_ids", None) or None
+        identity = {k: data[k] for k in ("name", "checksum") if k in data}
+        return Ranking(
+            self.name, values, split, limit, _str(directory), rule, models, identity, ids
+        )
 
 
 def sources_field() -> Any:
@@ -250,9 +271,17 @@ def register_locator(name: str, *, source: Source, **options: Any) -> Callable[[
     return add
 
 
+#: Old locator names, accepted with a deprecation warning.
+RENAMED = {"ig-activations": "ig-direct"}
+
+
 def locator(name: str) -> Locator:
-    """The registered locator ``name``, or one sentence listing the valid names."""
+    """The registered locator ``name`` (a renamed one by its new name, with a warning), or one
+    sentence listing the valid names."""
     _load_builtin()
+    if name in RENAMED:
+        log.warning("locator %s is deprecated; use %s", name, RENAMED[name])
+        name = RENAMED[name]
     if name not in LOCATORS:
         raise SumcircuitError(f"unknown locator {name!r}; valid: {', '.join(names())}")
     return LOCATORS[name]

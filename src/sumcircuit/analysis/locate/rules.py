@@ -2,13 +2,20 @@
 
 Every locator of :data:`~sumcircuit.analysis.locate.registry.LOCATORS` can rank (``--score NAME``):
 the diff's change measures (``kl``, ``js``, ``entropy`` as |ΔH|, ``weight``, ``actmag``), each
-attribution method (``atp``, ``ig-weights``, ``ig-activations``; ``--source atp=DIR``), the
-exact patching scan (``exact``; ``--source exact=DIR``), the position baselines
-(``first-k``, ``last-k``, ``evenly-spaced``) and the adaptation locators of a ``sumcircuit adapt``
-result (``rgn``, ``fisher``, ``grad-energy``, ``probe-norm``, ``probe-act``, ``spectrum-snr``;
-``--sources rgn=DIR``), which rank where to train rather than where the fine-tune changed.
-``faithful`` takes the most faithful candidate locator of a ``sumcircuit faithfulness`` result
-(highest CPR; never a baseline or an adaptation locator).
+attribution method (``atp``, ``atp-trapezoid``, ``ig-weights``, ``ig-direct``; ``--sources
+atp=DIR``), the exact patching scan (``exact``; ``--sources exact=DIR``), the position
+baselines (``first-k``, ``last-k``, ``evenly-spaced``) and the adaptation locators of a
+``sumcircuit adapt`` result (``rgn``, ``fisher``, ``grad-energy``, ``probe-norm``, ``probe-act``,
+``spectrum-snr``; ``--sources rgn=DIR``), which rank where to train rather than where the
+fine-tune changed. ``faithful`` takes the most faithful candidate locator of a ``sumcircuit
+faithfulness`` result (never a baseline or an adaptation locator; highest CPR; when it is not
+significantly above the others, the cheapest of those tied with it:
+:mod:`sumcircuit.analysis.causal.areas`) and records that choice, with the paired CPR
+difference to the runner-up, in the circuit (``scores.locator_choice``).
+
+The circuit records its selection documents (``documents``): those its ranking was computed on
+and, for ``faithful``, the faithfulness scoring documents that chose the locator; ``validate``
+refuses to score on them.
 
 With ``control_diff`` (a diff between two fine-tunes of different seeds, or a fine-tune on
 another task) the control's score of the same component is subtracted: what changes anyway is
@@ -26,11 +33,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sumcircuit.analysis.causal.areas import choice_sentence
 from sumcircuit.analysis.causal.faithfulness_result import FaithfulnessResult
 from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.analysis.locate.circuit import Circuit
@@ -45,6 +54,7 @@ from sumcircuit.analysis.locate.registry import (
     plain_key,
     sources_field,
 )
+from sumcircuit.analysis.locate.selection import record
 from sumcircuit.configs import DictConfig
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.provenance import provenance
@@ -83,7 +93,7 @@ class LocateConfig(DictConfig):
         default=None,
         metadata={
             "help": "faithfulness directory for --score faithful: rank by its most faithful "
-            "locator (highest CPR)"
+            "locator (highest CPR; a tie, by paired bootstrap, goes to the cheapest)"
         },
     )
     scan: str | None = field(default=None, metadata={"help": "deprecated: use --sources exact=DIR"})
@@ -158,7 +168,7 @@ class LocateConfig(DictConfig):
         return self.sources.get(spec.name)
 
 
-_COMMANDS = {"attribution": "attribute", "exact": "exact", "adapt": "adapt"}
+_COMMANDS = {"diff": "diff", "attribution": "attribute", "exact": "exact", "adapt": "adapt"}
 
 
 def diff_shape(diff: DiffResult) -> Shape:
@@ -203,9 +213,12 @@ def select(scores: pd.Series, rule: str, *, k: int = 3, z: float = 1.0) -> list:
     return [scores.index[i] for i in chosen]
 
 
-def most_faithful(config: LocateConfig) -> LocateConfig:
+def most_faithful(config: LocateConfig) -> tuple[LocateConfig, dict[str, Any]]:
     """``config`` with ``--score faithful`` replaced by the most faithful candidate locator and
-    the directory it was read from (the faithfulness result records both)."""
+    the directory it was read from — for a diff locator, the diff the curves were drawn from
+    (both recorded in the faithfulness result) — and what the circuit records about the
+    choice: ``choice`` (winner, runner-up, paired CPR difference, significance, tie rule) and
+    ``documents`` (the faithfulness scoring documents, which chose the locator)."""
     result = FaithfulnessResult.load(config.faithfulness)
     check_computed_on(
         result.provenance.get("models") or {},
@@ -220,19 +233,53 @@ def most_faithful(config: LocateConfig) -> LocateConfig:
         )
     best = result.best()
     directory = result.sources[best]["directory"]
-    log.info("most faithful locator: %s (CPR %.3f)", best, result.areas[best]["cpr"])
-    sources = config.sources
-    if directory is not None and locator(best).source != "diff":
+    choice = result.choice or {"winner": best, "rule": "highest CPR (no CIs recorded)"}
+    choice = choice | {"sentence": choice_sentence(choice)}
+    log.info("%s (CPR %.3f)", choice_sentence(choice), result.areas[best]["cpr"])
+    sources, diff = config.sources, config.diff
+    if directory is not None and locator(best).source == "diff":
+        if Path(directory).resolve() != Path(config.diff).resolve():
+            log.warning(
+                "the %s curve was drawn from diff %r, not --diff %r: ranking by the diff the "
+                "curve measured",
+                best,
+                directory,
+                config.diff,
+            )
+        diff = directory
+    elif directory is not None:
         sources = {**sources, best: directory}
-    return replace(config, score=best, sources=sources)
+    scoring = result.documents.get("scoring", {})
+    documents = []
+    if scoring.get("ids") is not None:
+        documents.append(
+            record(
+                "locator choice",
+                scoring.get("data") or result.provenance.get("data", {}),
+                scoring.get("split"),
+                None,
+                scoring["ids"],
+                source="faithfulness",
+            )
+        )
+    chosen = replace(config, score=best, sources=sources, diff=diff)
+    return chosen, {"choice": choice, "documents": documents}
 
 
 def locate(config: LocateConfig) -> Circuit:
     """Apply ``config`` to a diff directory and return the circuit (see the module docstring)."""
     if config.score == FAITHFUL:
-        return locate(most_faithful(config))
+        chosen, how = most_faithful(config)
+        circuit = locate(chosen)
+        circuit.scores["locator_choice"] = how["choice"]
+        circuit.documents += how["documents"]
+        return circuit
     diff = DiffResult.load(config.diff)
     found = ranking(config, diff)
+    controls = []
+    if config.control_diff:  # its documents chose what counts as noise
+        control = locator(config.score).rank(config.level, config.control_diff)
+        controls.append(control.documents("control"))
     scores = found.scores
     _check_scores(found, config)
     if config.rule == "fdr":
@@ -288,6 +335,7 @@ def locate(config: LocateConfig) -> Circuit:
         provenance=provenance(
             config, models={"base": base, "finetuned": models.get("finetuned", {})}
         ),
+        documents=[d for d in (found.documents(), *controls) if d is not None],
     )
 
 
@@ -298,11 +346,13 @@ def _check_scores(found: Ranking, config: LocateConfig) -> None:
         return
     values = found.scores.to_numpy(dtype=np.float64)
     source = found.directory
+    spec = locator(config.score)
+    stage = _COMMANDS.get(spec.source, "diff")
     if len(values) and np.all(values == 0.0):
         raise SumcircuitError(
             f"every {config.score} score in {source!r} is 0: the fine-tuned model does not differ "
-            "from the base by this score (was the diff run on a model against itself?); diff a "
-            "real fine-tune or choose another --score"
+            f"from the base by this score (was sumcircuit {stage} run on a model against "
+            f"itself?); run {stage} on a real fine-tune or choose another --score"
         )
     if config.rule == "topk" and len(values) > 1 and np.all(values == values[0]):
         raise SumcircuitError(

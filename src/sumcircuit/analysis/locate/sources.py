@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from sumcircuit.analysis.causal.attribute import AttributionResult
-from sumcircuit.analysis.causal.attribution import METHODS
+from sumcircuit.analysis.causal.attribution import METHODS, RENAMED_METHODS
 from sumcircuit.analysis.causal.exact import ExactResult
 from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.analysis.locate.registry import SOURCE_LOADERS, Shape, register_locator
@@ -50,8 +50,14 @@ def _patching_scores(result: Any, level: str, shape: Shape, name: str) -> pd.Ser
 
 _COSTS = {
     "atp": "one forward and backward pass of each model per batch",
-    "ig-activations": "K forward and backward passes per batch (--ig-steps)",
+    "ig-direct": "K forward and backward passes per batch (--ig-steps)",
     "ig-weights": "K forward and backward passes per batch (--ig-steps)",
+}
+_HELP = {
+    "atp": "the atp estimate of each component's sufficiency (gradient at the base model)",
+    "ig-direct": "each component's direct effect (every site held on the activation path): "
+    "indirect effects through later sites are cut, so it is never the study's circuit",
+    "ig-weights": "the gradient averaged over the path of weights (no completeness)",
 }
 for _method in METHODS:
     register_locator(
@@ -59,18 +65,36 @@ for _method in METHODS:
         source="attribution",
         stage=RunLayout.attribute(_method),
         cost=_COSTS[_method],
-        help=f"the {_method} attribution estimate of each component's sufficiency",
+        cost_rank=2 if _method.startswith("ig-") else 1,
+        candidate=_method != "ig-direct",
+        help=_HELP[_method],
     )(_patching_scores)
+
+
+@register_locator(
+    "atp-trapezoid",
+    source="attribution",
+    stage=RunLayout.attribute("atp"),
+    cost="free: the mean of the two end gradients atp already computes",
+    cost_rank=1,
+    help="the trapezoid estimate: Δa · ½ (∂m/∂a at base + at fine-tuned), from an atp result",
+)
+def _trapezoid(result: AttributionResult, level: str, shape: Shape, name: str) -> pd.Series:
+    return result.trapezoid(level)
+
 
 register_locator(
     "exact",
     source="exact",
     stage=RunLayout.EXACT,
     cost="one patched forward per component per batch",
+    cost_rank=3,
     help="exact patching: the sufficiency of each component alone",
 )(_patching_scores)
 
 
 def attribution_method(directory: str) -> str:
-    """The method an attribution directory holds (its locator's name)."""
-    return AttributionResult.load(directory).method
+    """The method an attribution directory holds (its locator's name; a renamed method by its
+    current name)."""
+    method = AttributionResult.load(directory).method
+    return RENAMED_METHODS.get(method, method)
