@@ -32,6 +32,7 @@ class RunLayout:
     LORA = "lora"
     EVALUATE = "evaluate"
     ATTRIBUTE = "attribute"
+    PLACEMENT = "placement"  # the placement curve: where LoRA helps most
     #: the evaluations that are not a LoRA arm: the base model and the full fine-tune
     BASE_EVAL = "base"
     FULL_EVAL = "full"

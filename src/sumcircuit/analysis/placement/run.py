@@ -63,7 +63,7 @@ from sumcircuit.training.adapters import equal_budget_rank
 
 log = logging.getLogger(__name__)
 
-__all__ = ["placement"]
+__all__ = ["check_sizes", "placement"]
 
 RUNS, SCORES = "runs", "scores"
 
@@ -93,7 +93,7 @@ def placement(config: PlacementConfig) -> PlacementResult:
     out = check_writable_dir(config.out, "--out")
     shape = model_shape(config.model)
     check_max_length(shape, config.max_length)
-    _check_sizes(config, shape.n_layers)
+    check_sizes(config, shape.n_layers)
     rankings = [
         locator(name).rank("layer", config.source_of(name), Shape(shape.n_layers, shape.n_heads))
         for name in config.wanted()
@@ -205,7 +205,7 @@ def placement(config: PlacementConfig) -> PlacementResult:
     )
 
 
-def _check_sizes(config: PlacementConfig, n_layers: int) -> None:
+def check_sizes(config: PlacementConfig, n_layers: int) -> None:
     """Sizes below the model's layer count (all layers is the standard run), and enough
     distinct random sets at each."""
     for k in config.sizes:
