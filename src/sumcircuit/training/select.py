@@ -86,20 +86,16 @@ def select_adapters(config: FinetuneConfig, loaded: LoadedModel) -> Adapted:
         budget = {
             "rank": rank,
             "layer_ranks": {str(k): v for k, v in config.layer_ranks.items()},
-            "standard_params": lora_entries(
-                model, arch, arch.lora_targets(list(range(arch.n_layers)), config.targets), rank
-            ),
-            "targeted_params": sum(
+            "params": sum(
                 lora_entries(model, arch, arch.lora_targets([layer], config.targets), r)
                 for layer, r in {**dict.fromkeys(adapted, rank), **config.layer_ranks}.items()
             ),
         }
         log.info(
-            "per-layer ranks %s (others %d): %d trainable vs standard %d",
+            "per-layer ranks %s (others %d): %d trainable parameters",
             config.layer_ranks,
             rank,
-            budget["targeted_params"],
-            budget["standard_params"],
+            budget["params"],
         )
     peft_model = add_lora(
         model,
