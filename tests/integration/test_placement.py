@@ -55,7 +55,9 @@ def _lora_ranks(peft_model, blocks: str) -> dict[int, set[int]]:
     for name, module in peft_model.named_modules():
         match = re.search(rf"{re.escape(blocks)}\.(\d+)\.", name)
         if match and hasattr(module, "lora_A") and "default" in module.lora_A:
-            found.setdefault(int(match.group(1)), set()).add(module.lora_A["default"].weight.shape[0])
+            found.setdefault(int(match.group(1)), set()).add(
+                module.lora_A["default"].weight.shape[0]
+            )
     return found
 
 
@@ -79,7 +81,10 @@ def test_curve_end_to_end_resumes_and_exports(
     sets = {tuple(x) for b in bands.values() for x in b} | {tuple(v) for v in first.values()}
     assert len(trained) == len(sets) + 1 and "all-r8" in trained
     assert {result.runs[k]["steps"] for k in trained} == {2}
-    assert result.runs["all-r8"]["trainable_params"] == 4 * result.runs["layers-0-r8"]["trainable_params"]
+    assert (
+        result.runs["all-r8"]["trainable_params"]
+        == 4 * result.runs["layers-0-r8"]["trainable_params"]
+    )
     assert caplog.text.count("lora (") == len(trained)  # one training per distinct set
     # the outcome documents: validation, disjoint from the training pairs
     dataset = load_dataset(str(tiny_data))
@@ -87,7 +92,9 @@ def test_curve_end_to_end_resumes_and_exports(
     outcome = result.documents["outcome"]
     assert outcome["split"] == "validation" and outcome["n"] == len(result.per_doc["base"]) > 0
     assert not training & set(outcome["ids"])
-    assert result.provenance["data"]["training"]["ids"] == [e.id for e in dataset.split("train")[:8]]
+    assert result.provenance["data"]["training"]["ids"] == [
+        e.id for e in dataset.split("train")[:8]
+    ]
     # each row's numbers, recomputed from the per-document values in the file
     frame = result.per_doc_frame()
     for row in result.rows:
@@ -140,7 +147,9 @@ def test_outcome_documents_that_trained_are_refused(
     assert "is reserved for judging models" in capsys.readouterr().err
 
 
-def test_per_layer_ranks_train_load_and_export(tiny_dirs, tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_per_layer_ranks_train_load_and_export(
+    tiny_dirs, tiny_data: Path, tmp_path: Path, capsys
+) -> None:
     """A run with --layer-ranks (the circuit-rank arm's shape): standard's parameter count, its
     adapter loads back, and export-peft --run writes a rank_pattern peft applies."""
     run = tmp_path / "run"
@@ -153,7 +162,9 @@ def test_per_layer_ranks_train_load_and_export(tiny_dirs, tiny_data: Path, tmp_p
     assert _lora_ranks(loaded.model, blocks) == {0: {4}, 1: {20}, 2: {4}, 3: {4}}
     standard = get_peft_model(
         tiny_model("llama"),
-        LoraConfig(r=8, target_modules=loaded.arch.lora_targets(list(range(4)), ("q", "k", "v", "o"))),
+        LoraConfig(
+            r=8, target_modules=loaded.arch.lora_targets(list(range(4)), ("q", "k", "v", "o"))
+        ),
     )
     assert count_trainable(standard) == sum(
         p.numel() for n, p in loaded.model.named_parameters() if "lora_" in n
@@ -165,6 +176,8 @@ def test_per_layer_ranks_train_load_and_export(tiny_dirs, tiny_data: Path, tmp_p
     assert (config.r, config.lora_alpha) == (4, 8.0) and config.alpha_pattern
     exported = get_peft_model(tiny_model("llama"), config)
     assert _lora_ranks(exported, blocks) == {0: {4}, 1: {20}, 2: {4}, 3: {4}}
-    scaling = {m.scaling["default"] for m in exported.modules() if hasattr(m, "lora_A") and m.lora_A}
+    scaling = {
+        m.scaling["default"] for m in exported.modules() if hasattr(m, "lora_A") and m.lora_A
+    }
     assert scaling == {2.0}
     assert np.isclose(count_trainable(exported), count_trainable(standard))

@@ -41,7 +41,9 @@ def test_gap_closed_and_percentile_match_hand_computed_values() -> None:
     assert stats.percentile(3, [1, 2]) == 100.0 and stats.percentile(1, [1, 2]) == 25.0
     # the mean's CI is the same resampling as every other CI of the project
     mean, ci = stats.loglik(0)
-    assert mean == -2.0 and ci == pytest.approx(list(bootstrap_ci(np.array(LOC), n_boot=500, seed=3)))
+    assert mean == -2.0 and ci == pytest.approx(
+        list(bootstrap_ci(np.array(LOC), n_boot=500, seed=3))
+    )
 
 
 def test_gap_closed_ci_resamples_documents_jointly() -> None:
@@ -54,7 +56,9 @@ def test_gap_closed_ci_resamples_documents_jointly() -> None:
     band = means[:, 1:3].mean(axis=1)
     ratio = (means[:, 0] - band) / (means[:, 3] - band)
     ratio = ratio[np.isfinite(ratio)]
-    assert stats.gap_closed(0, [1, 2], 3)[1] == pytest.approx(list(np.quantile(ratio, [0.025, 0.975])))
+    assert stats.gap_closed(0, [1, 2], 3)[1] == pytest.approx(
+        list(np.quantile(ratio, [0.025, 0.975]))
+    )
 
     x = np.array([-3.0, -1.0, -2.5, -4.0, -2.0])
     constant = CurveStats(np.column_stack([x + 0.25, x, x, x + 1.0]), n_boot=300, seed=0)
@@ -93,11 +97,17 @@ def test_outcome_starts_past_every_reader_of_its_split() -> None:
     config = PlacementConfig(limit=6, eval_limit=2)
     read = readers(
         config,
-        [_ranking("kl", "validation", 3), _ranking("atp", "validation", 5), _ranking("rgn", "train", 4)],
+        [
+            _ranking("kl", "validation", 3),
+            _ranking("atp", "validation", 5),
+            _ranking("rgn", "train", 4),
+        ],
     )
     outcome = outcome_slice(config, read)
     assert (outcome.split, outcome.offset, outcome.limit) == ("validation", 5, 2)
-    assert outcome.ids(_dataset()) == ["v5", "v6"] and outcome.describe() == "validation documents 5-6"
+    assert (
+        outcome.ids(_dataset()) == ["v5", "v6"] and outcome.describe() == "validation documents 5-6"
+    )
     check_disjoint(outcome.ids(_dataset()), outcome, read, _dataset())  # nothing shared
 
 
@@ -115,15 +125,24 @@ def test_overlapping_outcome_documents_are_refused_in_one_sentence() -> None:
     train = PlacementConfig(limit=6, eval_split="train", eval_offset=4, eval_limit=3)
     read = readers(train, [])
     with pytest.raises(SumcircuitError, match="include 2 that the training runs read"):
-        check_disjoint(outcome_slice(train, read).ids(dataset), outcome_slice(train, read), read, dataset)
+        check_disjoint(
+            outcome_slice(train, read).ids(dataset), outcome_slice(train, read), read, dataset
+        )
     # a reader of the whole split leaves nothing to score
     whole = PlacementConfig(limit=None, eval_split="train")
     with pytest.raises(SumcircuitError, match="the training runs read every train document"):
         outcome_slice(whole, readers(whole, []))
     # the same ids in a reserved split (a local file with shared ids) are refused too
-    shared = Dataset("toy", {"validation": [Example("x1", "d", "s")], "test": [Example("x1", "d", "s")]}, "0", "toy")
+    shared = Dataset(
+        "toy",
+        {"validation": [Example("x1", "d", "s")], "test": [Example("x1", "d", "s")]},
+        "0",
+        "toy",
+    )
     read = [Slice("the judged models (reserved)", "test")]
-    with pytest.raises(SumcircuitError, match=r"the judged models \(reserved\) read \(every test document"):
+    with pytest.raises(
+        SumcircuitError, match=r"the judged models \(reserved\) read \(every test document"
+    ):
         check_disjoint(["x1"], Slice("the outcome", "validation"), read, shared)
 
 
@@ -136,14 +155,22 @@ def test_placement_config_refuses_bad_values() -> None:
         PlacementConfig(sizes=[])
     with pytest.raises(SumcircuitError, match="--random-sets must be at least 1"):
         PlacementConfig(random_sets=0)
-    with pytest.raises(SumcircuitError, match="no source gives the locator atp; pass --sources atp=DIR"):
+    with pytest.raises(
+        SumcircuitError, match="no source gives the locator atp; pass --sources atp=DIR"
+    ):
         PlacementConfig(locators=["atp"]).source_of("atp")
     config = PlacementConfig(diff="d", sources={"atp": "a"}, sizes=[8, 1, 3, 3])
     assert config.sizes == [1, 3, 8]
     assert config.wanted()[:6] == ["kl", "js", "entropy", "weight", "actmag", "atp"]
     assert config.wanted()[-3:] == ["first-k", "last-k", "evenly-spaced"]
     run = config.training([2, 5], 16, "o")
-    assert (run.layers, run.rank, run.alpha, run.val_limit, run.method) == ([2, 5], 16, 32.0, 0, "lora")
+    assert (run.layers, run.rank, run.alpha, run.val_limit, run.method) == (
+        [2, 5],
+        16,
+        32.0,
+        0,
+        "lora",
+    )
 
 
 def test_reallocated_ranks_sum_to_standard_exactly() -> None:
@@ -162,6 +189,7 @@ def test_reallocated_ranks_sum_to_standard_exactly() -> None:
 def test_circuit_rank_trains_exactly_standards_parameter_count(arch: str) -> None:
     """Every layer at rank 4, layer 1 at 20 (4 layers, rank 8: 32 = 3 x 4 + 20): the trainable
     count equals standard LoRA's exactly, and alpha/rank stays 2 on every module."""
+
     def adapted(**options) -> tuple[int, object]:
         model = tiny_model(arch)
         loaded = LoadedModel(model=model, tokenizer=None, arch=Arch.from_model(model))

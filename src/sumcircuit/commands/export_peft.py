@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "circuit", metavar="CIRCUIT", nargs="?", default="",
+        "circuit",
+        metavar="CIRCUIT",
+        nargs="?",
+        default="",
         help="circuit.json or the folder holding it (or use --placement / --run)",
     )
     FLAGS.add_to(parser)

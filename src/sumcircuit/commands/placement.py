@@ -63,8 +63,12 @@ def format_table(result: PlacementResult) -> str:
     frame = result.to_frame()
     for (view, k), rows in frame.groupby(["view", "k"], sort=False):
         band = result.band(int(k), view)
-        lines += ["", header, f"{view:9s} {'random':14s} {k:>2d}  mean of {len(band['runs'])} sets "
-                  f"{band['mean']:.4f} (min {min(band['loglik']):.4f}, max {max(band['loglik']):.4f})"]
+        lines += [
+            "",
+            header,
+            f"{view:9s} {'random':14s} {k:>2d}  mean of {len(band['runs'])} sets "
+            f"{band['mean']:.4f} (min {min(band['loglik']):.4f}, max {max(band['loglik']):.4f})",
+        ]
         for row in rows.itertuples():
             lo, hi = row.loglik_ci95
             glo, ghi = row.gap_closed_ci95
@@ -74,7 +78,9 @@ def format_table(result: PlacementResult) -> str:
                 f"{ghi:+.2f}]      {row.percentile:5.0f} {row.trainable_params:>10,d}"
             )
     if result.single_layer:
-        rho = ", ".join(f"{k} {v:+.2f}" for k, v in result.single_layer["spearman"].items() if v is not None)
+        rho = ", ".join(
+            f"{k} {v:+.2f}" for k, v in result.single_layer["spearman"].items() if v is not None
+        )
         lines += ["", f"Spearman with each layer alone: {rho}"]
     return "\n".join(lines)
 

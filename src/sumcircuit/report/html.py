@@ -314,7 +314,8 @@ def _placement(summary: StudySummary, figures: str) -> str:
             _num(r["k"]),
             _e(r["layers"]),
             _num(r["loglik"]) + f' <span class="muted">{_ci(r["loglik_ci95"])}</span>',
-            _num(r["gap_closed"], 2) + f' <span class="muted">{_ci(r["gap_closed_ci95"], 2)}</span>',
+            _num(r["gap_closed"], 2)
+            + f' <span class="muted">{_ci(r["gap_closed_ci95"], 2)}</span>',
             _num(r["percentile"], 0),
             _num(r["trainable_params"]),
         ]

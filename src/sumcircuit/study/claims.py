@@ -71,7 +71,9 @@ def lora_evidence(
         name, n = _NAMES.get(metric, metric), diff.get("n")
         verdict = _above_zero(diff)
         if verdict is None:
-            text = f"the paired 95% CI of {arm} − standard {name} over {n} test documents includes 0"
+            text = (
+                f"the paired 95% CI of {arm} − standard {name} over {n} test documents includes 0"
+            )
             if power and metric in power:
                 p = power[metric]
                 text += (

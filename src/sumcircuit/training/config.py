@@ -165,7 +165,8 @@ class FinetuneConfig(DataOptions):
         for layer, rank in self.layer_ranks.items():
             if layer < 0 or rank < 1:
                 raise ConfigError(
-                    "layer_ranks", f"{{key}} needs layers from 0 and ranks from 1, got {layer}={rank}"
+                    "layer_ranks",
+                    f"{{key}} needs layers from 0 and ranks from 1, got {layer}={rank}",
                 )
             if self.layers is not None and layer not in self.layers:
                 raise ConfigError(

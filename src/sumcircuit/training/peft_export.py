@@ -68,14 +68,18 @@ class PeftExportConfig(DictConfig):
     )
     locator: str = field(
         default=BEST,
-        metadata={"help": "with --placement: the locator whose top-k layers to export (best: the "
-                  "one that closed the most gap at --k)"},
+        metadata={
+            "help": "with --placement: the locator whose top-k layers to export (best: the "
+            "one that closed the most gap at --k)"
+        },
     )
     k: int | None = field(default=None, metadata={"help": "with --placement: how many layers"})
     run: str | None = field(
         default=None,
-        metadata={"help": "instead of a circuit: a LoRA training run's folder (its layers, "
-                  "per-layer ranks, rank, alpha and targets)"},
+        metadata={
+            "help": "instead of a circuit: a LoRA training run's folder (its layers, "
+            "per-layer ranks, rank, alpha and targets)"
+        },
     )
     rank: int = _as_finetune("rank")
     alpha: float | None = _as_finetune("alpha")
@@ -216,7 +220,9 @@ def placement_lora_config(config: PeftExportConfig) -> tuple[PeftExport, dict[st
     row = (
         result.best_at(config.k) if config.locator == BEST else result.row(config.locator, config.k)
     )
-    arch = identity_arch(result.model, "the placement curve", "a curve made by sumcircuit placement")
+    arch = identity_arch(
+        result.model, "the placement curve", "a curve made by sumcircuit placement"
+    )
     notes = [
         f"the top {config.k} layers of locator {row['locator']} on the placement curve (gap "
         f"closed {row['gap_closed']:+.2f}, percentile {row['percentile']:.0f} among random sets)"

@@ -47,7 +47,9 @@ class PlacementConfig(DataOptions):
     )
     single_layer: bool = field(
         default=False,
-        metadata=_help("also train every layer alone: the ground truth locators are scored against"),
+        metadata=_help(
+            "also train every layer alone: the ground truth locators are scored against"
+        ),
     )
     matched: bool = field(
         default=False,
@@ -64,8 +66,10 @@ class PlacementConfig(DataOptions):
     epochs: int = field(default=1, metadata=_help("passes over the training pairs, every run"))
     lr: float = field(default=1e-3, metadata=_help("peak learning rate of every run"))
     seed: int = field(
-        default=0, metadata=_help("seed of every run (adapter init, data order), the random sets "
-                                  "and the bootstrap")
+        default=0,
+        metadata=_help(
+            "seed of every run (adapter init, data order), the random sets and the bootstrap"
+        ),
     )
     eval_split: str = field(
         default="validation", metadata=_help("split the outcome documents come from")
@@ -104,8 +108,8 @@ class PlacementConfig(DataOptions):
         unknown = set(self.targets) - set(TARGETS)
         if unknown or not self.targets:
             raise ConfigError(
-                "targets", f"{{key}} {','.join(self.targets)} is invalid; choose from "
-                f"{','.join(TARGETS)}"
+                "targets",
+                f"{{key}} {','.join(self.targets)} is invalid; choose from {','.join(TARGETS)}",
             )
         self.targets = tuple(self.targets)
         for name in [*self.sources, *self.locators]:

@@ -79,7 +79,9 @@ def outcome_slice(config: PlacementConfig, read: list[Slice]) -> Slice:
     return Slice("the outcome", config.eval_split, offset, config.eval_limit)
 
 
-def check_disjoint(outcome_ids: list[str], outcome: Slice, read: list[Slice], dataset: Dataset) -> None:
+def check_disjoint(
+    outcome_ids: list[str], outcome: Slice, read: list[Slice], dataset: Dataset
+) -> None:
     """Refuse outcome documents that any reader read (by document id), in one sentence."""
     mine = set(outcome_ids)
     for reader in read:

@@ -326,9 +326,7 @@ def _single_layer(
     truth = pd.Series({layer: runs[key]["loglik"] for layer, key in plan.single.items()})
     return {
         "loglik": {str(layer): value for layer, value in truth.items()},
-        "spearman": {
-            r.name: spearman(r.scores.rename(index=int), truth) for r in rankings
-        },
+        "spearman": {r.name: spearman(r.scores.rename(index=int), truth) for r in rankings},
     }
 
 
