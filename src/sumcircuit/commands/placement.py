@@ -41,7 +41,7 @@ def cmd_placement(args: argparse.Namespace) -> int:
     path = result.save(config.out)
     figures = plot_placement(config.out)
     print(format_table(result))
-    print(f"wrote {path}, {', '.join(map(str, figures))}")
+    print(f"time {result.wall_s:.0f} s; wrote {path}, {', '.join(map(str, figures))}")
     return 0
 
 

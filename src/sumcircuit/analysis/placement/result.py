@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
 from sumcircuit.errors import SumcircuitError
@@ -41,6 +40,10 @@ ROW_COLUMNS = (
     "gap_closed_ci95",
     "trainable_params",
 )
+
+
+#: Row fields that are numbers: null in the JSON (a NaN or inf) reads back as NaN.
+_NUMBERS = ("loglik", "percentile", "gap_closed")
 
 
 def run_key(layers: list[int] | None, rank: int) -> str:
@@ -78,6 +81,7 @@ class PlacementResult(StageResult):
     documents: dict[str, Any]
     locators: dict[str, dict[str, Any]] = field(default_factory=dict)
     single_layer: dict[str, Any] | None = None
+    wall_s: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -145,10 +149,3 @@ class PlacementResult(StageResult):
         """The ``base`` model's or the all-layer (standard) run's record."""
         key = BASE if name == BASE else run_key(None, self.rank)
         return self.runs[key]
-
-
-_NUMBERS = ("loglik", "percentile", "gap_closed")
-
-
-def nan_to_none(values: np.ndarray) -> list[float | None]:
-    return [None if not np.isfinite(v) else float(v) for v in values]

@@ -36,11 +36,7 @@ from tqdm.auto import tqdm
 
 from sumcircuit.analysis.locate.registry import Ranking, Shape, locator, same_model
 from sumcircuit.analysis.placement.config import PlacementConfig
-from sumcircuit.analysis.placement.documents import (
-    check_disjoint,
-    outcome_slice,
-    readers,
-)
+from sumcircuit.analysis.placement.documents import Slice, check_disjoint, outcome_slice, readers
 from sumcircuit.analysis.placement.gap import CurveStats, spearman
 from sumcircuit.analysis.placement.result import (
     BASE,
@@ -50,6 +46,7 @@ from sumcircuit.analysis.placement.result import (
     run_key,
 )
 from sumcircuit.data.batching import Prepared, prepare
+from sumcircuit.data.examples import Dataset
 from sumcircuit.data.sources import load_dataset
 from sumcircuit.errors import ConfigError, SumcircuitError
 from sumcircuit.evaluation.loglik import reference_loglik
@@ -195,7 +192,8 @@ def placement(config: PlacementConfig) -> PlacementResult:
         documents=_documents(outcome, docs, read, dataset),
         locators={r.name: r.source() | {"split": r.split, "limit": r.limit} for r in rankings},
         single_layer=_single_layer(plan, runs, rankings),
-        config=config.to_dict() | {"wall_s": time.perf_counter() - start},
+        wall_s=time.perf_counter() - start,
+        config=config.to_dict(),
         provenance=provenance(
             config.to_dict(),
             models={"base": loaded.identity},
@@ -330,7 +328,10 @@ def _single_layer(
     }
 
 
-def _documents(outcome, docs: Prepared, read, dataset) -> dict[str, Any]:
+def _documents(
+    outcome: Slice, docs: Prepared, read: list[Slice], dataset: Dataset
+) -> dict[str, Any]:
+    """The outcome documents (their ids), every reader's slice and the data set's identity."""
     return {
         "outcome": outcome.to_dict() | {"ids": list(docs.ids), "n": len(docs)},
         "readers": [s.to_dict() for s in read],
@@ -338,6 +339,7 @@ def _documents(outcome, docs: Prepared, read, dataset) -> dict[str, Any]:
     }
 
 
-def _training_identity(config: PlacementConfig, dataset) -> dict[str, Any]:
+def _training_identity(config: PlacementConfig, dataset: Dataset) -> dict[str, Any]:
+    """The training pairs: the first ``limit`` of the train split, by id."""
     ids = [e.id for e in dataset.split("train")[: config.limit]]
     return dataset.identity() | {"split": "train", "limit": config.limit, "ids": ids}
