@@ -34,6 +34,7 @@ class RunLayout:
     ATTRIBUTE = "attribute"
     ADAPT = "adapt"  # adaptation scores of the base model (sumcircuit adapt)
     PROBE = "probe"  # inside the adapt stage: the short all-layer LoRA probe's run folder
+    PLACEMENT = "placement"  # the placement curve: where LoRA helps most
     #: the evaluations that are not a LoRA arm: the base model and the full fine-tune
     BASE_EVAL = "base"
     FULL_EVAL = "full"

@@ -214,3 +214,50 @@ def test_run_refuses_a_directory_holding_another_study(
     assert main(_args(tiny_dirs["llama"], tiny_data, out)) == 2
     assert "holds another study" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["study.json"]  # no lock file left behind
+
+
+def test_placement_stage_and_the_arms_that_read_it(
+    tiny_dirs, tiny_data: Path, tmp_path: Path
+) -> None:
+    """With placement.enabled the study draws the placement curve from its own diff and
+    attribution, trains targeted-adapt on the locator that closed the most gap at the circuit's
+    size, circuit-rank at standard's parameter count, and reports both."""
+    out = tmp_path / "run"
+    sets = [
+        "placement.enabled=true", "placement.sizes=[2]", "placement.random_sets=2",
+        "placement.limit=8", "placement.n_boot=200", "placement.locators=[kl,atp,first-k]",
+        # the tiny data's 3 validation documents are the diff's: score on held-out train pairs
+        "placement.eval_split=train", "placement.eval_limit=6",
+        "lora.arms=[standard,targeted-adapt,circuit-rank]", "lora.epochs=1",
+    ]  # fmt: skip
+    args = _args(tiny_dirs["llama"], tiny_data, out) + [a for s in sets for a in ("--set", s)]
+    assert main(args) == 0
+    layout = RunLayout(out)
+    placement = layout / layout.PLACEMENT
+    assert (placement / "stage.json").exists() and (placement / "placement.png").exists()
+    summary = StudySummary.load(out)
+    where = summary.placement
+    assert {r["locator"] for r in where["rows"]} == {"kl", "atp", "first-k"}
+    # held-out train pairs past the 8 that trained every run (the default offset), not test
+    assert (where["documents"]["split"], where["documents"]["offset"]) == ("train", 8)
+    chosen = where["chosen"]
+    assert chosen["k"] == len(summary.circuit["layers"]) == 2
+    best = max((r for r in where["rows"] if r["k"] == 2), key=lambda r: r["gap_closed"])
+    assert chosen["locator"] == best["locator"] and "closed the most gap" in chosen["why"]
+    assert summary.lora["targeted-adapt"]["layers"] == chosen["layers"]
+    assert (
+        summary.lora["circuit-rank"]["trainable_params"]
+        == summary.lora["standard"]["trainable_params"]
+    )
+    ranks = TrainingResult.load(layout / layout.lora("circuit-rank", 0)).config
+    assert ranks["rank"] == 4 and set(ranks["layer_ranks"]) == {
+        str(x) for x in summary.circuit["layers"]
+    }
+    claim = summary.paper_claims[3]
+    assert claim["claim"] == "targeted LoRA on the best adaptation locator reaches standard LoRA"
+    assert claim["holds"] in (True, False, None) and set(claim["verdicts"]) == {"rougeL", "loglik"}
+    assert "Layers chosen because" in claim["evidence"] and chosen["locator"] in claim["ours"]
+    assert [c["claim"] for c in summary.paper_claims].count(claim["claim"]) == 1
+    html = layout.report_file.read_text()
+    assert "Where to adapt: the placement curve" in html and "targeted-adapt:" in html
+    assert "random k-layer sets as a band, standard LoRA and the base model" in html  # its figure

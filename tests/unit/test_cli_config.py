@@ -13,6 +13,7 @@ from sumcircuit.analysis.causal.patching import PairConfig
 from sumcircuit.analysis.causal.validate import ValidateConfig
 from sumcircuit.analysis.diff.run import DiffConfig
 from sumcircuit.analysis.locate.rules import LocateConfig
+from sumcircuit.analysis.placement.config import PlacementConfig
 from sumcircuit.cli import build_parser
 from sumcircuit.cli_config import ConfigFlags, flag_name
 from sumcircuit.configs import DictConfig, field_default
@@ -34,6 +35,7 @@ COMMANDS = [
         {"finetuned": "ft", "circuit": "c.json"},
     ),
     ("exact", ExactConfig, ["--finetuned", "ft", "--out", "o"], {"finetuned": "ft"}),
+    ("placement", PlacementConfig, ["--out", "o"], {"out": "o"}),
 ]
 
 

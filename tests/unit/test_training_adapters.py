@@ -17,6 +17,7 @@ from sumcircuit.training.adapters import (
     head_masks,
     lora_entries,
     masked_gradients,
+    reallocated_ranks,
 )
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 
@@ -128,3 +129,13 @@ def test_no_autograd_graph_below_the_lowest_adapted_layer():
         ce, _ = summary_ce_sum(body, head, batch, cap)
     assert seen == {0: False, 1: False, 2: True, 3: True}
     assert ce.requires_grad
+
+
+def test_circuit_rank_counts_on_smollm2_sizes() -> None:
+    """The counts the README states: 921,600 trainable entries either way."""
+    model = _smollm2_on_meta()
+    arch = Arch.from_model(model)
+    per_layer = lora_entries(model, arch, arch.lora_targets([0], ("q", "k", "v", "o")), 1)
+    assert per_layer == 3840  # q 576+576, k 576+192, v 576+192, o 576+576
+    ranks = reallocated_ranks(30, [5, 15, 21], 8, 4)
+    assert 8 * 30 * per_layer == 921_600 == (4 * 27 + sum(ranks.values())) * per_layer

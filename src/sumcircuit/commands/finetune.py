@@ -37,8 +37,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if not procs.main:
         return 0
     print(f"trainable parameters: {result.trainable_params:,} of {result.total_params:,}")
-    if result.budget:
-        b = result.budget
+    b = result.budget
+    if "layer_ranks" in b:
+        print(f"per-layer ranks {b['layer_ranks']} (others {b['rank']}): {b['params']:,} entries")
+    elif b:
         print(
             f"equal budget: rank {b['rank']} -> {b['equal_budget_rank']}; targeted "
             f"{b['targeted_params']:,} vs standard LoRA {b['standard_params']:,} "

@@ -35,6 +35,7 @@ def prepare(
     tokenizer: PreTrainedTokenizerBase,
     *,
     limit: int | None = None,
+    offset: int = 0,
     max_length: int = 512,
     template: Template = "plain",
     with_summary: bool = True,
@@ -42,17 +43,21 @@ def prepare(
     document_field: str = "document",
     summary_field: str = "summary",
 ) -> Prepared:
-    """Load ``split`` of ``data``, keep the first ``limit`` examples, encode them.
+    """Load ``split`` of ``data``, keep ``limit`` examples from the ``offset``-th on (the first
+    ``limit`` by default), encode them.
 
     With ``with_summary=False`` only the prompts are encoded (for generation), leaving
     ``reserve`` positions for the generated summary.
     """
     if limit is not None and limit <= 0:
         raise SumcircuitError(f"--limit must be a positive number of examples, got {limit}")
+    if offset < 0:
+        raise SumcircuitError(f"the offset must be 0 or more examples, got {offset}")
     dataset = load_dataset(data, document_field=document_field, summary_field=summary_field)
-    examples = dataset.split(split)[:limit]
+    examples = dataset.split(split)[offset:][:limit]
     if not examples:
-        raise SumcircuitError(f"split {split!r} of {data!r} has no examples")
+        where = f" from example {offset} on" if offset else ""
+        raise SumcircuitError(f"split {split!r} of {data!r} has no examples{where}")
     prompter = Prompter(tokenizer, template=template, max_length=max_length)
     triples = [(e.id, e.document, e.summary if with_summary else None) for e in examples]
     encoded, ids, report = prompter.encode_many(triples, reserve=reserve)
@@ -62,6 +67,8 @@ def prepare(
         )
     kept = set(ids)
     identity = dataset.identity() | {"split": split, "limit": limit}
+    if offset:  # recorded only when used: the identity of every first-N read stays as it was
+        identity["offset"] = offset
     return Prepared(
         encoded=encoded,
         ids=ids,

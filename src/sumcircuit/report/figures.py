@@ -67,6 +67,11 @@ def _stage_figures(layout: RunLayout) -> Figures:
             layout.FAITHFULNESS,
             "faithfulness curves: each locator's top-n layers, random sets as a band",
         ),
+        "placement": listed(
+            layout.PLACEMENT,
+            "placement curve: LoRA on each locator's top-k layers, random k-layer sets as a band, "
+            "standard LoRA and the base model as lines",
+        ),
     }
 
 

@@ -338,6 +338,46 @@ def _vs_exact(summary: StudySummary, figures: str) -> str:
     return f"<h2>Attribution vs exact patching</h2>{text}{table}{figures}"
 
 
+def _placement(summary: StudySummary, figures: str) -> str:
+    """The placement curve: each locator's top-k LoRA against random k-layer sets; nothing when
+    the study drew no curve."""
+    where = summary.placement
+    if not where:
+        return ""
+    refs, docs = where["references"], where["documents"]
+    rows = [
+        [
+            _e(r["view"]),
+            _e(r["locator"]),
+            _num(r["k"]),
+            _e(r["layers"]),
+            _num(r["loglik"]) + f' <span class="muted">{_ci(r["loglik_ci95"])}</span>',
+            _num(r["gap_closed"], 2)
+            + f' <span class="muted">{_ci(r["gap_closed_ci95"], 2)}</span>',
+            _num(r["percentile"], 0),
+            _num(r["trainable_params"]),
+        ]
+        for r in where["rows"]
+    ]
+    chosen = where.get("chosen")
+    text = (
+        f"<p>LoRA on each locator's top-k layers, same rank, pairs, steps, lr and seed; scored by "
+        f"the held-out log-likelihood per reference token on {_num(docs['n'])} {_e(docs['split'])} "
+        f"documents from #{_num(docs['offset'])} that no locator and no training run read. Base "
+        f"{_num(refs['base']['loglik'])}, standard LoRA (every layer) "
+        f"{_num(refs['standard']['loglik'])}. Gap closed = (LL − mean LL of the random k-sets) / "
+        "(LL of standard − mean LL of the random k-sets), bootstrap CI over documents.</p>"
+    )
+    if chosen:
+        text += f"<p>targeted-adapt: {_e(chosen['why'])}; layers {_e(chosen['layers'])}.</p>"
+    table = _table(
+        ["view", "locator", "k", "layers", "log-likelihood [95% CI]", "gap closed [95% CI]",
+         "percentile vs random", "trainable params"],
+        rows,
+    )  # fmt: skip
+    return f"<h2>Where to adapt: the placement curve</h2>{text}{table}{figures}"
+
+
 def _examples(summary: StudySummary) -> str:
     parts = []
     for ex in summary.examples:
@@ -384,6 +424,7 @@ heads {_e(circuit.get("heads"))}. Layers and heads are numbered from 0.</p>
 <h2>Which locator is faithful</h2>{_faithfulness(summary)}{figs("faithfulness")}
 {_vs_exact(summary, figs("agreement"))}
 <h2>Causal validation</h2>{_causal(summary)}{figs("causal")}
+{_placement(summary, figs("placement"))}
 <h2>LoRA: targeted vs standard</h2>{_lora(summary)}{figs("lora")}
 <h2>Example summaries</h2>{_examples(summary)}
 <h2>Config and provenance</h2>

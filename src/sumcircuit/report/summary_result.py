@@ -83,6 +83,7 @@ class StudySummary(StageResult):
     lora: dict[str, dict[str, Any]] = field(default_factory=dict)
     comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)
     targeted_vs_random: dict[str, Any] | None = None  # None: no random-layer draws
+    placement: dict[str, Any] | None = None  # the placement curve; None: not run
     paper_claims: list[dict[str, Any]] = field(default_factory=list)
     figures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)

@@ -3,10 +3,12 @@
 An arm is a name and a function from the study's context (:class:`ArmContext`: the arm's
 circuit, the diff's KL ranking, the random draw, the study's seed, the model's size) to what it
 adapts: the keyword arguments of its fine-tuning config (``layers``, ``heads``,
-``equal_budget``; none for all layers). ``circuit`` names the locator whose circuit the arm
-reads: ``faithful`` is the study's own circuit (stage ``locate``), another locator's name plans a
-``locate-<name>`` stage beside it (``targeted-kl`` reads ``kl``), None reads none. A ``drawn``
-arm trains ``lora.random_draws`` variants, ``random1``, ``random2``, ...
+``equal_budget``, ``rank`` and ``layer_ranks``; none for all layers). ``circuit`` names the
+locator whose circuit the arm reads: ``faithful`` is the study's own circuit (stage ``locate``),
+another locator's name plans a ``locate-<name>`` stage beside it (``targeted-kl`` reads ``kl``),
+None reads none. ``reads`` names other stages the arm's rule reads (``targeted-adapt`` reads the
+placement curve). A ``drawn`` arm trains ``lora.random_draws`` variants, ``random1``,
+``random2``, ...
 
 Adding an arm is one function and one :func:`register_arm` line; the study plans its stages
 from :data:`ARMS`.
@@ -22,7 +24,10 @@ from typing import Any
 
 from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.placement.result import PlacementResult
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.layout import RunLayout
+from sumcircuit.training.adapters import reallocated_ranks
 
 __all__ = [
     "ARMS",
@@ -54,6 +59,9 @@ class ArmContext:
     seed: int = 0
     diff: DiffResult | None = None  # the heads arm picks a layer circuit's heads by KL
     heads_per_layer: int = 3
+    placement: PlacementResult | None = None  # the placement curve, for arms that read it
+    rank: int = 8  # the LoRA section's rank and alpha, for arms that reallocate them
+    alpha: float = 16.0
 
     @property
     def others(self) -> list[int]:
@@ -71,6 +79,7 @@ class Arm:
     circuit: str | None = FAITHFUL
     drawn: bool = False
     help: str = ""
+    reads: tuple[str, ...] = ()  # other stages the rule reads (their folders)
 
     def variants(self, draws: int) -> list[tuple[str, int]]:
         """``(row name, draw)`` of each training variant: ``random1``..``randomN`` for a drawn
@@ -84,14 +93,19 @@ ARMS: dict[str, Arm] = {}
 
 
 def register_arm(
-    name: str, *, circuit: str | None = FAITHFUL, drawn: bool = False, help: str = ""
+    name: str,
+    *,
+    circuit: str | None = FAITHFUL,
+    drawn: bool = False,
+    help: str = "",
+    reads: tuple[str, ...] = (),
 ) -> Callable[[Adapts], Adapts]:
     """Decorator: register ``fn(context) -> adapts`` as arm ``name``."""
 
     def add(fn: Adapts) -> Adapts:
         if name in ARMS:
             raise ValueError(f"arm {name!r} is registered twice")
-        ARMS[name] = Arm(name, fn, circuit, drawn, help or (fn.__doc__ or "").strip())
+        ARMS[name] = Arm(name, fn, circuit, drawn, help or (fn.__doc__ or "").strip(), reads)
         return fn
 
     return add
@@ -148,6 +162,37 @@ def equal_budget(ctx: ArmContext) -> dict[str, Any]:
 def heads(ctx: ArmContext) -> dict[str, Any]:
     """adapters restricted to the circuit's heads"""
     return {"heads": circuit_heads(ctx.circuit, ctx.diff, ctx.heads_per_layer)}
+
+
+@register_arm("targeted-adapt", reads=(RunLayout.PLACEMENT,))
+def targeted_adapt(ctx: ArmContext) -> dict[str, Any]:
+    """the top-k layers (k: the circuit's size) of the locator that closed the most gap on the
+    placement curve, chosen on the curve's documents"""
+    return {"layers": adapt_choice(ctx.placement, len(ctx.circuit.layers))["layers"]}
+
+
+def adapt_choice(placement: PlacementResult | None, k: int) -> dict[str, Any]:
+    """The placement curve's row that ``targeted-adapt`` trains: the locator that closed the
+    most gap at ``k`` (same rank), with its layers, gap closed and percentile."""
+    if placement is None:
+        raise SumcircuitError(
+            "the targeted-adapt arm reads the placement curve: set placement.enabled: true"
+        )
+    return placement.best_at(k)
+
+
+@register_arm("circuit-rank")
+def circuit_rank(ctx: ArmContext) -> dict[str, Any]:
+    """CircuitLoRA: every layer at half the rank, the circuit's layers higher, trainable
+    parameters equal to standard's"""
+    low = max(1, ctx.rank // 2)
+    if ctx.rank < 2:
+        raise SumcircuitError(
+            f"the circuit-rank arm halves lora.rank on the layers outside the circuit; "
+            f"lora.rank={ctx.rank} has no lower rank, use 2 or more"
+        )
+    ranks = reallocated_ranks(ctx.n_layers, ctx.circuit.layers, ctx.rank, low)
+    return {"rank": low, "alpha": ctx.alpha * low / ctx.rank, "layer_ranks": ranks}
 
 
 def distinct_random_sets(n_layers: int, circuit_size: int) -> int:

@@ -55,11 +55,12 @@ def lora_evidence(
     comparison: dict[str, Any] | None,
     power: dict[str, dict[str, Any]] | None = None,
     vs_random: dict[str, Any] | None = None,
+    arm: str = "targeted",
 ) -> dict[str, Any]:
     """``row`` (from :func:`lora_claim`) with its evidence: per outcome, what the paired CI of
-    targeted − standard decided (``comparison``: outcome -> paired difference, as for
+    ``arm`` − standard decided (``comparison``: outcome -> paired difference, as for
     :func:`lora_claim`), for an undecided outcome its minimum detectable effect (``power``:
-    outcome -> :func:`~sumcircuit.stats.paired_power`), and targeted's percentile among the
+    outcome -> :func:`~sumcircuit.stats.paired_power`), and the arm's percentile among the
     random-layer draws (``vs_random``: :func:`evidence.targeted_vs_random`)."""
     data = {"comparison": comparison, "power": power or {}, "vs_random": vs_random}
     measured = {m: d for m, d in (comparison or {}).items() if d}
@@ -70,7 +71,9 @@ def lora_evidence(
         name, n = _NAMES.get(metric, metric), diff.get("n")
         verdict = _above_zero(diff)
         if verdict is None:
-            text = f"the paired 95% CI of targeted − standard {name} over {n} test documents includes 0"
+            text = (
+                f"the paired 95% CI of {arm} − standard {name} over {n} test documents includes 0"
+            )
             if power and metric in power:
                 p = power[metric]
                 text += (
@@ -79,14 +82,14 @@ def lora_evidence(
                 )
         else:
             side = "above" if verdict else "below"
-            text = f"the paired 95% CI of targeted − standard {name} over {n} test documents lies {side} 0"
+            text = f"the paired 95% CI of {arm} − standard {name} over {n} test documents lies {side} 0"
         sentences.append(text[0].upper() + text[1:] + ".")
     if vs_random:
         ranks = [
             f"{_NAMES.get(m, m)} at percentile {r['percentile']:.0f} of {len(r['draws'])}"
             for m, r in vs_random.items()
         ]
-        sentences.append(f"Among random-layer draws, targeted ranks: {'; '.join(ranks)}.")
+        sentences.append(f"Among random-layer draws, {arm} ranks: {'; '.join(ranks)}.")
     return row | {"evidence": " ".join(sentences), "evidence_data": data}
 
 
@@ -248,4 +251,49 @@ def lora_claim(lora: dict[str, Any], comparison: dict[str, Any] | None) -> dict[
     if score != "validation loss" and "steps_to_target_loss" in targeted:
         step = targeted["steps_to_target_loss"]
         ours += f", its validation loss {f'at step {step}' if step is not None else 'never'}"
+    return row | {"ours": ours, "holds": holds, "verdicts": verdicts}
+
+
+#: The arm that trains the placement curve's best locator (study/arms.py).
+ADAPT_ARM = "targeted-adapt"
+
+
+def adapt_claim(
+    lora: dict[str, Any], comparison: dict[str, Any] | None, chosen: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Targeted LoRA on the best adaptation locator reaches standard LoRA.
+
+    ``chosen``: the placement curve's row the arm trained (the locator that closed the most gap
+    at the circuit's size, on the curve's documents). Decided on the test documents like the
+    paper's LoRA claim: per outcome of ``comparison`` (``targeted-adapt`` − standard, paired),
+    True when the 95% CI lies above 0, False when below, None when it straddles 0; ``holds``
+    False when any outcome fails, True when all hold, else None."""
+    row = {
+        "claim": "targeted LoRA on the best adaptation locator reaches standard LoRA",
+        "paper": "not tested by the paper (its targeted LoRA used the changed layers); the "
+        "placement curve picks the layers",
+    }
+    standard, adapted = lora.get("standard"), lora.get(ADAPT_ARM)
+    measured = {m: d for m, d in (comparison or {}).items() if m in LORA_METRICS and d}
+    if not standard or not adapted or not measured or not chosen:
+        return row | {"ours": "not run", "holds": None, "verdicts": {}}
+    verdicts = {m: _above_zero(d) for m, d in measured.items()}
+    values = list(verdicts.values())
+    holds = False if False in values else True if all(values) else None
+    parts = []
+    for metric, name in LORA_METRICS.items():
+        if metric in measured:
+            diff, (lo, hi) = measured[metric]["mean_diff"], measured[metric]["ci95"]
+            parts.append(
+                f"{name} {adapted[metric]:.3f} vs {standard[metric]:.3f} (difference {diff:+.3f}, "
+                f"95% CI {lo:+.3f} to {hi:+.3f})"
+            )
+    glo, ghi = chosen["gap_closed_ci95"]
+    reduction = 1 - adapted["trainable_params"] / standard["trainable_params"]
+    ours = (
+        f"{chosen['locator']}'s top {chosen['k']} layers {chosen['layers']} (closed "
+        f"{chosen['gap_closed']:+.2f} of the gap on the placement curve, 95% CI {glo:+.2f} to "
+        f"{ghi:+.2f}; percentile {chosen['percentile']:.0f} among its random sets): "
+        f"{'; '.join(parts)}; {reduction:.0%} fewer trainable parameters"
+    )
     return row | {"ours": ours, "holds": holds, "verdicts": verdicts}

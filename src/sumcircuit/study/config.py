@@ -2,7 +2,7 @@
 
 Precedence: CLI flags > ``--config`` YAML > ``--preset`` > defaults. Each stage section
 (``finetune``, ``diff``, ``attribute``, ``exact``, ``faithfulness``, ``locate``, ``validate``,
-``lora``, ``evaluate``) takes the options of that stage; unknown keys are refused with the list
+``lora``, ``evaluate``, ``placement``) takes the options of that stage; unknown keys are refused with the list
 of valid ones. :func:`build_config` builds every section into its typed stage config
 (:class:`~sumcircuit.training.config.FinetuneConfig`, :class:`~sumcircuit.analysis.diff.run.DiffConfig`,
 ...), so a bad value in any section fails before the first stage starts, naming it as
@@ -27,6 +27,7 @@ from sumcircuit.analysis.diff.run import DiffConfig
 from sumcircuit.analysis.locate.registry import LOCATORS, names
 from sumcircuit.analysis.locate.rules import FAITHFUL as FAITHFUL_SCORE
 from sumcircuit.analysis.locate.rules import LocateConfig
+from sumcircuit.analysis.placement.config import PlacementConfig
 from sumcircuit.configs import DictConfig, check_at_least, coerce
 from sumcircuit.errors import ConfigError, SumcircuitError, reject_unknown_keys
 from sumcircuit.evaluation.evaluate import EvaluateConfig
@@ -58,6 +59,9 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "validate": {"limit": 50, "split": "test", "batch_size": 8},
     "lora": {"limit": 64},
     "evaluate": {"limit": 20, "batch_size": 16},
+    # The placement curve trains on the LoRA arms' pairs and scores on validation documents past
+    # the selection documents (its default eval_offset), never on the test documents.
+    "placement": {"limit": 64},
 }
 
 #: What ``sumcircuit run`` runs without ``--preset`` (or a ``preset`` in its YAML): the stage
@@ -137,6 +141,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# "Where to adapt" (README): the quick study plus the placement curve and the two arms that read
+# it, sized for <= 60 minutes on a 2-core CPU with smollm2-135m. Arithmetic, from the measured
+# per-unit costs (README "The standard preset: why each size", benchmarks/RESULTS.md): the quick
+# study takes 9-14 min; the curve trains one run per distinct layer set — at k = 1, 3, 8 at most
+# 9 locator sets (kl, js, entropy, weight, actmag, atp, first-k, last-k, evenly-spaced; shared
+# sets train once) + 5 random = 14, so <= 43 runs with standard. A run is 12 LoRA steps (48
+# pairs, batch 4 x 256 tokens) at <= 1.5 s = 18 s, a model load ~1 s and the outcome (32
+# validation documents = 8 forwards of 4 at ~1.2 s) ~10 s: ~30 s, 43 x 30 s = 21.5 min. The
+# arms targeted-adapt and circuit-rank: 2 x (~90 s training + ~20 s evaluation) = 4 min. In all
+# <= 14 + 21.5 + 4 = 40 min; adaptation locators, when registered, add <= 6 sets per k
+# (18 runs, 9 min): <= 49 min.
+PRESETS["placement"] = _placement_preset = copy.deepcopy(PRESETS["quick"])
+_placement_preset["lora"]["arms"] = ["standard", "targeted", "random", "targeted-adapt"] + [
+    "circuit-rank"
+]
+_placement_preset["placement"] = {
+    "enabled": True,
+    "sizes": [1, 3, 8],
+    "random_sets": 5,
+    "limit": 48,
+    "epochs": 1,
+    "lr": 1e-3,
+    "eval_limit": 32,
+}
 
 # Options the study sets itself (models, data, paths, what each arm adapts): not settable.
 _MANAGED = {
@@ -153,6 +181,7 @@ _MANAGED = {
     "layers",
     "heads",
     "equal_budget",
+    "layer_ranks",
     "resume",
     "overwrite",
     "max_length",
@@ -174,6 +203,7 @@ _MANAGED_IN = {
     "lora": {"seed", "method"},
     "attribute": {"split", "limit", "method"},
     "exact": {"split", "level"},
+    "placement": {"seed", "reserved_splits"},
 }
 #: Section names of earlier releases, accepted for one release with a deprecation message.
 RENAMED_SECTIONS = {"scan": "exact"}
@@ -279,6 +309,17 @@ class ExactStudyConfig(ExactConfig):
         return self.limit > 0
 
 
+@dataclass
+class PlacementStudyConfig(PlacementConfig):
+    """The ``placement`` section: the placement curve on the study's own locators (the diff's,
+    every attribution method, the exact scan and any other stage's that a locator reads), its
+    outcome on validation documents past the selection documents; off unless ``enabled``."""
+
+    enabled: bool = field(
+        default=False, metadata={"help": "run the placement curve (stage placement)"}
+    )
+
+
 #: Each section's stage config, in the order the study builds (and runs) them.
 SECTIONS: dict[str, type[DictConfig]] = {
     "finetune": FinetuneConfig,
@@ -290,6 +331,7 @@ SECTIONS: dict[str, type[DictConfig]] = {
     "validate": ValidateConfig,
     "lora": LoraStudyConfig,
     "evaluate": EvaluateConfig,
+    "placement": PlacementStudyConfig,  # after evaluate: it must avoid evaluate's split
 }
 
 
@@ -334,6 +376,7 @@ class StudyConfig(DictConfig):
     validate: ValidateConfig = _section("causal validation of the circuit")
     lora: LoraStudyConfig = _section("LoRA arms")
     evaluate: EvaluateConfig = _section("ROUGE and reference log-likelihood of every model")
+    placement: PlacementStudyConfig = _section("the placement curve: where LoRA helps most")
 
     def __post_init__(self) -> None:
         try:  # the top-level values, named by their keys; the sections below
@@ -382,6 +425,20 @@ class StudyConfig(DictConfig):
             setattr(self, name, cls.from_dict(self._managed(name) | values, section=name))
         self._check_exact()
         self._check_faithfulness()
+        self._check_placement()
+
+    def _check_placement(self) -> None:
+        """An arm that reads the placement curve needs its stage."""
+        from sumcircuit.study.arms import ARMS
+
+        reading = [a for a in self.lora.arms if RunLayout.PLACEMENT in ARMS[a].reads]
+        if reading and not self.placement.enabled:
+            raise ConfigError(
+                "arms",
+                f"{{key}} holds {reading[0]}, which reads the placement curve; set "
+                "placement.enabled: true (or use --preset placement)",
+                "lora.arms",
+            )
 
     def _check_faithfulness(self) -> None:
         """What faithfulness and locate must agree on, which their own configs cannot see."""
@@ -429,6 +486,15 @@ class StudyConfig(DictConfig):
         common = {"data": self.data, "max_length": self.max_length, "template": self.template}
         train = common | {"model": self.model, "seed": self.seeds[0], "out": section}
         train |= {"resume": True, "overwrite": True}
+        if section == "placement":  # its locators read the study's stages; it avoids the test split
+            return common | {
+                "model": self.model,
+                "seed": self.seeds[0],
+                "out": section,
+                "diff": L.DIFF,
+                "sources": self.locator_sources(),
+                "reserved_splits": [self.evaluate.split],
+            }
         finetuned = self.finetuned or L.FINETUNE  # external, or the finetune stage's folder
         pair = common | {"base": self.model, "finetuned": finetuned, "seed": self.seeds[0]}
         selection = (

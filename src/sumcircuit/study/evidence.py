@@ -42,17 +42,19 @@ def _number(value: Any) -> float | None:
 
 
 def targeted_vs_random(
-    lora: dict[str, dict[str, Any]], metrics: tuple[str, ...] = ("rougeL", "loglik")
+    lora: dict[str, dict[str, Any]],
+    metrics: tuple[str, ...] = ("rougeL", "loglik"),
+    arm: str = "targeted",
 ) -> dict[str, Any] | None:
-    """Per metric, the targeted arm's score, the random draws' scores and its percentile among
-    them; a metric missing from targeted or every draw is left out. None without a targeted arm
-    or any random draw."""
+    """Per metric, the ``arm``'s score (under ``targeted``), the random draws' scores and its
+    percentile among them; a metric missing from the arm or every draw is left out. None
+    without that arm or any random draw."""
     draws = random_draw_arms(list(lora))
-    if "targeted" not in lora or not draws:
+    if arm not in lora or not draws:
         return None
     out: dict[str, Any] = {}
     for metric in metrics:
-        value = _number(lora["targeted"].get(metric))
+        value = _number(lora[arm].get(metric))
         scores = {a: _number(lora[a].get(metric)) for a in draws}
         scores = {a: s for a, s in scores.items() if s is not None}
         if value is None or not scores:

@@ -11,7 +11,10 @@ skip/redo decisions and the absolute paths each stage is handed from these decla
 :func:`plan_study` reads like the pipeline::
 
     finetune ─► diff ─► attribute/<method> ... ─► [exact] ─► faithfulness ─► locate [locate-kl]
-        ─► validate ─► lora/<arm>-s<seed> ... ─► evaluate/<model> ...
+        ─► validate ─► [placement] ─► lora/<arm>-s<seed> ... ─► evaluate/<model> ...
+
+``placement`` (with ``placement.enabled``) trains LoRA on each locator's top-k layers for the
+placement curve; an arm that ``reads`` it (``targeted-adapt``) is planned after it.
 """
 
 from __future__ import annotations
@@ -97,6 +100,16 @@ def plan_study(
         paths = ("diff", "faithfulness", "sources")
         stages.append(Stage(_locate_stage(locator), options, _saved(locate), paths, weight=0.05))
     stages.append(pair(L.VALIDATE, config.validate, _saved(validate), "circuit", weight=2.0))
+    if config.placement.enabled:
+        stages.append(
+            Stage(
+                L.PLACEMENT,
+                config.placement,
+                _placement,
+                paths=("diff", "sources"),
+                weight=_placement_weight(config),
+            )
+        )
 
     arm_names, evaluated = [], {L.BASE_EVAL: config.evaluate, L.FULL_EVAL: _full_eval(config)}
     for spec in arms:
@@ -105,6 +118,7 @@ def plan_study(
             for seed in config.seeds:
                 name = L.lora(row, seed)
                 after = () if spec.circuit is None else (L.DIFF, _locate_stage(spec.circuit))
+                after += spec.reads
                 options = _arm_options(config, layout, spec, draw, seed, name)
                 stages.append(Stage(name, options, _finetune(finetune), after=after, weight=2.0))
                 evaluated[L.run_key(row, seed)] = replace(config.evaluate, adapter=name)
@@ -140,6 +154,7 @@ def _arm_options(
         adapts: dict[str, Any] = {}
         if spec.circuit is not None:
             from sumcircuit.analysis.diff.result import DiffResult
+            from sumcircuit.analysis.placement.result import PlacementResult
 
             diff = DiffResult.load(layout / RunLayout.DIFF)
             study = Circuit.load(layout / _locate_stage(FAITHFUL))
@@ -153,6 +168,13 @@ def _arm_options(
                 seed=config.seeds[0],
                 diff=diff,
                 heads_per_layer=config.lora.heads_per_layer,
+                placement=(
+                    PlacementResult.load(layout / RunLayout.PLACEMENT)
+                    if RunLayout.PLACEMENT in spec.reads
+                    else None
+                ),
+                rank=config.lora.rank,
+                alpha=config.lora.alpha,
             )
             if spec.drawn:
                 _check_draws(config.lora.random_draws, diff.n_layers, len(study.layers))
@@ -172,6 +194,23 @@ def _check_draws(draws: int, n_layers: int, circuit_size: int) -> None:
             f"{circuit_size}-layer circuit leaves {distinct} distinct sets among the other "
             f"{n_layers - circuit_size} layers; rerun with --set lora.random_draws={distinct}"
         )
+
+
+def _placement(stage_config: Any, folder: Path) -> None:
+    """The placement curve: its runs and scores in the stage folder, the result and figure."""
+    from sumcircuit.analysis.placement.run import placement
+    from sumcircuit.report.placement_plots import plot_placement
+
+    placement(replace(stage_config, out=str(folder))).save(folder)
+    plot_placement(folder)
+
+
+def _placement_weight(config: StudyConfig) -> float:
+    """The curve's expected cost against a LoRA arm's (2.0): a run is about a third of an arm
+    (fewer layers, no validation), with ~5 distinct locator sets besides the random ones per k."""
+    section = config.placement
+    runs = 1 + len(section.sizes) * (section.random_sets + 5) * (2 if section.matched else 1)
+    return 0.7 * runs
 
 
 def _finetune(finetune: Callable) -> Callable[[Any, Path], None]:

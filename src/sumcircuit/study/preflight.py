@@ -74,6 +74,28 @@ def check_against_model(config: StudyConfig, shape: ModelShape) -> None:
         )
     if any(a.drawn for a in arms):
         _check_draws(config, shape, circuit)
+    if config.placement.enabled:
+        _check_placement(config, shape, circuit)
+
+
+def _check_placement(config: StudyConfig, shape: ModelShape, circuit: int | None) -> None:
+    """The curve's sizes and random sets fit the model's layers, and an arm that reads the
+    curve at the circuit's size finds that size on it."""
+    from sumcircuit.analysis.placement.run import check_sizes
+    from sumcircuit.layout import RunLayout
+
+    try:
+        check_sizes(config.placement, shape.n_layers)
+    except ConfigError as err:
+        raise err.relabel(f"placement.{err.field}") from None
+    reading = [a for a in config.lora.arms if RunLayout.PLACEMENT in arm(a).reads]
+    if reading and circuit is not None and circuit not in config.placement.sizes:
+        raise ConfigError(
+            "sizes",
+            f"{{key}} {config.placement.sizes} lacks {circuit}, the circuit's size (locate.k), "
+            f"at which the {reading[0]} arm takes the placement curve's best locator; add it",
+            "placement.sizes",
+        )
 
 
 def _check_sizes(config: StudyConfig, shape: ModelShape) -> None:

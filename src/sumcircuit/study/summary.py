@@ -27,6 +27,8 @@ from sumcircuit.analysis.causal.faithfulness_result import FaithfulnessResult
 from sumcircuit.analysis.causal.validate import ValidateResult
 from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.analysis.locate.circuit import Circuit
+from sumcircuit.analysis.placement.result import PlacementResult
+from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
 from sumcircuit.layout import RunLayout
@@ -156,12 +158,14 @@ def comparisons(frames: dict[str, pd.DataFrame], seed: int) -> dict[str, dict[st
     }
 
 
-def _paired_power(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
-    """Minimum detectable effect of targeted − standard per metric (ROUGE-L; ``loglik`` where
+def _paired_power(
+    frames: dict[str, pd.DataFrame], arm: str = "targeted"
+) -> dict[str, dict[str, Any]]:
+    """Minimum detectable effect of ``arm`` − standard per metric (ROUGE-L; ``loglik`` where
     the per-example frames have it), from the paired per-document differences."""
-    if "targeted" not in frames or "standard" not in frames:
+    if arm not in frames or "standard" not in frames:
         return {}
-    targeted, standard = frames["targeted"], frames["standard"]
+    targeted, standard = frames[arm], frames["standard"]
     out = {}
     for metric in ("rougeL", "loglik"):
         if metric in targeted.columns and metric in standard.columns:
@@ -243,6 +247,7 @@ def write_summary(
     }
 
     faith = FaithfulnessResult.load(layout / layout.FAITHFULNESS)
+    where = _placement(layout, len(circuit.layers)) if config.placement.enabled else None
     examples = _examples(layout, [FULL, *arm_names], seeds[0])
     vs_random = evidence.targeted_vs_random(lora)
     targeted_vs_standard = versus.get("vs_standard", {}).get("targeted")
@@ -270,6 +275,7 @@ def write_summary(
         lora=lora,
         comparisons=versus,
         targeted_vs_random=vs_random,
+        placement=where,
         paper_claims=[
             claims.middle_layers_claim(
                 diff_result.layers_ranked,
@@ -289,6 +295,7 @@ def write_summary(
                 _paired_power(frames),
                 vs_random,
             ),
+            *_adapt_claims(lora, versus, frames, where, arm_names),
         ],
         examples=examples,
         timings_s={**runner.timings, "skipped": runner.skipped},
@@ -355,6 +362,61 @@ def _faithfulness(result: FaithfulnessResult, k: int) -> dict[str, Any]:
         "at_circuit_size": at_k,
         "documents": documents,
     }
+
+
+def _placement(layout: RunLayout, k: int) -> dict[str, Any]:
+    """The placement curve's table, references and band, the documents it scored on, and the
+    locator the targeted-adapt arm takes at the circuit's size ``k`` (None when k is not on the
+    curve), with why."""
+    result = PlacementResult.load(layout / layout.PLACEMENT)
+    outcome = result.documents["outcome"]
+    try:
+        best = result.best_at(k)
+    except SumcircuitError:  # the circuit's size is not on the curve: no arm reads it there
+        best = None
+    chosen = None
+    if best is not None:
+        n_loc = len({r["locator"] for r in result.rows})
+        lo, hi = best["gap_closed_ci95"]
+        chosen = best | {
+            "why": (
+                f"at k = {k} (the circuit's size) {best['locator']} closed the most gap of the "
+                f"{n_loc} locators on the placement curve ({best['gap_closed']:+.2f}, 95% CI "
+                f"{lo:+.2f} to {hi:+.2f}), scored on {outcome['n']} {outcome['split']} documents "
+                "that no locator and no training run read"
+            )
+        }
+    return {
+        "rows": result.to_dict()["rows"],
+        "random": result.to_dict()["random"],
+        "references": {"base": result.reference("base"), "standard": result.reference("all")},
+        "sizes": result.sizes,
+        "n_layers": result.n_layers,
+        "documents": {k_: outcome[k_] for k_ in ("split", "offset", "limit", "n")},
+        "single_layer": result.single_layer,
+        "chosen": chosen,
+    }
+
+
+def _adapt_claims(
+    lora: dict[str, Any],
+    versus: dict[str, Any],
+    frames: dict[str, pd.DataFrame],
+    where: dict[str, Any] | None,
+    arm_names: list[str],
+) -> list[dict[str, Any]]:
+    """The claim of the targeted-adapt arm, when it ran (none otherwise)."""
+    arm = claims.ADAPT_ARM
+    if arm not in arm_names:
+        return []
+    comparison = versus.get("vs_standard", {}).get(arm)
+    row = claims.adapt_claim(lora, comparison, (where or {}).get("chosen"))
+    vs_random = evidence.targeted_vs_random(lora, arm=arm)
+    row = claims.lora_evidence(row, comparison, _paired_power(frames, arm), vs_random, arm=arm)
+    if where and where.get("chosen"):
+        row["evidence"] += f" Layers chosen because {where['chosen']['why']}."
+        row["evidence_data"]["chosen"] = where["chosen"]
+    return [row]
 
 
 def _vs_exact(layout: RunLayout, config: StudyConfig) -> list[dict[str, Any]] | None:

@@ -141,6 +141,36 @@ def equal_budget_rank(
     return rank_eq, counts
 
 
+def reallocated_ranks(n_layers: int, layers: list[int], rank: int, low: int) -> dict[int, int]:
+    """CircuitLoRA's reallocation: every layer at rank ``low``, ``layers`` higher, the ranks
+    summing to ``rank · n_layers`` (standard LoRA's) exactly. Returns the rank of each of
+    ``layers``: the budget left after ``low`` on the others, split evenly, the first layers
+    taking one more where it does not divide. Layers of one model have equal LoRA modules, so
+    equal rank sums mean equal trainable parameters."""
+    if not layers or len(layers) >= n_layers:
+        raise SumcircuitError(
+            f"rank reallocation needs a circuit of 1 to {n_layers - 1} layers, got {len(layers)}"
+        )
+    if not 1 <= low < rank:
+        raise SumcircuitError(f"the lower rank must lie in 1..{rank - 1}, got {low}")
+    budget = rank * n_layers - low * (n_layers - len(layers))
+    share, extra = divmod(budget, len(layers))
+    return {layer: share + (i < extra) for i, layer in enumerate(sorted(layers))}
+
+
+def layer_rank_pattern(
+    arch: Arch, layer_ranks: dict[int, int], targets: tuple[str, ...], rank: int, alpha: float
+) -> tuple[dict[str, int], dict[str, float]]:
+    """peft's ``rank_pattern`` and ``alpha_pattern`` for per-layer ranks: each module of a layer
+    in ``layer_ranks`` at that rank, its alpha scaled so that alpha/rank stays ``alpha / rank``."""
+    ranks: dict[str, int] = {}
+    alphas: dict[str, float] = {}
+    for layer, r in layer_ranks.items():
+        for name in arch.lora_targets([layer], targets):
+            ranks[name], alphas[name] = r, alpha * r / rank
+    return ranks, alphas
+
+
 def add_lora(
     model: nn.Module,
     arch: Arch,
@@ -151,8 +181,11 @@ def add_lora(
     dropout: float,
     seed: int,
     masks: list[HeadMask] = (),
+    rank_pattern: dict[str, int] | None = None,
+    alpha_pattern: dict[str, float] | None = None,
 ) -> PeftModel:
-    """Wrap ``model`` with LoRA on exactly ``modules`` (full names) and zero masked entries."""
+    """Wrap ``model`` with LoRA on exactly ``modules`` (full names) and zero masked entries;
+    ``rank_pattern``/``alpha_pattern`` (full module names) override the rank and alpha of some."""
     if not modules:
         raise SumcircuitError("no module selected for LoRA; check --layers/--heads/--targets")
     config = LoraConfig(
@@ -162,6 +195,8 @@ def add_lora(
         target_modules=list(modules),
         fan_in_fan_out=arch.spec.weight_in_out,
         bias="none",
+        rank_pattern=dict(rank_pattern or {}),
+        alpha_pattern=dict(alpha_pattern or {}),
     )
     torch.manual_seed(seed)  # adapter init is part of the run's seed
     peft_model = get_peft_model(model, config)

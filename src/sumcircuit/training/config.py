@@ -51,6 +51,14 @@ class FinetuneConfig(DataOptions):
         default=None, metadata=_help("circuit JSON: adapt its layers (or heads, head-level)")
     )
     rank: int = field(default=8, metadata=_help("LoRA rank"))
+    layer_ranks: dict[int, int] | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA rank of chosen layers, LAYER=RANK pairs: 2=44,5=44 (the other adapted "
+            "layers keep --rank; alpha/rank stays fixed)",
+            "metavar": "LAYER=RANK,...",
+        },
+    )
     alpha: float | None = field(default=None, metadata=_help("LoRA alpha (default 2*rank)"))
     lora_dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input"))
     targets: tuple[str, ...] = field(
@@ -128,6 +136,7 @@ class FinetuneConfig(DataOptions):
             raise SumcircuitError(
                 "--equal-budget needs a targeted run: add --layers, --heads or --circuit"
             )
+        self._check_layer_ranks()
         if self.heads is not None and "mlp" in self.targets:
             raise SumcircuitError("the MLP has no heads; drop mlp from --targets with --heads")
         check_at_least(self, ("epochs", "grad_accum", "max_steps"), 1)
@@ -141,11 +150,39 @@ class FinetuneConfig(DataOptions):
             self, ("val_limit", "rouge_every_epoch", "eval_points", "checkpoint_every"), 0
         )
 
+    def _check_layer_ranks(self) -> None:
+        """Per-layer ranks name adapted layers (``--layers``, or any with all layers), with
+        positive ranks, and are not combined with heads or an equal budget."""
+        if self.layer_ranks is None:
+            return
+        if not self.layer_ranks:
+            raise ConfigError("layer_ranks", "{key} is empty; name at least one LAYER=RANK pair")
+        if self.heads is not None or self.circuit is not None or self.equal_budget:
+            raise SumcircuitError(
+                "--layer-ranks sets ranks per layer: combine it with --layers or all layers, "
+                "not with --heads, --circuit or --equal-budget"
+            )
+        for layer, rank in self.layer_ranks.items():
+            if layer < 0 or rank < 1:
+                raise ConfigError(
+                    "layer_ranks",
+                    f"{{key}} needs layers from 0 and ranks from 1, got {layer}={rank}",
+                )
+            if self.layers is not None and layer not in self.layers:
+                raise ConfigError(
+                    "layer_ranks",
+                    f"{{key}} names layer {layer}, which --layers does not adapt; add it to "
+                    "--layers or drop it",
+                )
+        self.layer_ranks = dict(sorted(self.layer_ranks.items()))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["targets"] = list(self.targets)
         if self.heads is not None:
             data["heads"] = [list(h) for h in self.heads]
+        if self.layer_ranks is None:  # absent, as before it existed: earlier runs keep their hash
+            data.pop("layer_ranks")
         return data
 
     def content_hash(self) -> str:

@@ -16,7 +16,14 @@ import torch
 
 from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.models.loader import LoadedModel
-from sumcircuit.training.adapters import HeadMask, add_lora, equal_budget_rank, head_masks
+from sumcircuit.training.adapters import (
+    HeadMask,
+    add_lora,
+    equal_budget_rank,
+    head_masks,
+    layer_rank_pattern,
+    lora_entries,
+)
 from sumcircuit.training.config import FinetuneConfig
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,28 @@ def select_adapters(config: FinetuneConfig, loaded: LoadedModel) -> Adapted:
             budget["standard_params"],
         )
     alpha = config.alpha * rank / config.rank  # keep alpha/rank (the LoRA scale) fixed
+    rank_pattern, alpha_pattern = {}, {}
+    if config.layer_ranks:
+        adapted = layers if layers is not None else range(arch.n_layers)
+        for layer in config.layer_ranks:
+            arch.check_layer(layer)
+        rank_pattern, alpha_pattern = layer_rank_pattern(
+            arch, config.layer_ranks, config.targets, rank, alpha
+        )
+        budget = {
+            "rank": rank,
+            "layer_ranks": {str(k): v for k, v in config.layer_ranks.items()},
+            "params": sum(
+                lora_entries(model, arch, arch.lora_targets([layer], config.targets), r)
+                for layer, r in {**dict.fromkeys(adapted, rank), **config.layer_ranks}.items()
+            ),
+        }
+        log.info(
+            "per-layer ranks %s (others %d): %d trainable parameters",
+            config.layer_ranks,
+            rank,
+            budget["params"],
+        )
     peft_model = add_lora(
         model,
         arch,
@@ -77,5 +106,7 @@ def select_adapters(config: FinetuneConfig, loaded: LoadedModel) -> Adapted:
         dropout=config.lora_dropout,
         seed=config.seed,
         masks=masks,
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
     )
     return Adapted(peft_model, masks, modules, rank, budget)
