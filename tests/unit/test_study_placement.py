@@ -24,7 +24,7 @@ def test_the_placement_preset_adds_the_curve_and_its_arms() -> None:
     assert (section.limit, section.eval_limit, section.lr) == (48, 32, 1e-3)
     assert {"targeted-adapt", "circuit-rank"} <= set(config.lora.arms)
     # the study sets what the curve reads and avoids: its own stages, the test split
-    assert section.diff == RunLayout.DIFF and section.sources == {"atp": "attribute/atp"}
+    assert section.diff == RunLayout.DIFF and section.sources == {"atp": "attribute/atp", "atp-trapezoid": "attribute/atp"}
     assert section.reserved_splits == ["test"] and section.out == RunLayout.PLACEMENT
     for preset in ("quick", "standard", "paper"):
         assert not build_config(preset=preset).placement.enabled
