@@ -245,7 +245,7 @@ def test_config_round_trip_and_validation() -> None:
     assert config.generation()["decoding"] == "beam search (2 beams)"
     with pytest.raises(Exception, match="must be below --max-length"):
         EvaluateConfig(max_new_tokens=64, max_length=64)
-    with pytest.raises(Exception, match="repetition_penalty must be above 0"):
+    with pytest.raises(Exception, match="repetition-penalty must be above 0"):
         EvaluateConfig(repetition_penalty=0.0)
-    with pytest.raises(Exception, match="no_repeat_ngram_size must be at least 0"):
+    with pytest.raises(Exception, match="no-repeat-ngram-size must be at least 0"):
         EvaluateConfig(no_repeat_ngram_size=-1)

@@ -90,7 +90,7 @@ class EvaluateConfig(SplitDataOptions):
     )
     repetition_penalty: float = field(
         default=1.0,
-        metadata=_help("divide the logit of every token already in prompt or summary (1.0 = off)"),
+        metadata=_help("CTRL penalty on tokens already in prompt or summary (1.0 = off)"),
     )
     stop_at_newline: bool = field(
         default=True, metadata=_help("end a summary at its first newline (one-sentence data)")
