@@ -194,7 +194,8 @@ class EvalResult(StageResult):
         self.scores.setdefault(LOOP_RATE, None)
         if LOGLIK not in self.predictions.columns:
             self.predictions = self.predictions.assign(**{LOGLIK: np.nan})
-        self.predictions = self.predictions.assign(**{LOOPS: _loop_column(self.predictions)})
+        if LOOPS not in self.predictions.columns:
+            self.predictions = self.predictions.assign(**{LOOPS: _loop_column(self.predictions)})
 
     @property
     def n(self) -> int:
