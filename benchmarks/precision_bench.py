@@ -35,7 +35,7 @@ from sumcircuit.analysis.causal.exact import ExactConfig, exact_scan
 from sumcircuit.analysis.diff.run import DiffConfig, run_diff
 from sumcircuit.data.batching import prepare
 from sumcircuit.evaluation.generate import generate_ids
-from sumcircuit.evaluation.loglik import reference_loglik, teacher_forced
+from sumcircuit.evaluation.loglik import reference_loglik
 from sumcircuit.evaluation.rouge import aggregate, score_pairs
 from sumcircuit.models.loader import load_model
 
@@ -127,15 +127,18 @@ def bench_loglik(base: str, finetuned: str, docs: int, max_length: int) -> dict:
     prompts = prepare(
         "xsum", "test", tok, limit=docs, max_length=max_length, with_summary=False, reserve=40
     )
-    encoded = teacher_forced(prompts, tok, template="plain", max_length=max_length)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out: dict[str, dict] = {}
     for prec in PRECISIONS:
         for name, loaded in models.items():
             with _autocast(prec):
                 seconds, m = _timed(
                     lambda loaded=loaded: reference_loglik(
-                        loaded.model, loaded.arch, encoded, batch_size=8, pad_id=pad, progress=False
+                        loaded.model,
+                        tok,
+                        prompts,
+                        template="plain",
+                        max_length=max_length,
+                        progress=False,
                     )
                 )
             out[f"{name}-{prec}"] = {"seconds": seconds, "m": m}

@@ -66,7 +66,15 @@ def test_evaluate_writes_result_json_and_predictions(results, data_file) -> None
     lines = path.with_suffix(".predictions.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert [r["id"] for r in rows] == [f"test{i}" for i in range(N_TEST)]  # input order
-    assert set(rows[0]) == {"id", "document", "reference", "prediction", *METRICS, "loglik"}
+    assert set(rows[0]) == {
+        "id",
+        "document",
+        "reference",
+        "prediction",
+        *METRICS,
+        "loglik",
+        "loops",
+    }
     assert rows[2]["reference"] == "The council voted on day 2."
     mean = sum(r["rougeL"] for r in rows) / N_TEST
     assert data["rougeL"]["f"] == pytest.approx(mean)
@@ -76,20 +84,50 @@ def test_evaluate_writes_result_json_and_predictions(results, data_file) -> None
     lo, hi = data["loglik"]["ci95"]
     assert lo <= data["loglik"]["mean"] <= hi and data["loglik"]["n_tokens"] > N_TEST
 
+    assert all(isinstance(r["loops"], bool) for r in rows)
+    loops = data["loop_rate"]
+    assert loops["n_loops"] == sum(r["loops"] for r in rows)
+    assert loops["rate"] == pytest.approx(loops["n_loops"] / N_TEST)
+    assert loops["ci95"][0] <= loops["rate"] <= loops["ci95"][1] and loops["ngram"] == 3
+
     loaded = EvalResult.load(path)
-    assert loaded.n == N_TEST and loaded.to_frame()["metric"].tolist() == [*METRICS, "loglik"]
-    assert loaded.loglik == data["loglik"]
+    assert loaded.n == N_TEST
+    assert loaded.to_frame()["metric"].tolist() == [*METRICS, "loop_rate", "loglik"]
+    assert loaded.loglik == data["loglik"] and loaded.loop_rate == loops
+    assert loaded.predictions["loops"].tolist() == [float(r["loops"]) for r in rows]
+
+
+def test_decoding_options_are_recorded_and_change_the_summaries(
+    tiny_dirs, data_file, tmp_path, capsys
+) -> None:
+    """The defaults decode as before; the options reach generation and the result records them."""
+    plain = tmp_path / "plain.json"
+    assert _evaluate(tiny_dirs["gpt2"], data_file, plain) == 0
+    assert "loop rate" in capsys.readouterr().out
+    tuned = tmp_path / "tuned.json"
+    options = ("--no-repeat-ngram-size", "1", "--repetition-penalty", "1.3")
+    assert _evaluate(tiny_dirs["gpt2"], data_file, tuned, *options) == 0
+    a, b = EvalResult.load(plain), EvalResult.load(tuned)
+    assert a.generation["no_repeat_ngram_size"] == 0 and a.generation["repetition_penalty"] == 1.0
+    assert a.generation["decoding"] == "greedy"
+    assert b.generation["no_repeat_ngram_size"] == 1 and b.generation["repetition_penalty"] == 1.3
+    assert b.generation["decoding"] == "greedy, no repeated 1-gram, repetition penalty 1.3"
+    assert b.provenance["config"]["repetition_penalty"] == 1.3
+    assert b.loop_rate["rate"] == 0.0  # no token twice: no word 3-gram twice either
+    # the options act on generation alone: the reference log-likelihood is the same
+    assert b.predictions["loglik"].tolist() == a.predictions["loglik"].tolist()
 
 
 def _strip_loglik(path: Path, out: Path) -> Path:
-    """A copy of the result at ``path`` as written before loglik existed."""
+    """A copy of the result at ``path`` as written before loglik and the loop rate existed."""
     data = json.loads(path.read_text())
-    del data["loglik"]
+    del data["loglik"], data["loop_rate"]
     data["predictions"] = out.with_suffix(".predictions.jsonl").name
     out.write_text(json.dumps(data))
     rows = [json.loads(x) for x in path.with_suffix(".predictions.jsonl").read_text().splitlines()]
+    new = ("loglik", "loops")
     out.with_suffix(".predictions.jsonl").write_text(
-        "".join(json.dumps({k: v for k, v in r.items() if k != "loglik"}) + "\n" for r in rows)
+        "".join(json.dumps({k: v for k, v in r.items() if k not in new}) + "\n" for r in rows)
     )
     return out
 
@@ -98,7 +136,9 @@ def test_results_without_loglik_still_load_and_compare(results, tmp_path, capsys
     a, b = results
     old = EvalResult.load(_strip_loglik(a, tmp_path / "old.json"))
     assert old.loglik is None and old.predictions["loglik"].isna().all()
-    assert old.to_frame()["metric"].tolist() == list(METRICS)
+    assert old.loop_rate is None and old.to_frame()["metric"].tolist() == list(METRICS)
+    # the per-example loop flags follow from the predictions
+    assert old.predictions["loops"].tolist() == EvalResult.load(a).predictions["loops"].tolist()
     assert main(["compare", str(tmp_path / "old.json"), str(b)]) == 0
     assert "loglik     not in both results" in capsys.readouterr().out
     old.save(tmp_path / "again.json")  # saves back with loglik null
@@ -205,3 +245,7 @@ def test_config_round_trip_and_validation() -> None:
     assert config.generation()["decoding"] == "beam search (2 beams)"
     with pytest.raises(Exception, match="must be below --max-length"):
         EvaluateConfig(max_new_tokens=64, max_length=64)
+    with pytest.raises(Exception, match="repetition-penalty must be above 0"):
+        EvaluateConfig(repetition_penalty=0.0)
+    with pytest.raises(Exception, match="no-repeat-ngram-size must be at least 0"):
+        EvaluateConfig(no_repeat_ngram_size=-1)

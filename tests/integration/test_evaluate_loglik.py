@@ -1,5 +1,7 @@
 """The reference log-likelihood of evaluate, checked against a plain forward with labels on tiny
-models of each shape, with and without a LoRA adapter, and end to end through ``evaluate``."""
+models of each shape, with and without a LoRA adapter, and end to end through ``evaluate``; one
+prefill per prompt serves generation and the log-likelihood, equal to the former two passes
+(generation, then a batched teacher-forced forward); ``--no-generate``."""
 
 from __future__ import annotations
 
@@ -11,10 +13,15 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
+from sumcircuit.analysis.causal.patching import loglik as batch_loglik
+from sumcircuit.cli import main
+from sumcircuit.data.batching import Prepared, iter_batches
+from sumcircuit.data.examples import Example
 from sumcircuit.data.prompting import IGNORE_INDEX, Encoded, Prompter
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.evaluation.evaluate import EvalResult, EvaluateConfig, evaluate
-from sumcircuit.evaluation.loglik import reference_loglik
+from sumcircuit.evaluation.evaluate import EvalResult, EvaluateConfig, compare_results, evaluate
+from sumcircuit.evaluation.generate import generate_and_score, generate_ids
+from sumcircuit.evaluation.loglik import check_fits, reference_loglik
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.tiny import EOS, tiny_model
 from sumcircuit.models.trained import load_trained
@@ -47,6 +54,29 @@ def _forced(tokenizer) -> tuple[list[Encoded], list[Encoded]]:
     ]
 
 
+def _prepared(tokenizer) -> Prepared:
+    prompts, _ = _forced(tokenizer)
+    ids = [f"d{i}" for i in range(len(PAIRS))]
+    examples = [Example(i, doc, summary) for i, (doc, summary) in zip(ids, PAIRS, strict=True)]
+    return Prepared(encoded=prompts, ids=ids, examples=examples)
+
+
+def _loglik(model, tokenizer) -> np.ndarray:
+    return reference_loglik(
+        model, tokenizer, _prepared(tokenizer), template="plain", max_length=MAX_LENGTH
+    )
+
+
+def _two_pass_loglik(model: torch.nn.Module, forced: list[Encoded]) -> np.ndarray:
+    """The former computation, kept here as the reference: prompt and reference teacher-forced
+    again in right-padded batches of 3, the LM head only at reference-predicting positions."""
+    arch, out = Arch.from_model(model), np.full(len(forced), np.nan)
+    with torch.inference_mode():
+        for indices, batch in iter_batches(forced, 3, EOS):
+            out[indices] = batch_loglik(model, arch, batch).numpy()
+    return out
+
+
 def _independent(model: torch.nn.Module, encoded: list[Encoded]) -> np.ndarray:
     """−(mean CE) from the model's own loss: one unpadded forward per document, labels only on
     the reference tokens (the model shifts them itself)."""
@@ -76,25 +106,48 @@ def test_prompt_is_the_generation_prompt_and_the_summary_is_whole(gpt2_tok) -> N
 def test_loglik_equals_a_plain_forward_with_labels(arch: str, gpt2_tok) -> None:
     model = tiny_model(arch)
     _, forced = _forced(gpt2_tok)
-    expected = _independent(model, forced)
-    # batches of 3 mix lengths: padding must not change a document's score
-    got = reference_loglik(model, Arch.from_model(model), forced, batch_size=3, pad_id=EOS)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)
+    got = _loglik(model, gpt2_tok)
+    np.testing.assert_allclose(got, _independent(model, forced), rtol=0, atol=2e-5)
     assert np.all(got < 0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_one_prefill_equals_the_two_passes(arch: str, gpt2_tok) -> None:
+    """Generation and the reference log-likelihood from one prefill per prompt: the summaries
+    of generation alone, the log-likelihoods of the former teacher-forced pass (gemma3: a
+    16-token sliding window, shorter than the prompts), and every prompt token embedded once."""
+    model = tiny_model(arch, seed=3, attn_implementation="sdpa")
+    prompts, forced = _forced(gpt2_tok)
+    kw = {"batch_size": 3, "max_new_tokens": RESERVE, "stop_at_newline": False, "progress": False}
+    embedded: list[int] = []
+    hook = model.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: embedded.append(args[0].numel())
+    )
+    try:
+        shared = generate_and_score(model, gpt2_tok, prompts, forced, **kw)
+    finally:
+        hook.remove()
+    assert shared.ids == generate_ids(model, gpt2_tok, prompts, **kw)
+    np.testing.assert_allclose(shared.loglik, _two_pass_loglik(model, forced), rtol=0, atol=1e-6)
+    # each prompt but its last token once (prefill), the last token and the reference but its
+    # last token once (scoring), one token per row and step (generation: random models never
+    # emit EOS); the former two passes embedded every prompt a second time
+    prefill = sum(len(p.input_ids) - 1 for p in prompts)
+    scoring = sum(f.n_summary_tokens for f in forced)
+    assert sum(embedded) == prefill + scoring + len(prompts) * RESERVE
 
 
 def test_loglik_of_an_adapter_model(gpt2_tok) -> None:
     """A peft-wrapped model is scored with its adapter on (not the bare base model)."""
     base = tiny_model("llama")
-    arch = Arch.from_model(base)
     _, forced = _forced(gpt2_tok)
-    plain = reference_loglik(base, arch, forced, batch_size=4, pad_id=EOS)
+    plain = _loglik(base, gpt2_tok)
     torch.manual_seed(1)
     config = LoraConfig(
         r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
     adapted = get_peft_model(tiny_model("llama"), config).eval()
-    got = reference_loglik(adapted, arch, forced, batch_size=4, pad_id=EOS)
+    got = _loglik(adapted, gpt2_tok)
     np.testing.assert_allclose(got, _independent(adapted, forced), rtol=0, atol=2e-5)
     assert np.abs(got - plain).max() > 1e-3  # the adapter changed the scores
 
@@ -103,7 +156,7 @@ def test_too_long_for_the_model_is_one_sentence(gpt2_tok) -> None:
     model = tiny_model("gpt2")
     long = Encoded(input_ids=[1] * 600, doc_span=(0, 590), summary_start=590)
     with pytest.raises(SumcircuitError, match="more than the model's 512 positions"):
-        reference_loglik(model, Arch.from_model(model), [long], batch_size=1, pad_id=EOS)
+        check_fits(model, [long])
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +223,30 @@ def test_evaluate_scores_a_lora_adapter_end_to_end(tiny_dirs, data_file, tmp_pat
     again = EvalResult.load(tmp_path / "tuned.json")
     np.testing.assert_array_equal(again.predictions["loglik"], tuned.predictions["loglik"])
     assert again.loglik == tuned.loglik
+
+
+def test_no_generate_scores_the_same_loglik_alone(tiny_dirs, data_file, tmp_path, capsys) -> None:
+    """``--no-generate``: the log-likelihood of a full evaluation, no ROUGE, no loop rate, no
+    predictions; it saves, loads and compares (ROUGE None) like any result."""
+    model = str(tiny_dirs["gemma3"])
+    full = evaluate(_config(model, data_file, tmp_path / "full.json"))
+    alone = evaluate(_config(model, data_file, tmp_path / "alone.json", generate=False))
+    np.testing.assert_allclose(alone.predictions["loglik"], full.predictions["loglik"], atol=1e-9)
+    assert not alone.generated and alone.loop_rate is None
+    assert alone.generation["decoding"] == "none (reference log-likelihood only)"
+    assert alone.predictions["prediction"].isna().all()
+    assert alone.predictions[["rougeL", "loops"]].isna().all().all()
+    assert alone.to_frame()["metric"].tolist() == ["loglik"]
+    again = EvalResult.load(tmp_path / "alone.json")
+    assert not again.generated and again.loglik == alone.loglik
+    rows = [json.loads(line) for line in (tmp_path / "alone.predictions.jsonl").open()]
+    assert rows[0]["prediction"] is None and rows[0]["rougeL"] is None and rows[0]["loops"] is None
+
+    both = compare_results(tmp_path / "full.json", tmp_path / "alone.json", n_boot=100)
+    assert both["rougeL"] is None and both["n"] == len(PAIRS)
+    assert abs(both["loglik"]["mean_diff"]) < 1e-9
+    assert main(["compare", str(tmp_path / "full.json"), str(tmp_path / "alone.json")]) == 0
+    assert "rougeL     not in both results" in capsys.readouterr().out
+
+    with pytest.raises(SumcircuitError, match="leaves nothing to evaluate"):
+        _config(model, data_file, tmp_path / "x.json", generate=False, loglik=False)

@@ -9,6 +9,7 @@ from sumcircuit.data.prompting import Prompter
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation import generate as gen
 from sumcircuit.evaluation.generate import generate_ids, generate_summaries, newline_stops
+from sumcircuit.evaluation.prefill import batch_cache, prefix_cache
 from sumcircuit.models.tiny import tiny_model
 
 # Different lengths, so that a batch of them is really left-padded.
@@ -122,8 +123,8 @@ def test_newline_stops_pinned() -> None:
 
 def test_decode_cuts_at_the_first_newline_after_text(gpt2_tok) -> None:
     ids = gpt2_tok("\n A cat sat.\n\nThe end").input_ids
-    assert gen._decode(gpt2_tok, ids, stop_at_newline=True) == "A cat sat."
-    assert gen._decode(gpt2_tok, ids, stop_at_newline=False) == "A cat sat.\n\nThe end"
+    assert gen.decode(gpt2_tok, ids, stop_at_newline=True) == "A cat sat."
+    assert gen.decode(gpt2_tok, ids, stop_at_newline=False) == "A cat sat.\n\nThe end"
 
 
 def test_peft_wrapped_model_generates_like_the_base(gpt2_tok, prompts) -> None:
@@ -148,7 +149,8 @@ def test_prefilled_cache_generates_like_plain_generate(arch, gpt2_tok, prompts) 
     the tokens of transformers' own padded-batch generate."""
     model = tiny_model(arch, seed=7, attn_implementation="sdpa")
     rows = [p.input_ids for p in prompts[:4]]
-    assert gen._prefill(model, rows, NEW, torch.device("cpu")) is not None  # the fast path runs
+    caches = [prefix_cache(model, r) for r in rows]
+    assert batch_cache(model, rows, caches, NEW) is not None  # the fast path runs
     ours = _ids(model, gpt2_tok, prompts[:4], batch_size=4)
     for p, row in zip(prompts[:4], ours, strict=True):
         ids = torch.tensor([p.input_ids])
@@ -156,3 +158,58 @@ def test_prefilled_cache_generates_like_plain_generate(arch, gpt2_tok, prompts) 
             input_ids=ids, max_new_tokens=NEW, do_sample=False, pad_token_id=gpt2_tok.eos_token_id
         )
         assert row == plain[0, ids.shape[1] :].tolist()
+
+
+def _repeats(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_decoding_options_batched_equal_one_at_a_time(num_beams, gpt2_tok, prompts) -> None:
+    """The options act on each row's own tokens: padding neither counts as a repeat nor is
+    penalized, so a padded row decodes as it does alone."""
+    model = tiny_model("llama", seed=8, attn_implementation="sdpa")
+    options = {"no_repeat_ngram_size": 2, "repetition_penalty": 1.5, "num_beams": num_beams}
+    batched = _ids(model, gpt2_tok, prompts, batch_size=4, **options)
+    single = [_ids(model, gpt2_tok, [p], batch_size=1, **options)[0] for p in prompts]
+    assert batched == single
+
+
+def test_no_repeat_ngram_bans_repeats_of_prompt_and_summary(gpt2_tok, prompts) -> None:
+    model = tiny_model("gpt2", seed=9, attn_implementation="sdpa")
+    kw = {"batch_size": 3, "max_new_tokens": 24}
+    free = _ids(model, gpt2_tok, prompts, **kw)
+    assert any(_repeats(row, 2) for row in free)  # a random model repeats itself
+    banned = _ids(model, gpt2_tok, prompts, no_repeat_ngram_size=2, **kw)
+    for prompt, row in zip(prompts, banned, strict=True):
+        assert not _repeats(prompt.input_ids + row, 2)
+    assert _ids(model, gpt2_tok, prompts, no_repeat_ngram_size=0, repetition_penalty=1.0, **kw) == (
+        free
+    )  # the defaults are off
+
+
+def test_repetition_penalty_is_transformers_own(gpt2_tok, prompts) -> None:
+    """One prompt alone: the same tokens as transformers' generate with the same penalty."""
+    model = tiny_model("gpt2", seed=9, attn_implementation="sdpa")  # repeats one token
+    prompt, kw = prompts[2], {"max_new_tokens": 24}
+    ours = _ids(model, gpt2_tok, [prompt], repetition_penalty=3.0, **kw)[0]
+    ids = torch.tensor([prompt.input_ids])
+    plain = model.generate(
+        input_ids=ids,
+        max_new_tokens=24,
+        do_sample=False,
+        repetition_penalty=3.0,
+        pad_token_id=gpt2_tok.eos_token_id,
+    )
+    assert ours == plain[0, ids.shape[1] :].tolist()
+    assert ours != _ids(model, gpt2_tok, [prompt], **kw)[0]  # the penalty changed the summary
+
+
+def test_model_generation_config_penalty_is_ignored(gpt2_tok, prompts) -> None:
+    """Decoding is set by the evaluation's options, not by a model's generation config."""
+    model = tiny_model("gpt2", seed=9, attn_implementation="sdpa")  # repeats one token
+    free = _ids(model, gpt2_tok, prompts[2:3], max_new_tokens=24)
+    model.generation_config.repetition_penalty = 3.0
+    model.generation_config.no_repeat_ngram_size = 1
+    assert _ids(model, gpt2_tok, prompts[2:3], max_new_tokens=24) == free

@@ -66,6 +66,7 @@ def test_report_shows_loglik_and_both_comparisons(tmp_path: Path) -> None:
     diff = {"mean_diff": 0.1, "ci95": [0.05, 0.15], "p_value": 0.001, "n": 9}
     claim = lora_claim(lora, {"rougeL": diff | {"ci95": [-0.01, 0.2]}, "loglik": diff})
     lora["standard"] |= {"rougeL_ci95": [0.1, 0.3], "loglik_ci95": [-2.4, -2.0]}
+    lora["standard"] |= {"loop_rate": 0.125, "loop_rate_ci95": [0.0, 0.375]}
     StudySummary(
         paper_claims=[claim],
         lora=lora,
@@ -77,6 +78,9 @@ def test_report_shows_loglik_and_both_comparisons(tmp_path: Path) -> None:
     html = build_report(tmp_path).read_text()
     assert "log-likelihood / token [95% CI]" in html and "-2.200" in html
     assert "[-2.400, -2.000]" in html
+    assert "loop rate [95% CI]" in html and "0.125" in html and "[0.000, 0.375]" in html
+    header = html.split("ROUGE-Lsum</th>")[1]
+    assert header.startswith("<th>loop rate [95% CI]</th>")  # beside ROUGE
     assert "Δlog-likelihood" in html and "against the base model" in html
     body = html.split("ΔROUGE-L")[1]
     assert body.count("<td>standard</td>") == 1 and body.count("<td>base</td>") == 1

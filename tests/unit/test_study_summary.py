@@ -16,10 +16,15 @@ from sumcircuit.study.summary import comparisons, paired_differences, score_row
 N = 40
 
 
-def _frame(rouge: float, loglik: float | None, seed: int) -> pd.DataFrame:
+def _frame(rouge: float | None, loglik: float | None, seed: int) -> pd.DataFrame:
+    """Per-example scores as the summary reads them; ``rouge`` None: evaluated with
+    ``--no-generate`` (no ROUGE, no loop flags)."""
     rng = np.random.default_rng(seed)
-    data = {m: np.clip(rouge + 0.05 * rng.standard_normal(N), 0, 1) for m in METRICS}
+    data = {m: np.clip((rouge or 0) + 0.05 * rng.standard_normal(N), 0, 1) for m in METRICS}
     data["loglik"] = np.full(N, np.nan) if loglik is None else loglik + 0.1 * rng.standard_normal(N)
+    data["loops"] = (rng.random(N) < 0.2).astype(float)
+    if rouge is None:
+        data |= {m: np.full(N, np.nan) for m in (*METRICS, "loops")}
     return pd.DataFrame(data, index=pd.Index([f"d{i}" for i in range(N)], name="id"))
 
 
@@ -41,6 +46,14 @@ def test_score_row_has_rouge_and_loglik_with_cis(frames) -> None:
     assert row["loglik_ci95"] == list(bootstrap_ci(frame["loglik"].to_numpy(), seed=0))
     lo, hi = row["loglik_ci95"]
     assert lo < row["loglik"] < hi
+    assert row["loop_rate"] == pytest.approx(frame["loops"].mean()) and 0 < row["loop_rate"] < 1
+    assert row["loop_rate_ci95"] == list(bootstrap_ci(frame["loops"].to_numpy(), seed=0))
+
+
+def test_score_row_of_a_model_evaluated_without_generation() -> None:
+    row = score_row(_frame(None, -2.0, 6), seed=0)
+    assert all(row[m] is None for m in (*METRICS, "rougeL_ci95", "loop_rate", "loop_rate_ci95"))
+    assert row["loglik"] == pytest.approx(_frame(None, -2.0, 6)["loglik"].mean())
 
 
 def test_score_row_of_a_model_without_loglik(frames) -> None:

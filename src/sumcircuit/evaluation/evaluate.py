@@ -1,15 +1,21 @@
-"""The evaluate stage: generate summaries for a split and score them with ROUGE, and score the
-reference summaries' log-likelihood under the model.
+"""The evaluate stage: generate summaries for a split and score them with ROUGE and the loop
+rate, and score the reference summaries' log-likelihood under the model.
 
-``evaluate(EvaluateConfig) -> EvalResult``. The result is saved as one JSON file (``FILE``):
-``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum`` (each ``{"f": mean F1, "ci95": [lo, hi]}``),
-``loglik`` (``{"mean", "ci95": [lo, hi], "n_tokens", "wall_s"}``: the mean log-likelihood per
-reference-summary token, see :mod:`sumcircuit.evaluation.loglik`; null when not scored),
-``n``, ``generation`` (the settings), ``wall_s``, ``provenance``, ``predictions`` (the name of
-the JSONL beside it), plus the per-example predictions as JSONL at ``FILE`` with the suffix
-``.predictions.jsonl`` (id, document's first 300 characters, reference, prediction, the four
-per-example F1 scores and ``loglik``, null when not scored). Both are written atomically.
-Results written before ``loglik`` existed load with ``loglik`` None and the column NaN.
+``evaluate(EvaluateConfig) -> EvalResult``. Each prompt is prefilled once: that cache serves both
+generation and the reference log-likelihood (:func:`sumcircuit.evaluation.generate.
+generate_and_score`). The result is saved as one JSON file (``FILE``):
+``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum`` (each ``{"f": mean F1, "ci95": [lo, hi]}``;
+null with ``--no-generate``), ``loglik`` (``{"mean", "ci95": [lo, hi], "n_tokens", "wall_s"}``:
+the mean log-likelihood per reference-summary token, see :mod:`sumcircuit.evaluation.loglik`;
+null when not scored), ``loop_rate`` (``{"rate", "ci95", "n_loops", "ngram", "words"}``: the
+share of summaries that repeat a word 3-gram, see :mod:`sumcircuit.evaluation.loops`; null with
+``--no-generate``), ``n``, ``generation`` (the settings, decoding options included),
+``wall_s``, ``provenance``, ``predictions`` (the name of the JSONL beside it), plus the
+per-example predictions as JSONL at ``FILE`` with the suffix ``.predictions.jsonl`` (id,
+document's first 300 characters, reference, prediction, the four per-example F1 scores,
+``loglik`` and ``loops``; null where not measured). Both are written atomically. Results written
+before ``loglik`` or ``loop_rate`` existed load with them None (``loops`` is recomputed from the
+prediction).
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import prepare_for
 from sumcircuit.data.options import SplitDataOptions, scoring_split
 from sumcircuit.errors import ConfigError, SumcircuitError
-from sumcircuit.evaluation.generate import rouge_on_split
-from sumcircuit.evaluation.loglik import loglik_on_split
+from sumcircuit.evaluation.generate import decode, generate_and_score, score_predictions
+from sumcircuit.evaluation.loglik import loglik_summary, reference_loglik, teacher_forced
+from sumcircuit.evaluation.loops import loop_flags, loop_rate
 from sumcircuit.evaluation.rouge import METRICS, compare
 from sumcircuit.io import read_json, sha256_file, write_json
 from sumcircuit.manifest import confinement_problem
@@ -44,6 +51,8 @@ __all__ = [
     "EvalResult",
     "EvaluateConfig",
     "LOGLIK",
+    "LOOPS",
+    "LOOP_RATE",
     "compare_results",
     "evaluate",
     "predictions_path",
@@ -54,7 +63,9 @@ log = logging.getLogger(__name__)
 
 DOCUMENT_CHARS = 300  # characters of each document kept in the predictions JSONL
 LOGLIK = "loglik"  # mean log-likelihood per reference-summary token, per example and overall
-PREDICTION_COLUMNS = ("id", "document", "reference", "prediction", *METRICS, LOGLIK)
+LOOPS = "loops"  # per example: the prediction repeats a word 3-gram (1.0 / 0.0, NaN: none)
+LOOP_RATE = "loop_rate"  # the share of predictions that loop, with its CI
+PREDICTION_COLUMNS = ("id", "document", "reference", "prediction", *METRICS, LOGLIK, LOOPS)
 PREDICTIONS_SUFFIX = ".predictions.jsonl"  # eval.json -> eval.predictions.jsonl
 
 
@@ -73,10 +84,24 @@ class EvaluateConfig(SplitDataOptions):
     out: str = field(default="", metadata=_help("result JSON file"))
     max_new_tokens: int = field(default=48, metadata=_help("summary length cap in tokens"))
     num_beams: int = field(default=1, metadata=_help("1 = greedy, >1 = beam search"))
+    no_repeat_ngram_size: int = field(
+        default=0,
+        metadata=_help("never repeat a token n-gram of this size in prompt + summary (0 = off)"),
+    )
+    repetition_penalty: float = field(
+        default=1.0,
+        metadata=_help("CTRL penalty on tokens already in prompt or summary (1.0 = off)"),
+    )
     stop_at_newline: bool = field(
         default=True, metadata=_help("end a summary at its first newline (one-sentence data)")
     )
     bf16: bool = field(default=False, metadata=_help("bf16 autocast during generation"))
+    generate: bool = field(
+        default=True,
+        metadata=_help(
+            "generate summaries for ROUGE and the loop rate (--no-generate: loglik only)"
+        ),
+    )
     loglik: bool = field(
         default=True, metadata=_help("also score the reference's log-likelihood per token")
     )
@@ -87,7 +112,16 @@ class EvaluateConfig(SplitDataOptions):
     def __post_init__(self) -> None:
         super().__post_init__()  # types and choices of every field
         check_at_least(self, ("max_new_tokens", "num_beams", "n_boot"), 1)
-        check_at_least(self, ("seed",), 0)
+        check_at_least(self, ("seed", "no_repeat_ngram_size"), 0)
+        if not self.repetition_penalty > 0:
+            raise ConfigError(
+                "repetition_penalty",
+                f"{{key}} must be above 0 (1.0 = off), got {self.repetition_penalty}",
+            )
+        if not (self.generate or self.loglik):
+            raise ConfigError(
+                "generate", "--no-generate with --no-loglik leaves nothing to evaluate; drop one"
+            )
         if self.max_new_tokens >= self.max_length:
             raise ConfigError(
                 "max_new_tokens",
@@ -97,11 +131,28 @@ class EvaluateConfig(SplitDataOptions):
 
     def generation(self) -> dict[str, Any]:
         """The settings that decide the generated text (recorded in the result)."""
-        keys = ("max_new_tokens", "num_beams", "max_length", "template", "stop_at_newline", "bf16")
+        keys = (
+            "generate",
+            "max_new_tokens",
+            "num_beams",
+            "no_repeat_ngram_size",
+            "repetition_penalty",
+            "max_length",
+            "template",
+            "stop_at_newline",
+            "bf16",
+        )
         return {k: getattr(self, k) for k in keys} | {"decoding": self.decoding()}
 
     def decoding(self) -> str:
-        return "greedy" if self.num_beams == 1 else f"beam search ({self.num_beams} beams)"
+        if not self.generate:
+            return "none (reference log-likelihood only)"
+        out = "greedy" if self.num_beams == 1 else f"beam search ({self.num_beams} beams)"
+        if self.no_repeat_ngram_size:
+            out += f", no repeated {self.no_repeat_ngram_size}-gram"
+        if self.repetition_penalty != 1.0:
+            out += f", repetition penalty {self.repetition_penalty:g}"
+        return out
 
 
 def predictions_path(result_path: str | Path) -> Path:
@@ -112,8 +163,9 @@ def predictions_path(result_path: str | Path) -> Path:
 
 @dataclass
 class EvalResult(StageResult):
-    """ROUGE and reference log-likelihood of one model on one split, with per-example
-    predictions.
+    """ROUGE, loop rate and reference log-likelihood of one model on one split, with
+    per-example predictions (``--no-generate``: the log-likelihood alone, ROUGE and loop rate
+    None).
 
     ``save(target)``/``load(target)``: ``target`` is a directory (``DIR/result.json``, as in a
     study run) or the result JSON file itself (``sumcircuit evaluate --out eval.json``); the
@@ -124,24 +176,41 @@ class EvalResult(StageResult):
     STAGE: ClassVar[str] = "evaluate"
     FILE_OR_DIR: ClassVar[bool] = True
 
-    # rouge.aggregate(): {metric: {"f", "ci95"}, "n": n}, plus "loglik": {"mean", "ci95",
-    # "n_tokens", "wall_s"} or None (not scored, or a result written before loglik existed)
+    # rouge.aggregate(): {metric: {"f", "ci95"} or None (not generated), "n": n}, plus
+    # "loglik": {"mean", "ci95", "n_tokens", "wall_s"} and "loop_rate": loops.loop_rate(), each
+    # None when not measured (or for a result written before it existed)
     scores: dict[str, Any]
     generation: dict[str, Any]
     wall_s: float
     provenance: dict[str, Any]
-    predictions: pd.DataFrame  # PREDICTION_COLUMNS, one row per example (loglik NaN: not scored)
+    # PREDICTION_COLUMNS, one row per example; NaN where not measured (prediction None)
+    predictions: pd.DataFrame
     encode_report: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """A result built without the reference log-likelihood has it as None / NaN."""
+        """A result built without the reference log-likelihood or loop rate has them as None /
+        NaN; the per-example ``loops`` follow from the predictions."""
         self.scores.setdefault(LOGLIK, None)
+        self.scores.setdefault(LOOP_RATE, None)
         if LOGLIK not in self.predictions.columns:
             self.predictions = self.predictions.assign(**{LOGLIK: np.nan})
+        if LOOPS not in self.predictions.columns:
+            self.predictions = self.predictions.assign(**{LOOPS: _loop_column(self.predictions)})
 
     @property
     def n(self) -> int:
         return int(self.scores["n"])
+
+    @property
+    def generated(self) -> bool:
+        """Whether summaries were generated (False: ``--no-generate``, no ROUGE, no loop rate)."""
+        return self.scores[METRICS[0]] is not None
+
+    @property
+    def loop_rate(self) -> dict[str, Any] | None:
+        """``{"rate", "ci95", "n_loops", "ngram", "words"}`` (:mod:`sumcircuit.evaluation.loops`),
+        or None (``--no-generate``, or a result written before the loop rate existed)."""
+        return self.scores.get(LOOP_RATE)
 
     @property
     def loglik(self) -> dict[str, Any] | None:
@@ -154,6 +223,7 @@ class EvalResult(StageResult):
         return {
             **{m: self.scores[m] for m in METRICS},
             LOGLIK: self.loglik,
+            LOOP_RATE: self.loop_rate,
             "n": self.n,
             "generation": self.generation,
             "wall_s": self.wall_s,
@@ -162,11 +232,14 @@ class EvalResult(StageResult):
         }
 
     def _rows(self) -> list[dict[str, Any]]:
-        """The predictions as JSON-ready dicts (a NaN loglik becomes null)."""
+        """The predictions as JSON-ready dicts (NaN becomes null, ``loops`` true or false)."""
         rows = self.predictions[list(PREDICTION_COLUMNS)].to_dict(orient="records")
         for row in rows:
-            if row[LOGLIK] is not None and not np.isfinite(row[LOGLIK]):
-                row[LOGLIK] = None
+            for key in (*METRICS, LOGLIK, LOOPS):
+                if row[key] is not None and not np.isfinite(row[key]):
+                    row[key] = None
+            if row[LOOPS] is not None:
+                row[LOOPS] = bool(row[LOOPS])
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,14 +253,16 @@ class EvalResult(StageResult):
             raise SumcircuitError(
                 f"not a sumcircuit evaluate result (missing {', '.join(missing)})"
             )
-        predictions = _prediction_frame(data["predictions"])
+        generated = data[METRICS[0]] is not None
+        predictions = _prediction_frame(data["predictions"], generated=generated)
         loglik = data.get(LOGLIK)
         if loglik is not None and predictions[LOGLIK].isna().any():
             raise SumcircuitError(
                 "some predictions lack the loglik score that the result's summary reports"
             )
         return cls(
-            scores={m: data[m] for m in METRICS} | {LOGLIK: loglik, "n": data["n"]},
+            scores={m: data[m] for m in METRICS}
+            | {LOGLIK: loglik, LOOP_RATE: data.get(LOOP_RATE), "n": data["n"]},
             generation=data.get("generation", {}),
             wall_s=float(data.get("wall_s", 0.0)),
             provenance=data.get("provenance", {}),
@@ -196,9 +271,14 @@ class EvalResult(StageResult):
         )
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per ROUGE metric (``f``: mean F1) and, when scored, a ``loglik`` row (``f``:
-        mean log-likelihood per reference token); columns metric, f, ci_low, ci_high."""
-        rows = [(m, self.scores[m]["f"], *self.scores[m]["ci95"]) for m in METRICS]
+        """One row per ROUGE metric (``f``: mean F1) when generated, a ``loop_rate`` row (``f``:
+        the share of summaries that loop) when measured, and a ``loglik`` row (``f``: mean
+        log-likelihood per reference token) when scored; columns metric, f, ci_low, ci_high."""
+        rows = []
+        if self.generated:
+            rows += [(m, self.scores[m]["f"], *self.scores[m]["ci95"]) for m in METRICS]
+        if self.loop_rate is not None:
+            rows.append((LOOP_RATE, self.loop_rate["rate"], *self.loop_rate["ci95"]))
         if self.loglik is not None:
             rows.append((LOGLIK, self.loglik["mean"], *self.loglik["ci95"]))
         return pd.DataFrame(rows, columns=["metric", "f", "ci_low", "ci_high"])
@@ -220,7 +300,7 @@ class EvalResult(StageResult):
         jsonl_fix = f"keep it beside {str(path)!r} or {fix}"
         rows = read_jsonl(jsonl, jsonl_fix)
         with reading(jsonl, jsonl_fix, check_exists=False):
-            _prediction_frame(rows)
+            _prediction_frame(rows, generated=data.get(METRICS[0]) is not None)
         with reading(path, fix, check_exists=False):
             result = cls.from_dict(data | {"predictions": rows})
         if len(result.predictions) != result.n:
@@ -245,15 +325,36 @@ def _recorded_predictions(path: Path, name: Any, fix: str) -> Path:
     return path.parent / name
 
 
-def _prediction_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _prediction_frame(rows: list[dict[str, Any]], *, generated: bool) -> pd.DataFrame:
     """The predictions frame; a row without ``loglik`` (not scored, or an older result) gets
-    NaN there."""
+    NaN there; ``loops`` is recomputed from the prediction. ``generated``: the result has ROUGE,
+    so every row must have a prediction and its scores (else none may)."""
     frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    if frame[list(METRICS)].isna().any().any() or frame["id"].isna().any():
-        raise SumcircuitError("some predictions lack ids or ROUGE scores")
+    if frame["id"].isna().any():
+        raise SumcircuitError("some predictions lack ids")
+    scored = frame[list(METRICS)].notna()
+    if generated and not (scored.all().all() and frame["prediction"].notna().all()):
+        raise SumcircuitError("some predictions lack their text or ROUGE scores")
+    if not generated and (scored.any().any() or frame["prediction"].notna().any()):
+        raise SumcircuitError(
+            "some rows hold a prediction or ROUGE scores that the result (not generated) lacks"
+        )
     frame["id"] = frame["id"].astype(str)
-    frame[LOGLIK] = pd.to_numeric(frame[LOGLIK], errors="raise").astype(np.float64)
+    for column in (*METRICS, LOGLIK):
+        frame[column] = pd.to_numeric(frame[column], errors="raise").astype(np.float64)
+    frame[LOOPS] = _loop_column(frame)
     return frame
+
+
+def _loop_column(frame: pd.DataFrame) -> np.ndarray:
+    """Per row 1.0 when its prediction loops, 0.0 when not, NaN without a prediction."""
+    out = np.full(len(frame), np.nan)
+    if "prediction" not in frame.columns:
+        return out
+    texts = frame["prediction"]
+    has = texts.notna().to_numpy()
+    out[has] = loop_flags(texts[has].tolist())
+    return out
 
 
 def read_predictions(result_path: str | Path) -> pd.DataFrame:
@@ -274,9 +375,13 @@ def _model_identity(identity: dict[str, Any], adapter: str | None) -> dict[str, 
 
 
 def evaluate(config: EvaluateConfig) -> EvalResult:
-    """Generate a summary for each example of ``config.split`` and score it with ROUGE; with
-    ``config.loglik`` also score each reference summary's mean log-likelihood per token after
-    the same prompt (:func:`sumcircuit.evaluation.loglik.loglik_on_split`).
+    """Generate a summary for each example of ``config.split`` and score it with ROUGE and the
+    loop rate; with ``config.loglik`` also score each reference summary's mean log-likelihood
+    per token after the same prompt, from the same prefill (``--bf16`` generation excepted: the
+    log-likelihood is scored without autocast, from a prefill of its own). With
+    ``config.generate`` False, only the log-likelihood
+    (:func:`sumcircuit.evaluation.loglik.reference_loglik`), after the prompt generation would
+    use (the document still leaves ``max_new_tokens`` free).
 
     Saves the result to ``config.out`` when it is set. ``wall_s`` covers loading, generation and
     scoring.
@@ -285,12 +390,8 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
     check_max_length(model_shape(config.model), config.max_length)  # before any weights or data
     torch.manual_seed(config.seed)
     loaded = load_trained(config.model, config.adapter)
-    prepared = prepare_for(
-        config,
-        loaded.tokenizer,
-        with_summary=False,
-        reserve=config.max_new_tokens,
-    )
+    tokenizer = loaded.tokenizer
+    prepared = prepare_for(config, tokenizer, with_summary=False, reserve=config.max_new_tokens)
     log.info(
         "evaluating %s on %d examples of %s/%s",
         config.model,
@@ -298,36 +399,59 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
         config.data,
         config.split,
     )
-    scores, frame = rouge_on_split(
-        loaded.model,
-        loaded.tokenizer,
-        prepared,
-        batch_size=config.batch_size,
-        max_new_tokens=config.max_new_tokens,
-        num_beams=config.num_beams,
-        seed=config.seed,
-        stop_at_newline=config.stop_at_newline,
-        bf16=config.bf16,
-        progress=config.progress,
-        n_boot=config.n_boot,
+    forced = (
+        teacher_forced(prepared, tokenizer, template=config.template, max_length=config.max_length)
+        if config.loglik
+        else None
     )
-    frame.insert(1, "document", [e.document[:DOCUMENT_CHARS] for e in prepared.examples])
-    frame[LOGLIK] = np.nan
-    if config.loglik:
-        scores[LOGLIK], frame[LOGLIK] = loglik_on_split(
+    scores: dict[str, Any] = dict.fromkeys(METRICS) | {"n": len(prepared), LOOP_RATE: None}
+    frame = pd.DataFrame(
+        {
+            "id": prepared.ids,
+            "reference": [e.summary for e in prepared.examples],
+            "prediction": [None] * len(prepared),
+        }
+    ).assign(**dict.fromkeys(METRICS, np.nan))
+    loglik, loglik_s = None, 0.0
+    if config.generate:
+        generated = generate_and_score(
             loaded.model,
-            loaded.arch,
-            loaded.tokenizer,
+            tokenizer,
+            prepared.encoded,
+            None if config.bf16 else forced,
+            batch_size=config.batch_size,
+            max_new_tokens=config.max_new_tokens,
+            num_beams=config.num_beams,
+            no_repeat_ngram_size=config.no_repeat_ngram_size,
+            repetition_penalty=config.repetition_penalty,
+            stop_at_newline=config.stop_at_newline,
+            bf16=config.bf16,
+            progress=config.progress,
+        )
+        predictions = [decode(tokenizer, ids, config.stop_at_newline) for ids in generated.ids]
+        scores, frame = score_predictions(
+            prepared, predictions, seed=config.seed, n_boot=config.n_boot
+        )
+        scores[LOOP_RATE] = loop_rate(predictions, seed=config.seed, n_boot=config.n_boot)
+        loglik, loglik_s = generated.loglik, generated.loglik_s
+    if forced is not None and loglik is None:  # not generated, or generated under autocast
+        loglik_start = time.perf_counter()
+        loglik = reference_loglik(
+            loaded.model,
+            tokenizer,
             prepared,
             template=config.template,
             max_length=config.max_length,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            n_boot=config.n_boot,
             progress=config.progress,
         )
-    else:
-        scores[LOGLIK] = None
+        loglik_s = time.perf_counter() - loglik_start
+    frame.insert(1, "document", [e.document[:DOCUMENT_CHARS] for e in prepared.examples])
+    frame[LOGLIK] = np.nan if loglik is None else loglik
+    scores[LOGLIK] = None
+    if forced is not None and loglik is not None:
+        scores[LOGLIK] = loglik_summary(
+            loglik, forced, wall_s=loglik_s, seed=config.seed, n_boot=config.n_boot
+        )
     result = EvalResult(
         scores=scores,
         generation=config.generation() | {"batch_size": config.batch_size},
@@ -368,7 +492,8 @@ def compare_results(
     """Paired bootstrap difference A − B per metric between two saved results, aligned by id.
 
     Returns :func:`sumcircuit.evaluation.rouge.compare`'s dict, each metric also carrying the
-    arms' means ``a`` and ``b``, plus ``a``/``b`` (the result paths) under ``"files"``, and
+    arms' means ``a`` and ``b`` (None for every ROUGE metric when one result was evaluated with
+    ``--no-generate``), plus ``a``/``b`` (the result paths) under ``"files"``, and
     ``"loglik"``: the same ``{"mean_diff", "ci95", "p_value", "a", "b"}`` for the reference
     log-likelihood per token when both results have it, else None.
     The two results must cover exactly the same example ids, each once.
@@ -395,9 +520,11 @@ def compare_results(
         )
     frame_a = frame_a.reset_index(drop=True)
     frame_b = frame_b.set_index("id").loc[frame_a["id"]].reset_index()
-    out = compare(frame_a, frame_b, seed=seed, n_boot=n_boot)
-    for metric in METRICS:
-        out[metric] |= {"a": float(frame_a[metric].mean()), "b": float(frame_b[metric].mean())}
+    out: dict[str, Any] = dict.fromkeys(METRICS) | {"n": len(frame_a)}
+    if result_a.generated and result_b.generated:
+        out = compare(frame_a, frame_b, seed=seed, n_boot=n_boot)
+        for metric in METRICS:
+            out[metric] |= {"a": float(frame_a[metric].mean()), "b": float(frame_b[metric].mean())}
     out[LOGLIK] = None
     if result_a.loglik is not None and result_b.loglik is not None:
         a, b = frame_a[LOGLIK].to_numpy(), frame_b[LOGLIK].to_numpy()

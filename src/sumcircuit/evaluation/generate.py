@@ -2,9 +2,17 @@
 
 Prompts are sorted by length, batched with *left* padding (so every row's last prompt token sits
 at the same position and the new tokens line up), and decoded by ``model.generate`` with a KV
-cache that greedy decoding fills one prompt at a time (:func:`_prefill`); transformers derives each row's position ids from the attention mask, so a padded row
-generates exactly what it would alone (the tests pin this token for token). Greedy by default;
+cache. Each prompt is prefilled once, alone (:mod:`sumcircuit.evaluation.prefill`); that prefill
+also serves the reference log-likelihood when :func:`generate_and_score` is given the references.
+transformers derives each row's position ids from the attention mask, so a padded row generates
+exactly what it would alone (the tests pin this token for token). Greedy by default;
 ``num_beams > 1`` runs beam search. Summaries come back in the input order.
+
+Decoding options, both off by default and both transformers' own logits processors
+(:func:`decoding_processors`): ``no_repeat_ngram_size`` (a token that would repeat an n-gram of
+the prompt or the summary so far is banned) and ``repetition_penalty`` (CTRL's penalty on every
+token already in the prompt or the summary). They apply as configured here, never as a model's
+own generation config sets them.
 
 Where a summary ends:
 - at the first end-of-sequence token (the tokenizer's, and the model's generation config's);
@@ -26,15 +34,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from transformers import (
+    LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
     PreTrainedTokenizerBase,
-    StaticCache,
+    RepetitionPenaltyLogitsProcessor,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -42,9 +55,21 @@ from transformers import (
 from sumcircuit.data.batching import Prepared, iter_batches
 from sumcircuit.data.prompting import Encoded
 from sumcircuit.errors import SumcircuitError
+from sumcircuit.evaluation.loglik import check_fits, check_prepared, continuation_loglik
+from sumcircuit.evaluation.prefill import batch_cache, prefix_cache
 from sumcircuit.evaluation.rouge import aggregate, score_pairs
 
-__all__ = ["NewlineStop", "generate_ids", "generate_summaries", "rouge_on_split"]
+__all__ = [
+    "Generated",
+    "NewlineStop",
+    "decode",
+    "decoding_processors",
+    "generate_and_score",
+    "generate_ids",
+    "generate_summaries",
+    "rouge_on_split",
+    "score_predictions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -144,69 +169,77 @@ def _check_prompts(prompts: Sequence[Encoded]) -> None:
         )
 
 
-def _prefill(
-    model: torch.nn.Module, rows: list[list[int]], max_new_tokens: int, device: torch.device
-) -> StaticCache | None:
-    """The KV cache of every prompt but its last token, each prompt run alone, left-padded into
-    one preallocated batch cache; ``model.generate`` then starts from the last prompt token.
+class Generated(NamedTuple):
+    """What :func:`generate_and_score` returns, in the input order."""
 
-    Why by hand: ``generate`` prefills the left-padded batch, which on XSum lengths (85-464
-    tokens in a batch of 16) is 1.7x the work of the prompts alone, and in a batch the prefill is
-    about half the time of a one-sentence summary. A row alone gets the same positions (0..n-1) and keys as its
-    unpadded slots in the batch, and the padded slots are masked, so the summaries do not
-    change (tests compare with one-at-a-time and plain ``generate``). The cache is static
-    (written in place): the default dynamic cache concatenates every layer's keys and values at
-    each new token, which was 2/3 of a decode step at batch 16. Sliding-window layers keep
-    a row's last ``window - 1`` keys; padding every row to the batch width before ``update``
-    gives them the layout and length count of a padded prefill. Returns None (generation then
-    prefills as usual) for a single prompt, a prompt of one token or a cache layer of another
-    kind.
-    """
-    if len(rows) == 1 or min(len(r) for r in rows) < 2:
-        return None  # nothing to pad: generate's own prefill and dynamic cache are as fast
-    per_row = [
-        model(
-            input_ids=torch.tensor([r[:-1]], device=device), use_cache=True, logits_to_keep=1
-        ).cache.layers
-        for r in rows
-    ]
-    width = max(len(r) for r in rows) - 1
-    merged = StaticCache(config=model.config, max_cache_len=width + 1 + max_new_tokens)
-    for layer in range(len(per_row[0])):
-        keys, values = [], []
-        for r, layers in zip(rows, per_row, strict=True):
-            k, v = layers[layer].keys, layers[layer].values  # (1, kv_heads, kept, head_dim)
-            window = getattr(layers[layer], "sliding_window", None)  # keeps the last window-1
-            if k.shape[2] != min(len(r) - 1, window - 1 if window else len(r)):
-                return None
-            pad = (0, 0, width - k.shape[2], 0)
-            keys.append(torch.nn.functional.pad(k, pad))
-            values.append(torch.nn.functional.pad(v, pad))
-        merged.update(torch.cat(keys), torch.cat(values), layer)
-    return merged
+    ids: list[list[int]]  # generated tokens per prompt, trimmed (module docstring)
+    loglik: np.ndarray | None  # (n,) reference log-likelihood per token; None: not scored
+    loglik_s: float  # seconds spent scoring the references (their prefill counts as generation)
 
 
-def generate_ids(
+def decoding_processors(
+    pad_lengths: torch.Tensor, *, no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0
+) -> LogitsProcessorList:
+    """transformers' own processors for the two decoding options, for a left-padded batch whose
+    row b starts after ``pad_lengths[b]`` padding tokens (repeated per beam under beam search).
+
+    The repetition penalty, as in ``generate``, covers the prompt's tokens and the generated ones,
+    but never the padding (``prompt_ignore_length``), so a row is decoded as it would be alone.
+    An n-gram that overlaps the padding could only be matched once a row has generated the pad
+    token, i.e. ended. Off (empty list) at the defaults."""
+    processors = LogitsProcessorList()
+    if repetition_penalty != 1.0:
+        processors.append(
+            RepetitionPenaltyLogitsProcessor(repetition_penalty, prompt_ignore_length=pad_lengths)
+        )
+    if no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGramLogitsProcessor(no_repeat_ngram_size))
+    return processors
+
+
+def generate_and_score(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[Encoded],
+    references: list[Encoded] | None = None,
     *,
     batch_size: int = 16,
     max_new_tokens: int = 48,
     num_beams: int = 1,
+    no_repeat_ngram_size: int = 0,
+    repetition_penalty: float = 1.0,
     stop_at_newline: bool = True,
     bf16: bool = False,
     progress: bool = True,
-) -> list[list[int]]:
-    """Generated token ids per prompt, in the input order, trimmed as the module docstring says
-    (EOS excluded, the newline-stop token included)."""
+) -> Generated:
+    """Generate from ``prompts`` and, given ``references`` (each prompt followed by its reference
+    summary, :func:`sumcircuit.evaluation.loglik.teacher_forced`), score every reference's
+    log-likelihood from the same prefill of its prompt.
+
+    Each prompt is prefilled once, alone (:func:`~sumcircuit.evaluation.prefill.prefix_cache`);
+    greedy generation starts from a batch copy of those caches
+    (:func:`~sumcircuit.evaluation.prefill.batch_cache`) and the reference scoring continues the
+    row's own cache (:func:`~sumcircuit.evaluation.loglik.continuation_loglik`). Beam search
+    prefills its batch inside ``generate`` (transformers expands the cache per beam), so with
+    ``num_beams > 1`` the per-row prefill serves the references only.
+    """
     if max_new_tokens < 1:
         raise SumcircuitError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     if num_beams < 1:
         raise SumcircuitError(f"--num-beams must be at least 1, got {num_beams}")
     _check_prompts(prompts)
+    if references is not None:
+        _check_references(prompts, references)
+        check_fits(model, references)
+        if bf16:
+            raise SumcircuitError(
+                "the reference log-likelihood is scored without autocast; score it apart from "
+                "bf16 generation (sumcircuit.evaluation.loglik.reference_loglik)"
+            )
+    loglik = None if references is None else np.full(len(prompts), np.nan)
+    loglik_s = 0.0
     if not prompts:
-        return []
+        return Generated([], loglik, loglik_s)
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     vocab = model.get_output_embeddings().weight.shape[0]
@@ -218,12 +251,23 @@ def generate_ids(
     with torch.inference_mode(), _autocast(device, bf16):
         for indices, batch in batches:
             prompt_len = batch.input_ids.shape[1]
-            criteria = StoppingCriteriaList([NewlineStop(tables, prompt_len)] if tables else [])
-            cache = (
-                _prefill(model, [prompts[i].input_ids for i in indices], max_new_tokens, device)
-                if num_beams == 1
-                else None
+            rows = [prompts[i].input_ids for i in indices]
+            prefilled = num_beams == 1 or references is not None
+            caches = [prefix_cache(model, r) for r in rows] if prefilled else []
+            # copied before the references extend the rows' own caches
+            cache = batch_cache(model, rows, caches, max_new_tokens) if num_beams == 1 else None
+            if references is not None:
+                start = time.perf_counter()
+                for i, row_cache in zip(indices, caches, strict=True):
+                    loglik[i] = continuation_loglik(model, row_cache, references[i])
+                loglik_s += time.perf_counter() - start
+            pad_lengths = torch.tensor([prompt_len - len(r) for r in rows], device=device)
+            processors = decoding_processors(
+                pad_lengths.repeat_interleave(num_beams),
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                repetition_penalty=repetition_penalty,
             )
+            criteria = StoppingCriteriaList([NewlineStop(tables, prompt_len)] if tables else [])
             sequences = model.generate(
                 input_ids=batch.input_ids.to(device),
                 attention_mask=batch.attention_mask.to(device),
@@ -232,6 +276,10 @@ def generate_ids(
                 do_sample=False,
                 num_beams=num_beams,
                 num_return_sequences=1,
+                # the decoding options are the config's alone, not the model's generation config
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
+                logits_processor=processors,
                 eos_token_id=eos,
                 pad_token_id=pad_id,
                 stopping_criteria=criteria,
@@ -242,10 +290,42 @@ def generate_ids(
                 out[index] = _trim(generated[row].tolist(), eos, stops[row] if stops else None)
             bar.update(len(indices))
     bar.close()
-    return out  # type: ignore[return-value]
+    return Generated(out, loglik, loglik_s)  # type: ignore[arg-type]
 
 
-def _decode(tokenizer: PreTrainedTokenizerBase, ids: list[int], stop_at_newline: bool) -> str:
+def _check_references(prompts: Sequence[Encoded], references: Sequence[Encoded]) -> None:
+    """Each reference encoding must be its prompt followed by a summary."""
+    if len(references) != len(prompts):
+        raise SumcircuitError(
+            f"{len(prompts)} prompts but {len(references)} references; give one reference "
+            "encoding per prompt (sumcircuit.evaluation.loglik.teacher_forced)"
+        )
+    for i, (prompt, ref) in enumerate(zip(prompts, references, strict=True)):
+        if (
+            ref.summary_start != len(prompt.input_ids)
+            or not ref.n_summary_tokens
+            or (ref.input_ids[: ref.summary_start] != prompt.input_ids)
+        ):
+            raise SumcircuitError(
+                f"reference {i} is not prompt {i} followed by a summary; build the references "
+                "with sumcircuit.evaluation.loglik.teacher_forced from the same prompts"
+            )
+
+
+def generate_ids(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Encoded],
+    **options: Any,
+) -> list[list[int]]:
+    """Generated token ids per prompt, in the input order, trimmed as the module docstring says
+    (EOS excluded, the newline-stop token included); ``options`` as :func:`generate_and_score`'s
+    keywords."""
+    return generate_and_score(model, tokenizer, prompts, **options).ids
+
+
+def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int], stop_at_newline: bool) -> str:
+    """The stripped summary text of generated ``ids`` (its first line with ``stop_at_newline``)."""
     text = tokenizer.decode(ids, skip_special_tokens=True).strip()
     return text.split("\n", 1)[0].strip() if stop_at_newline else text
 
@@ -254,71 +334,27 @@ def generate_summaries(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[Encoded],
-    *,
-    batch_size: int = 16,
-    max_new_tokens: int = 48,
-    num_beams: int = 1,
-    progress: bool = True,
-    stop_at_newline: bool = True,
-    bf16: bool = False,
+    **options: Any,
 ) -> list[str]:
-    """Decoded, stripped summaries of ``prompts`` (prompt-only encodings), in the input order.
+    """Decoded, stripped summaries of ``prompts`` (prompt-only encodings), in the input order;
+    ``options`` as :func:`generate_and_score`'s keywords.
 
     Works with a plain or a peft-wrapped model; runs under ``torch.inference_mode()``.
     """
-    ids = generate_ids(
-        model,
-        tokenizer,
-        prompts,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        num_beams=num_beams,
-        stop_at_newline=stop_at_newline,
-        bf16=bf16,
-        progress=progress,
-    )
-    return [_decode(tokenizer, row, stop_at_newline) for row in ids]
+    ids = generate_ids(model, tokenizer, prompts, **options)
+    return [decode(tokenizer, row, options.get("stop_at_newline", True)) for row in ids]
 
 
-def rouge_on_split(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    prepared_prompts: Prepared,
-    *,
-    batch_size: int,
-    max_new_tokens: int,
-    num_beams: int = 1,
-    seed: int = 0,
-    stop_at_newline: bool = True,
-    bf16: bool = False,
-    progress: bool = True,
-    n_boot: int = 2000,
+def score_predictions(
+    prepared: Prepared, predictions: list[str], *, seed: int = 0, n_boot: int = 2000
 ) -> tuple[dict, pd.DataFrame]:
-    """Generate a summary per prompt and score it against the example's reference.
+    """ROUGE of ``predictions`` (one per example of ``prepared``, in its order) against the
+    examples' references.
 
-    ``prepared_prompts`` comes from ``prepare(..., with_summary=False, reserve=max_new_tokens)``.
     Returns :func:`sumcircuit.evaluation.rouge.aggregate` of the scores (bootstrap seed ``seed``,
-    ``n_boot`` resamples)
-    and the per-example frame with columns id, reference, prediction, rouge1, rouge2, rougeL,
-    rougeLsum, in the split's order.
+    ``n_boot`` resamples) and the per-example frame with columns id, reference, prediction,
+    rouge1, rouge2, rougeL, rougeLsum, in the split's order.
     """
-    prepared = prepared_prompts
-    if len(prepared.examples) != len(prepared.encoded):
-        raise SumcircuitError(
-            f"the prepared split has {len(prepared.encoded)} prompts but "
-            f"{len(prepared.examples)} examples; build it with sumcircuit.data.batching.prepare"
-        )
-    predictions = generate_summaries(
-        model,
-        tokenizer,
-        prepared.encoded,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        num_beams=num_beams,
-        progress=progress,
-        stop_at_newline=stop_at_newline,
-        bf16=bf16,
-    )
     references = [e.summary for e in prepared.examples]
     scores = score_pairs(predictions, references)
     frame = pd.concat(
@@ -329,3 +365,22 @@ def rouge_on_split(
         axis=1,
     )
     return aggregate(scores, seed=seed, n_boot=n_boot), frame
+
+
+def rouge_on_split(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prepared_prompts: Prepared,
+    *,
+    seed: int = 0,
+    n_boot: int = 2000,
+    **options: Any,
+) -> tuple[dict, pd.DataFrame]:
+    """Generate a summary per prompt and score it against the example's reference
+    (:func:`score_predictions`); ``options`` as :func:`generate_and_score`'s keywords.
+
+    ``prepared_prompts`` comes from ``prepare(..., with_summary=False, reserve=max_new_tokens)``.
+    """
+    check_prepared(prepared_prompts)
+    predictions = generate_summaries(model, tokenizer, prepared_prompts.encoded, **options)
+    return score_predictions(prepared_prompts, predictions, seed=seed, n_boot=n_boot)

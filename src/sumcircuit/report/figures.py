@@ -91,7 +91,9 @@ def _lora_figures(
         label="test log-likelihood per reference token",
         from_zero=False,
     )
-    figures = [(layout.relative(bars), "test ROUGE-L by arm, 95% CI")]
+    figures = []
+    if bars:  # None: every model was evaluated with --no-generate
+        figures.append((layout.relative(bars), "test ROUGE-L by arm, 95% CI"))
     if loglik_bars:  # None: no model has a log-likelihood
         caption = "test log-likelihood per reference token by arm, 95% CI"
         figures.append((layout.relative(loglik_bars), caption))

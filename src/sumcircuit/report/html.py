@@ -152,6 +152,7 @@ def _lora(summary: StudySummary) -> str:
                 _num(r["rouge2"]),
                 _num(r["rougeL"]) + f' <span class="muted">{_ci(r["rougeL_ci95"])}</span>',
                 _num(r["rougeLsum"]),
+                _num(r["loop_rate"]) + f' <span class="muted">{_ci(r["loop_rate_ci95"])}</span>',
                 _num(r["loglik"]) + f' <span class="muted">{_ci(r["loglik_ci95"])}</span>',
                 _num(r["trainable_params"]),
                 _num(r["epochs"]),
@@ -167,6 +168,7 @@ def _lora(summary: StudySummary) -> str:
         "ROUGE-2",
         "ROUGE-L [95% CI]",
         "ROUGE-Lsum",
+        "loop rate [95% CI]",
         "log-likelihood / token [95% CI]",
         "trainable params",
         "epochs",
@@ -178,7 +180,8 @@ def _lora(summary: StudySummary) -> str:
     out += (
         '<p class="muted">Log-likelihood: mean over test documents of the reference summary\'s '
         "mean log-probability per token (natural log, teacher-forced after the generation "
-        "prompt; higher is better).</p>"
+        "prompt; higher is better). Loop rate: the share of generated summaries in which some "
+        "3-gram of words (lowercased, split on whitespace) occurs twice (lower is better).</p>"
     )
     return out + _comparisons(summary.differences())
 

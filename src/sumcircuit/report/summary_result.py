@@ -32,6 +32,8 @@ LORA_COLUMNS = (
     "rougeL",
     "rougeL_ci95",
     "rougeLsum",
+    "loop_rate",
+    "loop_rate_ci95",
     "loglik",
     "loglik_ci95",
     "trainable_params",

@@ -4,7 +4,8 @@ Reads the stages' outputs only through their result classes' ``load``, computes 
 saves them as a :class:`~sumcircuit.report.summary_result.StudySummary`; the report's figures
 are drawn in ``report/`` (:func:`~sumcircuit.report.figures.draw_study_figures`). Two test
 outcomes per model: ROUGE of its generated summaries, and the held-out log-likelihood per
-reference-summary token (``loglik``, see :mod:`sumcircuit.evaluation.loglik`). With several
+reference-summary token (``loglik``, see :mod:`sumcircuit.evaluation.loglik`); beside ROUGE, the
+loop rate of its summaries (``loop_rate``, :mod:`sumcircuit.evaluation.loops`). With several
 seeds, each arm's per-example scores are first averaged over seeds, then bootstrapped over
 examples; every model is compared to the standard arm and to the base model by a paired
 bootstrap over the same test examples (``comparisons``). A model evaluated before ``loglik``
@@ -29,7 +30,7 @@ from sumcircuit.analysis.diff.result import DiffResult
 from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.analysis.placement.result import PlacementResult
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.evaluation.evaluate import LOGLIK, EvalResult
+from sumcircuit.evaluation.evaluate import LOGLIK, LOOP_RATE, LOOPS, EvalResult
 from sumcircuit.evaluation.rouge import METRICS, aggregate
 from sumcircuit.layout import RunLayout
 from sumcircuit.models.trained import TrainingResult, final_value, steps_to_target
@@ -45,7 +46,7 @@ from sumcircuit.study.stages import StageRunner
 log = logging.getLogger(__name__)
 
 N_EXAMPLES = 3  # example summaries shown in the report
-SCORES = (*METRICS, LOGLIK)  # per-example scores of an evaluated model
+SCORES = (*METRICS, LOGLIK, LOOPS)  # per-example scores of an evaluated model
 COMPARED = ("rougeL", LOGLIK)  # the outcomes models are compared on
 REFERENCES = ("standard", "base")  # comparisons[f"vs_{reference}"][model] = model - reference
 BASE, FULL = RunLayout.BASE_EVAL, RunLayout.FULL_EVAL  # the models that are not a LoRA arm
@@ -62,8 +63,8 @@ def _predictions(layout: RunLayout, key: str) -> pd.DataFrame:
 
 
 def _per_example(layout: RunLayout, keys: list[str]) -> pd.DataFrame:
-    """Per-example ROUGE and loglik averaged over the given evaluate stages (seeds), indexed by
-    id (loglik NaN where any seed lacks it)."""
+    """Per-example ROUGE, loglik and loops averaged over the given evaluate stages (seeds),
+    indexed by id (NaN where any seed lacks it; loops: the share of seeds whose summary loops)."""
     frames = [_predictions(layout, key)[list(SCORES)] for key in keys]
     return sum(frames[1:], frames[0]) / len(frames)
 
@@ -108,16 +109,19 @@ def _full_training(folder: Path) -> dict[str, Any]:
 
 def score_row(frame: pd.DataFrame, seed: int) -> dict[str, Any]:
     """A model's test scores from its per-example frame (``SCORES`` columns): mean F1 per ROUGE
-    metric, ``rougeL_ci95``, and ``loglik`` with ``loglik_ci95`` (None when not scored); 95%
-    bootstrap CIs over examples, seeded."""
-    agg = aggregate(frame.reset_index(), seed=seed)
-    row: dict[str, Any] = {m: agg[m]["f"] for m in METRICS}
-    row["rougeL_ci95"] = agg["rougeL"]["ci95"]
-    row[LOGLIK], row[f"{LOGLIK}_ci95"] = None, None
-    values = frame[LOGLIK].to_numpy(dtype=float)
-    if len(values) and np.isfinite(values).all():
-        lo, hi = bootstrap_ci(values, seed=seed)
-        row[LOGLIK], row[f"{LOGLIK}_ci95"] = float(values.mean()), [lo, hi]
+    metric, ``rougeL_ci95``, ``loop_rate`` with ``loop_rate_ci95``, and ``loglik`` with
+    ``loglik_ci95``; None when not measured (ROUGE and loop rate: evaluated with
+    ``--no-generate``); 95% bootstrap CIs over examples, seeded."""
+    row: dict[str, Any] = dict.fromkeys(METRICS) | {"rougeL_ci95": None}
+    if len(frame) and np.isfinite(frame[list(METRICS)].to_numpy(dtype=float)).all():
+        agg = aggregate(frame.reset_index(), seed=seed)
+        row = {m: agg[m]["f"] for m in METRICS} | {"rougeL_ci95": agg["rougeL"]["ci95"]}
+    for name, column in ((LOOP_RATE, LOOPS), (LOGLIK, LOGLIK)):
+        row[name], row[f"{name}_ci95"] = None, None
+        values = frame[column].to_numpy(dtype=float)
+        if len(values) and np.isfinite(values).all():
+            lo, hi = bootstrap_ci(values, seed=seed)
+            row[name], row[f"{name}_ci95"] = float(values.mean()), [lo, hi]
     return row
 
 
