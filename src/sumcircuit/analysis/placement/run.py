@@ -49,6 +49,7 @@ from sumcircuit.data.batching import Prepared, prepare
 from sumcircuit.data.examples import Dataset
 from sumcircuit.data.sources import load_dataset
 from sumcircuit.errors import ConfigError, SumcircuitError
+from sumcircuit.evaluation.evaluate import EvaluateConfig
 from sumcircuit.evaluation.loglik import reference_loglik
 from sumcircuit.io import check_writable_dir, config_hash, read_json, write_json
 from sumcircuit.models.loader import LoadedModel, load_model
@@ -59,6 +60,9 @@ from sumcircuit.stats import random_sets
 from sumcircuit.training.adapters import equal_budget_rank
 
 log = logging.getLogger(__name__)
+
+#: positions each outcome prompt leaves free, as ``evaluate`` does by default
+OUTCOME_RESERVE = EvaluateConfig.max_new_tokens
 
 __all__ = ["check_sizes", "placement"]
 
@@ -112,6 +116,10 @@ def placement(config: PlacementConfig) -> PlacementResult:
         offset=outcome.offset,
         max_length=config.max_length,
         template=config.template,
+        # prompts as `evaluate` encodes them (the document cut to leave room for a summary of
+        # its default length), so the outcome is `evaluate --no-generate`'s log-likelihood
+        with_summary=False,
+        reserve=OUTCOME_RESERVE,
         document_field=config.document_field,
         summary_field=config.summary_field,
     )
@@ -301,14 +309,12 @@ def _score(
                 return np.asarray(saved["loglik"], dtype=np.float64)
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("%s is damaged; scoring run %s again", path, key)
-    pad = loaded.tokenizer.pad_token_id
-    pad = loaded.tokenizer.eos_token_id if pad is None else pad
     values = reference_loglik(
         loaded.model,
-        loaded.arch,
-        docs.encoded,
-        batch_size=config.batch_size,
-        pad_id=pad,
+        loaded.tokenizer,
+        docs,
+        template=config.template,
+        max_length=config.max_length,
         progress=False,
     )
     write_json(path, {"config_hash": config_hash, "ids": docs.ids, "loglik": values.tolist()})
