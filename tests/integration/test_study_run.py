@@ -12,8 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 import sumcircuit.training.loop as loop
+from sumcircuit.analysis.adapt.result import AdaptResult
 from sumcircuit.analysis.locate.registry import locator
+from sumcircuit.analysis.placement.result import PlacementResult
 from sumcircuit.cli import main
+from sumcircuit.data.sources import load_dataset
 from sumcircuit.layout import RunLayout
 from sumcircuit.models.trained import TrainingResult
 from sumcircuit.report.summary_result import StudySummary
@@ -219,15 +222,18 @@ def test_run_refuses_a_directory_holding_another_study(
 def test_placement_stage_and_the_arms_that_read_it(
     tiny_dirs, tiny_data: Path, tmp_path: Path
 ) -> None:
-    """With placement.enabled the study draws the placement curve from its own diff and
-    attribution, trains targeted-adapt on the locator that closed the most gap at the circuit's
-    size, circuit-rank at standard's parameter count, and reports both."""
+    """With placement.enabled the study runs the adapt stage (on with the curve) and draws the
+    placement curve from its own diff, attribution and adaptation scores, trains targeted-adapt on
+    the locator that closed the most gap at the circuit's size (an adaptation locator among the
+    candidates), circuit-rank at standard's parameter count, and reports both."""
     out = tmp_path / "run"
     sets = [
         "placement.enabled=true", "placement.sizes=[2]", "placement.random_sets=2",
-        "placement.limit=8", "placement.n_boot=200", "placement.locators=[kl,atp,first-k]",
+        "placement.limit=8", "placement.n_boot=200",
         # the tiny data's 3 validation documents are the diff's: score on held-out train pairs
         "placement.eval_split=train", "placement.eval_limit=6",
+        # the gradient pass reads the first 10 train pairs, the 2-step probe the first 8
+        "adapt.limit=10", "adapt.probe_steps=2",
         "lora.arms=[standard,targeted-adapt,circuit-rank]", "lora.epochs=1",
     ]  # fmt: skip
     args = _args(tiny_dirs["llama"], tiny_data, out) + [a for s in sets for a in ("--set", s)]
@@ -235,11 +241,21 @@ def test_placement_stage_and_the_arms_that_read_it(
     layout = RunLayout(out)
     placement = layout / layout.PLACEMENT
     assert (placement / "stage.json").exists() and (placement / "placement.png").exists()
+    adapt = AdaptResult.load(layout / layout.ADAPT)  # from the first train pairs only
+    train = [e.id for e in load_dataset(str(tiny_data)).split("train")]
+    assert adapt.parts == ["gradients", "probe", "spectrum"] and adapt.n_layers == 4
+    assert adapt.doc_ids == {"gradients": train[:10], "probe": train[:8]}
+    assert adapt.provenance["data"]["split"] == "train"
     summary = StudySummary.load(out)
     where = summary.placement
-    assert {r["locator"] for r in where["rows"]} == {"kl", "atp", "first-k"}
-    # held-out train pairs past the 8 that trained every run (the default offset), not test
-    assert (where["documents"]["split"], where["documents"]["offset"]) == ("train", 8)
+    drawn = {r["locator"] for r in where["rows"]}
+    adapting = {"rgn", "fisher", "grad-energy", "probe-norm", "probe-act", "spectrum-snr"}
+    assert adapting | {"kl", "atp", "first-k"} <= drawn
+    curve = PlacementResult.load(placement)
+    assert {curve.locators[n]["directory"] for n in adapting} == {str(layout / layout.ADAPT)}
+    # held-out train pairs past the 8 that trained every run and the 10 the gradient pass read
+    # (the default offset), not test
+    assert (where["documents"]["split"], where["documents"]["offset"]) == ("train", 10)
     chosen = where["chosen"]
     assert chosen["k"] == len(summary.circuit["layers"]) == 2
     best = max((r for r in where["rows"] if r["k"] == 2), key=lambda r: r["gap_closed"])

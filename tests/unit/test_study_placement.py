@@ -24,7 +24,10 @@ def test_the_placement_preset_adds_the_curve_and_its_arms() -> None:
     assert (section.limit, section.eval_limit, section.lr) == (48, 32, 1e-3)
     assert {"targeted-adapt", "circuit-rank"} <= set(config.lora.arms)
     # the study sets what the curve reads and avoids: its own stages, the test split
-    assert section.diff == RunLayout.DIFF and section.sources == {"atp": "attribute/atp", "atp-trapezoid": "attribute/atp"}
+    # (and the adapt stage's locators: tests/unit/test_study_adapt.py)
+    circuit = {n: s for n, s in section.sources.items() if s != RunLayout.ADAPT}
+    assert section.diff == RunLayout.DIFF
+    assert circuit == {"atp": "attribute/atp", "atp-trapezoid": "attribute/atp"}
     assert section.reserved_splits == ["test"] and section.out == RunLayout.PLACEMENT
     for preset in ("quick", "standard", "paper"):
         assert not build_config(preset=preset).placement.enabled
@@ -37,7 +40,8 @@ def test_the_stage_runs_before_the_arm_that_reads_it(tmp_path: Path) -> None:
     assert names.index(RunLayout.PLACEMENT) < names.index(RunLayout.lora("targeted-adapt", 0))
     known = set(names)
     stage = {s.name: s for s in plan.stages}
-    assert set(stage[RunLayout.PLACEMENT].inputs(known)) == {RunLayout.DIFF, "attribute/atp"}
+    reads = {RunLayout.DIFF, "attribute/atp", RunLayout.ADAPT}
+    assert set(stage[RunLayout.PLACEMENT].inputs(known)) == reads
     arm = stage[RunLayout.lora("targeted-adapt", 0)]
     assert RunLayout.PLACEMENT in arm.inputs(known, {})
     assert RunLayout.PLACEMENT not in stage[RunLayout.lora("circuit-rank", 0)].inputs(known, {})

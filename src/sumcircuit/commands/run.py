@@ -6,7 +6,7 @@ import argparse
 import json
 
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.study.config import DEFAULT_PRESET, PRESETS
+from sumcircuit.study.config import DEFAULT_PRESET, PRESETS, SECTIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,14 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", help="run directory (required unless --print-config)")
-    parser.add_argument(
-        "--config", help="study YAML (sections: finetune, diff, locate, validate, lora, evaluate)"
-    )
+    parser.add_argument("--config", help=f"study YAML (sections: {', '.join(SECTIONS)})")
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         help=f"quick (9-14 min on the 2-core CPUs measured), standard (40-60 min, sized to decide "
-        f"the claims) or paper; without --preset (or a preset in --config) the "
+        f"the claims), paper, or placement (quick plus the adapt stage, the placement curve and its "
+        f"two arms); without --preset (or a preset in --config) the "
         f"{DEFAULT_PRESET} preset's sizes run",
     )
     parser.add_argument("--model", help="base model: preset, local directory or Hugging Face id")

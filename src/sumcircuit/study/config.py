@@ -2,9 +2,9 @@
 
 Precedence: CLI flags > ``--config`` YAML > ``--preset`` > defaults. Each stage section
 (``finetune``, ``diff``, ``attribute``, ``exact``, ``faithfulness``, ``locate``, ``validate``,
-``lora``, ``evaluate``, ``placement``) takes the options of that stage; unknown keys are refused with the list
-of valid ones. :func:`build_config` builds every section into its typed stage config
-(:class:`~sumcircuit.training.config.FinetuneConfig`, :class:`~sumcircuit.analysis.diff.run.DiffConfig`,
+``lora``, ``evaluate``, ``placement``, ``adapt``) takes the options of that stage; unknown keys are
+refused with the list of valid ones. :func:`build_config` builds every section into its typed
+stage config (:class:`~sumcircuit.training.config.FinetuneConfig`, :class:`~sumcircuit.analysis.diff.run.DiffConfig`,
 ...), so a bad value in any section fails before the first stage starts, naming it as
 ``section.key``. An option a section does not set takes
 its stage config's dataclass default.
@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from sumcircuit.analysis.adapt.config import AdaptConfig
+from sumcircuit.analysis.adapt.result import part_of
 from sumcircuit.analysis.causal.attribute import AttributeConfig
 from sumcircuit.analysis.causal.attribution import METHODS, method_name
 from sumcircuit.analysis.causal.exact import ExactConfig
 from sumcircuit.analysis.causal.faithfulness import FaithfulnessConfig
 from sumcircuit.analysis.causal.validate import ValidateConfig
 from sumcircuit.analysis.diff.run import DiffConfig
-from sumcircuit.analysis.locate.registry import LOCATORS, names
+from sumcircuit.analysis.locate.registry import LOCATORS, locator, names
 from sumcircuit.analysis.locate.rules import FAITHFUL as FAITHFUL_SCORE
 from sumcircuit.analysis.locate.rules import LocateConfig
 from sumcircuit.analysis.placement.config import PlacementConfig
@@ -62,7 +64,13 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     # The placement curve trains on the LoRA arms' pairs and scores on validation documents past
     # the selection documents (its default eval_offset), never on the test documents.
     "placement": {"limit": 64},
+    # A probe of a few steps (LoRA-drop trains a small fraction of the arm's): with batches of 4
+    # it reads the same first 32 train pairs as the gradient pass (AdaptConfig's limit).
+    "adapt": {"probe_steps": 8},
 }
+#: The adapt section's options that default to the placement section's: the scores are of the
+#: LoRA runs the curve trains (rank, targets, lr), and the stage runs when the curve does.
+ADAPT_FROM_PLACEMENT = ("enabled", "rank", "alpha", "targets", "lr")
 
 #: What ``sumcircuit run`` runs without ``--preset`` (or a ``preset`` in its YAML): the stage
 #: configs' own defaults read every remaining document (faithfulness alone would patch each
@@ -150,8 +158,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 # pairs, batch 4 x 256 tokens) at <= 1.5 s = 18 s, a model load ~1 s and the outcome (32
 # validation documents = 8 forwards of 4 at ~1.2 s) ~10 s: ~30 s, 43 x 30 s = 21.5 min. The
 # arms targeted-adapt and circuit-rank: 2 x (~90 s training + ~20 s evaluation) = 4 min. In all
-# <= 14 + 21.5 + 4 = 40 min; adaptation locators, when registered, add <= 6 sets per k
-# (18 runs, 9 min): <= 49 min.
+# <= 14 + 21.5 + 4 = 40 min. The adapt stage (on with the curve: section "adapt") adds its 6
+# adaptation locators, <= 6 more sets per k (18 runs, 9 min), and its own cost: 8 gradient batches
+# (a LoRA step plus the weight gradients, ~2.2 s each) and an 8-step probe (~1.5 s a step, plus a
+# forward per batch), ~40 s by the same per-step costs (estimated, not yet timed): <= 50 min.
 PRESETS["placement"] = _placement_preset = copy.deepcopy(PRESETS["quick"])
 _placement_preset["lora"]["arms"] = ["standard", "targeted", "random", "targeted-adapt"] + [
     "circuit-rank"
@@ -204,6 +214,7 @@ _MANAGED_IN = {
     "attribute": {"split", "limit", "method"},
     "exact": {"split", "level"},
     "placement": {"seed", "reserved_splits"},
+    "adapt": {"seed", "split"},
 }
 #: Section names of earlier releases, accepted for one release with a deprecation message.
 RENAMED_SECTIONS = {"scan": "exact"}
@@ -320,7 +331,21 @@ class PlacementStudyConfig(PlacementConfig):
     )
 
 
-#: Each section's stage config, in the order the study builds (and runs) them.
+@dataclass(kw_only=True)
+class AdaptStudyConfig(AdaptConfig):
+    """The ``adapt`` section: the adaptation locators (rgn, fisher, grad-energy, probe-norm,
+    probe-act, spectrum-snr of the chosen ``parts``) of the base model, from the first train pairs
+    only, which the placement curve draws beside the study's other locators. ``enabled``, ``rank``,
+    ``alpha``, ``targets`` and ``lr`` default to the placement section's."""
+
+    enabled: bool = field(
+        default=False,
+        metadata={"help": "run the adapt stage (default: when placement.enabled)"},
+    )
+
+
+#: Each section's stage config, in the order the study builds them (the runner orders the stages
+#: by what they read).
 SECTIONS: dict[str, type[DictConfig]] = {
     "finetune": FinetuneConfig,
     "diff": DiffConfig,
@@ -332,6 +357,7 @@ SECTIONS: dict[str, type[DictConfig]] = {
     "lora": LoraStudyConfig,
     "evaluate": EvaluateConfig,
     "placement": PlacementStudyConfig,  # after evaluate: it must avoid evaluate's split
+    "adapt": AdaptStudyConfig,  # after placement: its defaults are the curve's (see above)
 }
 
 
@@ -377,6 +403,7 @@ class StudyConfig(DictConfig):
     lora: LoraStudyConfig = _section("LoRA arms")
     evaluate: EvaluateConfig = _section("ROUGE and reference log-likelihood of every model")
     placement: PlacementStudyConfig = _section("the placement curve: where LoRA helps most")
+    adapt: AdaptStudyConfig = _section("adaptation locators of the base model, for the curve")
 
     def __post_init__(self) -> None:
         try:  # the top-level values, named by their keys; the sections below
@@ -421,11 +448,22 @@ class StudyConfig(DictConfig):
             if not isinstance(given, dict):
                 raise SumcircuitError(f"config section {name!r} must be a mapping of options")
             reject_unknown_keys(given, section_keys(name), f"section {name!r}")
-            values = {**SECTION_DEFAULTS.get(name, {}), **given}
+            values = {**SECTION_DEFAULTS.get(name, {}), **self._inherited(name, given), **given}
             setattr(self, name, cls.from_dict(self._managed(name) | values, section=name))
+        # the curve reads every planned stage's locators, the adapt section's (built last) too
+        self.placement = replace(self.placement, sources=self.locator_sources())
         self._check_exact()
         self._check_faithfulness()
         self._check_placement()
+
+    def _inherited(self, section: str, given: dict[str, Any]) -> dict[str, Any]:
+        """The defaults a section takes from one built before it: the adapt section's from the
+        placement section (:data:`ADAPT_FROM_PLACEMENT`; alpha only with the curve's rank, so a
+        rank given alone keeps alpha = 2 x rank)."""
+        if section != "adapt":
+            return {}
+        keys = [k for k in ADAPT_FROM_PLACEMENT if k != "alpha" or "rank" not in given]
+        return {k: getattr(self.placement, k) for k in keys}
 
     def _check_placement(self) -> None:
         """An arm that reads the placement curve needs its stage."""
@@ -438,6 +476,22 @@ class StudyConfig(DictConfig):
                 f"{{key}} holds {reading[0]}, which reads the placement curve; set "
                 "placement.enabled: true (or use --preset placement)",
                 "lora.arms",
+            )
+        for name in self.placement.locators:
+            spec = locator(name)
+            if spec.source in ("diff", "none") or spec.name in self.placement.sources:
+                continue
+            if spec.source == "adapt":
+                hint = f"set adapt.enabled: true with adapt.parts holding {part_of(spec.name)}"
+            elif spec.source == "exact":
+                hint = "set exact.limit above 0"
+            else:
+                hint = f"add its method to attribute.methods (stage {spec.stage})"
+            raise ConfigError(
+                "locators",
+                f"{{key}} names {name}, whose scores no stage of this study computes; {hint}, "
+                "or drop it",
+                "placement.locators",
             )
 
     def _check_faithfulness(self) -> None:
@@ -492,9 +546,11 @@ class StudyConfig(DictConfig):
                 "seed": self.seeds[0],
                 "out": section,
                 "diff": L.DIFF,
-                "sources": self.locator_sources(),
+                "sources": self.locator_sources("circuit"),  # + the adapt stage's, set below
                 "reserved_splits": [self.evaluate.split],
             }
+        if section == "adapt":  # the base model and the train split only
+            return common | {"model": self.model, "seed": self.seeds[0], "split": "train"}
         finetuned = self.finetuned or L.FINETUNE  # external, or the finetune stage's folder
         pair = common | {"base": self.model, "finetuned": finetuned, "seed": self.seeds[0]}
         selection = (
@@ -506,8 +562,8 @@ class StudyConfig(DictConfig):
             )
             else {}
         )
-        sources = (
-            {"diff": L.DIFF, "sources": self.locator_sources()}
+        sources = (  # faithfulness draws an adaptation locator only when named (README)
+            {"diff": L.DIFF, "sources": self.locator_sources("circuit")}
             if section
             in (
                 "faithfulness",
@@ -529,14 +585,18 @@ class StudyConfig(DictConfig):
             "evaluate": common | {"model": self.model},
         }[section]
 
-    def locator_sources(self) -> dict[str, str]:
-        """Every registered locator whose source a stage of this study produces (the diff's
-        locators read ``diff``), by the folder of that stage."""
+    def locator_sources(self, purpose: str | None = None) -> dict[str, str]:
+        """Every registered locator (of ``purpose``, or any) whose source a stage of this study
+        produces (the diff's locators read ``diff``), by the folder of that stage: the attribution
+        methods, the exact scan and, when enabled, the adapt stage's scores of its ``parts``."""
         planned = [*self.attribute.folders, *([RunLayout.EXACT] * self.exact.enabled)]
+        if purpose != "circuit" and self.adapt.enabled:  # (no circuit locator reads it)
+            planned.append(RunLayout.ADAPT)
         return {
             name: LOCATORS[name].stage  # type: ignore[misc]
-            for name in names()
+            for name in names(purpose=purpose)
             if LOCATORS[name].stage in planned
+            and (LOCATORS[name].source != "adapt" or part_of(name) in self.adapt.parts)
         }
 
     @staticmethod

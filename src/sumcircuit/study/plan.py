@@ -11,10 +11,13 @@ skip/redo decisions and the absolute paths each stage is handed from these decla
 :func:`plan_study` reads like the pipeline::
 
     finetune ─► diff ─► attribute/<method> ... ─► [exact] ─► faithfulness ─► locate [locate-kl]
-        ─► validate ─► [placement] ─► lora/<arm>-s<seed> ... ─► evaluate/<model> ...
+        ─► validate ─► [adapt] ─► [placement] ─► lora/<arm>-s<seed> ... ─► evaluate/<model> ...
 
-``placement`` (with ``placement.enabled``) trains LoRA on each locator's top-k layers for the
-placement curve; an arm that ``reads`` it (``targeted-adapt``) is planned after it.
+``adapt`` (with ``adapt.enabled``, by default when the curve runs) scores every layer of the base
+model from the first train pairs (it reads no other stage); ``placement`` (with
+``placement.enabled``) trains LoRA on each locator's top-k layers for the placement curve, the
+adapt stage's locators among them; an arm that ``reads`` it (``targeted-adapt``) is planned
+after it.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ def plan_study(
         paths = ("diff", "faithfulness", "sources")
         stages.append(Stage(_locate_stage(locator), options, _saved(locate), paths, weight=0.05))
     stages.append(pair(L.VALIDATE, config.validate, _saved(validate), "circuit", weight=2.0))
+    if config.adapt.enabled:  # the model and the train split only: no input stage
+        stages.append(Stage(L.ADAPT, config.adapt, _adapt, weight=1.5))
     if config.placement.enabled:
         stages.append(
             Stage(
@@ -207,10 +212,20 @@ def _placement(stage_config: Any, folder: Path) -> None:
 
 def _placement_weight(config: StudyConfig) -> float:
     """The curve's expected cost against a LoRA arm's (2.0): a run is about a third of an arm
-    (fewer layers, no validation), with ~5 distinct locator sets besides the random ones per k."""
+    (fewer layers, no validation), with ~5 distinct locator sets besides the random ones per k,
+    and up to one more per adaptation locator."""
     section = config.placement
-    runs = 1 + len(section.sizes) * (section.random_sets + 5) * (2 if section.matched else 1)
-    return 0.7 * runs
+    adapting = len(set(section.sources) & set(config.locator_sources("adapt")))
+    per_k = section.random_sets + 5 + adapting
+    return 0.7 * (1 + len(section.sizes) * per_k * (2 if section.matched else 1))
+
+
+def _adapt(stage_config: Any, folder: Path) -> None:
+    """The adaptation scores: the probe's run in ``folder/probe`` (resumed after a kill), the
+    result in the stage folder."""
+    from sumcircuit.analysis.adapt.run import run_adapt
+
+    run_adapt(stage_config, folder).save(folder)
 
 
 def _finetune(finetune: Callable) -> Callable[[Any, Path], None]:

@@ -3,9 +3,10 @@
 :class:`~sumcircuit.study.config.StudyConfig` checks every value on its own (types, ranges,
 :data:`~sumcircuit.configs.BOUNDS`). What only the data or the model can bound is checked here,
 from the data file and the model's config (no weights load): that the data exists and has the
-splits the stages read, that ``max_length`` fits the model's positions, and that circuit sizes,
-``locate.k``, ``validate.controls``, ``lora.heads_per_layer`` and ``lora.random_draws`` fit its
-layers and heads. :func:`check_study` runs before ``RUN/study.json`` is written, so a refused
+splits the stages read (and, for the adapt stage, enough train pairs for its gradient pass and
+probe), that ``max_length`` fits the model's positions, and that circuit sizes, ``locate.k``,
+``validate.controls``, ``lora.heads_per_layer`` and ``lora.random_draws`` fit its layers and
+heads. :func:`check_study` runs before ``RUN/study.json`` is written, so a refused
 start leaves the run directory as it was.
 """
 
@@ -43,6 +44,8 @@ def check_data(config: StudyConfig) -> None:
         summary_field=config.finetune.summary_field,
     )
     reads: dict[str, list[str]] = {"train": ["finetune and lora (their training documents)"]}
+    if config.adapt.enabled:
+        reads["train"].append("adapt")
     for section in ("diff", "faithfulness", "validate", "evaluate"):
         split = getattr(config, section).split
         reads.setdefault(split, []).append(f"{section}.split")
@@ -56,6 +59,32 @@ def check_data(config: StudyConfig) -> None:
             raise SumcircuitError(
                 f"{reader}: dataset {dataset.name!r} has no documents in split {split!r}"
             )
+    if config.adapt.enabled:
+        _check_adapt_pairs(config, len(dataset.split("train")), dataset.name)
+
+
+def _check_adapt_pairs(config: StudyConfig, n_train: int, name: str) -> None:
+    """The adapt stage's gradient pass (``adapt.limit`` pairs) and probe (``probe_steps`` new
+    batches) read the first train pairs: refuse more than the split holds, which would score
+    fewer pairs or steps than configured."""
+    adapt = config.adapt
+    held = f"the {n_train} pairs of the train split of dataset {name!r}"
+    if "gradients" in adapt.parts and adapt.limit is not None and adapt.limit > n_train:
+        raise ConfigError(
+            "limit",
+            f"{{key}}={adapt.limit} exceeds {held}, the gradient pass's pairs; use at most "
+            f"{n_train}",
+            "adapt.limit",
+        )
+    if "probe" in adapt.parts and adapt.probe_pairs > n_train:
+        fit = n_train // adapt.batch_size
+        raise ConfigError(
+            "probe_steps",
+            f"{{key}}={adapt.probe_steps} steps of adapt.batch_size={adapt.batch_size} read "
+            f"{adapt.probe_pairs} pairs, more than {held}; "
+            + (f"use at most {fit} steps" if fit else f"lower adapt.batch_size to {n_train}"),
+            "adapt.probe_steps",
+        )
 
 
 def check_against_model(config: StudyConfig, shape: ModelShape) -> None:

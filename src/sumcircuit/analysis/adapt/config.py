@@ -87,6 +87,11 @@ class AdaptConfig(SplitDataOptions):
         arm = self.probe_config("")  # the arm's own checks of rank, alpha, targets, lr
         self.targets, self.alpha, self.lr = arm.targets, arm.alpha, arm.lr
 
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["targets"] = list(self.targets)  # as JSON and YAML give it back
+        return data
+
     @property
     def probe_pairs(self) -> int:
         """Training pairs the probe reads: one new batch per step."""
