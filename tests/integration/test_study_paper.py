@@ -64,7 +64,10 @@ def test_paper_preset_print_config_resolves_every_arm(capsys) -> None:
     printed = json.loads(capsys.readouterr().out)
     assert printed["preset"] == "paper" and printed["seeds"] == SEEDS
     assert printed["lora"]["arms"] == list(ARMS) and printed["lora"]["random_draws"] == DRAWS
-    assert set(ARMS) == set(arms.ARMS)  # the paper preset runs every registered arm
+    # the paper preset runs every registered arm but the two of "Where to adapt", which the
+    # placement preset runs (targeted-adapt reads the placement curve)
+    assert set(ARMS) == set(arms.ARMS) - {"targeted-adapt", "circuit-rank"}
+    assert {"targeted-adapt", "circuit-rank"} <= set(PRESETS["placement"]["lora"]["arms"])
     assert printed["lora"]["epochs"] == PRESETS["paper"]["lora"]["epochs"]
 
 
