@@ -48,6 +48,10 @@ def test_curves_of_every_locator_on_disjoint_documents(sources, capsys) -> None:
     argv = ["faithfulness", *pair, "--diff", f"{root}/diff", "--sources", f"atp={root}/att"]
     assert main([*argv, "--controls", "5", "--out", f"{root}/f"]) == 0
     result = FaithfulnessResult.load(root / "f")
+    # patched forwards resume at their first patched layer: the skipped layers are recorded
+    timing = result.timing
+    assert timing["layer_forwards"] + timing["layer_forwards_skipped"] == L * timing["forwards"]
+    assert timing["layer_forwards_skipped"] > 0
     baselines = {"first-k", "last-k", "evenly-spaced"}
     assert set(result.areas) == {"kl", "js", "entropy", "weight", "actmag", "atp"} | baselines
     assert result.sources["last-k"] == {"locator": "last-k", "directory": None, "ranking": "signed"}

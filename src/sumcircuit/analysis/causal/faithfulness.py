@@ -48,6 +48,7 @@ from sumcircuit.analysis.causal.faithfulness_result import CURVE_COLUMNS, Faithf
 from sumcircuit.analysis.causal.patching import (
     Components,
     PatchingConfig,
+    forward_counts,
     patch_effects,
     prepare_pair,
 )
@@ -342,7 +343,7 @@ def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
             "patching_s": swept - loaded,
             "total_s": time.perf_counter() - start,
             "sets": len(keys),
-            "forwards": effects.n_forwards,
+            **forward_counts(effects, arch.n_layers),
         },
         provenance=provenance(
             config,

@@ -467,6 +467,16 @@ def prepare_pair(config: PairConfig, *, stage: str = "patching") -> Pair:
     return Pair(base=base, ft=ft, prepared=prepared)
 
 
+def forward_counts(effects: Effects, n_layers: int) -> dict[str, int]:
+    """The model forwards of a sweep, the decoder-layer forwards they ran and those that resuming
+    at the first patched layer skipped (what the result's ``timing`` records)."""
+    return {
+        "forwards": effects.n_forwards,
+        "layer_forwards": effects.n_forwards * n_layers - effects.n_layer_forwards_skipped,
+        "layer_forwards_skipped": effects.n_layer_forwards_skipped,
+    }
+
+
 def run_record(
     config: PairConfig, pair: Pair, effects: Effects, *, start: float, loaded: float, swept: float
 ) -> dict[str, Any]:
@@ -476,10 +486,7 @@ def run_record(
             "load_s": loaded - start,
             "patching_s": swept - loaded,
             "total_s": time.perf_counter() - start,
-            "forwards": effects.n_forwards,
-            "layer_forwards": effects.n_forwards * pair.base.arch.n_layers
-            - effects.n_layer_forwards_skipped,
-            "layer_forwards_skipped": effects.n_layer_forwards_skipped,
+            **forward_counts(effects, pair.base.arch.n_layers),
         },
         "provenance": provenance(
             config,
