@@ -205,6 +205,35 @@ def _above_zero(diff: dict[str, Any]) -> bool | None:
     return True if lo > 0 else False if hi < 0 else None
 
 
+def _measured(comparison: dict[str, Any] | None) -> dict[str, Any]:
+    """The outcomes of ``LORA_METRICS`` a paired comparison with standard LoRA measured."""
+    return {m: d for m, d in (comparison or {}).items() if m in LORA_METRICS and d}
+
+
+def _combined(verdicts: dict[str, bool | None]) -> bool | None:
+    """False when any outcome's verdict is False, True when all are True, else None."""
+    values = list(verdicts.values())
+    return False if False in values else True if all(values) else None
+
+
+def _against_standard(
+    arm: dict[str, Any], standard: dict[str, Any], measured: dict[str, Any]
+) -> list[str]:
+    """Each outcome of ``arm`` against standard LoRA with its paired difference and CI (an
+    outcome not measured: results evaluated before it existed)."""
+    parts = []
+    for metric, name in LORA_METRICS.items():
+        if metric not in measured:
+            parts.append(f"{name} not measured (re-run evaluate)")
+            continue
+        diff, (lo, hi) = measured[metric]["mean_diff"], measured[metric]["ci95"]
+        parts.append(
+            f"{name} {arm[metric]:.3f} vs {standard[metric]:.3f} (difference {diff:+.3f}, "
+            f"95% CI {lo:+.3f} to {hi:+.3f})"
+        )
+    return parts
+
+
 def lora_claim(lora: dict[str, Any], comparison: dict[str, Any] | None) -> dict[str, Any]:
     """Targeted LoRA beats standard LoRA, with fewer epochs and ~75% fewer parameters.
 
@@ -222,22 +251,12 @@ def lora_claim(lora: dict[str, Any], comparison: dict[str, Any] | None) -> dict[
         "claim": "targeted LoRA beats standard LoRA with fewer epochs and ~75% fewer parameters",
         "paper": "higher ROUGE, fewer epochs, 3 of 12 layers (~75% fewer trainable parameters)",
     }
-    measured = {m: d for m, d in (comparison or {}).items() if m in LORA_METRICS and d}
+    measured = _measured(comparison)
     if not standard or not targeted or not measured:
         return row | {"ours": "not run", "holds": None, "verdicts": {}}
     verdicts = {m: _above_zero(d) for m, d in measured.items()}
-    values = list(verdicts.values())
-    holds = False if False in values else True if all(values) else None
-    parts = []
-    for metric, name in LORA_METRICS.items():
-        if metric not in measured:
-            parts.append(f"{name} not measured (re-run evaluate)")
-            continue
-        diff, (lo, hi) = measured[metric]["mean_diff"], measured[metric]["ci95"]
-        parts.append(
-            f"{name} {targeted[metric]:.3f} vs {standard[metric]:.3f} (difference {diff:+.3f}, "
-            f"95% CI {lo:+.3f} to {hi:+.3f})"
-        )
+    holds = _combined(verdicts)
+    parts = _against_standard(targeted, standard, measured)
     reduction = 1 - targeted["trainable_params"] / standard["trainable_params"]
     step, total = targeted.get("steps_to_target"), targeted.get("total_steps")
     score = {"val_rougeL": "validation ROUGE-L", "val_loss": "validation loss"}.get(
@@ -274,20 +293,12 @@ def adapt_claim(
         "placement curve picks the layers",
     }
     standard, adapted = lora.get("standard"), lora.get(ADAPT_ARM)
-    measured = {m: d for m, d in (comparison or {}).items() if m in LORA_METRICS and d}
+    measured = _measured(comparison)
     if not standard or not adapted or not measured or not chosen:
         return row | {"ours": "not run", "holds": None, "verdicts": {}}
     verdicts = {m: _above_zero(d) for m, d in measured.items()}
-    values = list(verdicts.values())
-    holds = False if False in values else True if all(values) else None
-    parts = []
-    for metric, name in LORA_METRICS.items():
-        if metric in measured:
-            diff, (lo, hi) = measured[metric]["mean_diff"], measured[metric]["ci95"]
-            parts.append(
-                f"{name} {adapted[metric]:.3f} vs {standard[metric]:.3f} (difference {diff:+.3f}, "
-                f"95% CI {lo:+.3f} to {hi:+.3f})"
-            )
+    holds = _combined(verdicts)
+    parts = _against_standard(adapted, standard, measured)
     glo, ghi = chosen["gap_closed_ci95"]
     reduction = 1 - adapted["trainable_params"] / standard["trainable_params"]
     ours = (
