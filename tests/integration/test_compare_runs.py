@@ -104,9 +104,11 @@ def test_compare_three_runs_prints_and_writes_the_comparison(runs, tmp_path, cap
     assert ab["n_layers"] == [4, 3] and ab["n_common"] == 3
     assert ab["not_shared"] == {}
     assert set(ab["locators"]) == {
-        "kl", "js", "entropy", "weight", "actmag", "atp", "first-k", "last-k", "evenly-spaced"
+        "kl", "js", "entropy", "weight", "actmag", "atp", "atp-trapezoid", "first-k", "last-k",
+        "evenly-spaced",
     }  # fmt: skip
-    assert result.pairs[1]["not_shared"] == {"atp": ["A"]}
+    # atp-trapezoid reads the atp result: both are A's alone against C
+    assert result.pairs[1]["not_shared"] == {"atp": ["A"], "atp-trapezoid": ["A"]}
 
     # Spearman of KL by hand: A's 4 layers sit in bins 0, 1, 1, 2 of B's 3
     kl_a = DiffResult.load(a / a.DIFF).scores("layer", "kl").to_numpy()
@@ -135,7 +137,7 @@ def test_compare_three_runs_prints_and_writes_the_comparison(runs, tmp_path, cap
     assert run_a["locators"]["kl"]["top_k"] == np.argsort(-kl_a, kind="stable")[:K].tolist()
     assert run_a["locators"]["kl"]["per_doc"] == 10
     assert "exact" in run_c["unread"]
-    assert len(result.to_frame()) == 9 + 8 + 8
+    assert len(result.to_frame()) == 10 + 8 + 8  # A-B share atp and atp-trapezoid too
 
 
 def test_compare_without_per_document_scores_says_so(runs, tmp_path, capsys):
