@@ -55,32 +55,6 @@ def _exact_singles(base, ft, prepared):
     return effects, suff, nec
 
 
-# GPT-2 runs wholly in float64: agreement to 1e-3 of the largest effect (measured ~1e-4, the
-# second-order term). Llama's and Gemma3's RMSNorm compute in float32 by design (transformers),
-# which puts a float32 noise floor under the effects: a larger perturbation, a wider tolerance
-# (measured ~1e-3 for llama, ~8e-3 for gemma3 at scale 1e-4; the tolerances leave 4-5x for
-# another CPU's rounding, while a wrong gradient path is off by 10-100%).
-@pytest.mark.parametrize(
-    ("arch_name", "scale", "tolerance"),
-    [("gpt2", 1e-5, 1e-3), ("llama", 1e-4, 5e-3), ("gemma3", 1e-4, 3e-2)],
-)
-def test_atp_equals_exact_patching_in_the_linear_regime(
-    arch_name, scale, tolerance, gpt2_tok
-) -> None:
-    base, ft, prepared = _pair(arch_name, gpt2_tok, scale=scale)
-    effects, suff, nec = _exact_singles(base, ft, prepared)
-    att = attribute(base, ft, prepared, batch_size=2, method="atp")
-    np.testing.assert_allclose(att.m_base, effects.m_base, rtol=1e-12)
-    np.testing.assert_allclose(att.m_ft, effects.m_ft, rtol=1e-12)
-    n = len(prepared)
-    estimate_suff = np.concatenate([att.heads_suff.reshape(n, -1), att.mlps_suff], axis=1)
-    estimate_nec = np.concatenate([att.heads_nec.reshape(n, -1), att.mlps_nec], axis=1)
-    largest = np.abs(suff).max()
-    assert largest > 1e-9  # a real effect
-    np.testing.assert_allclose(estimate_suff, suff, rtol=0, atol=tolerance * largest)
-    np.testing.assert_allclose(estimate_nec, nec, rtol=0, atol=tolerance * largest)
-
-
 class _Float64Throughout(TorchFunctionMode):
     """Keeps float64 tensors float64 where transformers' RMSNorms cast them to float32
     (``x.float()``, ``x.to(torch.float32)``), which would put a float32 noise floor (~1e-7
@@ -97,6 +71,30 @@ def _to_float32(func, args: tuple, kwargs: dict) -> bool:
     if not (torch.is_tensor(args[0]) and args[0].dtype == torch.float64):
         return False
     return func is torch.Tensor.float or torch.float32 in (*args[1:], kwargs.get("dtype"))
+
+
+# Every model runs wholly in float64 (:class:`_Float64Throughout` keeps the RMSNorms of Llama and
+# Gemma3 from casting to float32): agreement to 1e-3 of the largest effect (measured ~1e-4, the
+# second-order term), while a wrong gradient path is off by 10-100%.
+@pytest.mark.parametrize("arch_name", ["gpt2", "llama", "gemma3"])
+def test_atp_equals_exact_patching_in_the_linear_regime(arch_name, gpt2_tok) -> None:
+    with _Float64Throughout():
+        _check_node_estimates(arch_name, gpt2_tok, scale=1e-5, tolerance=1e-3)
+
+
+def _check_node_estimates(arch_name: str, gpt2_tok, *, scale: float, tolerance: float) -> None:
+    base, ft, prepared = _pair(arch_name, gpt2_tok, scale=scale)
+    effects, suff, nec = _exact_singles(base, ft, prepared)
+    att = attribute(base, ft, prepared, batch_size=2, method="atp")
+    np.testing.assert_allclose(att.m_base, effects.m_base, rtol=1e-12)
+    np.testing.assert_allclose(att.m_ft, effects.m_ft, rtol=1e-12)
+    n = len(prepared)
+    estimate_suff = np.concatenate([att.heads_suff.reshape(n, -1), att.mlps_suff], axis=1)
+    estimate_nec = np.concatenate([att.heads_nec.reshape(n, -1), att.mlps_nec], axis=1)
+    largest = np.abs(suff).max()
+    assert largest > 1e-9  # a real effect
+    np.testing.assert_allclose(estimate_suff, suff, rtol=0, atol=tolerance * largest)
+    np.testing.assert_allclose(estimate_nec, nec, rtol=0, atol=tolerance * largest)
 
 
 # The layer node in the linear regime, with W_O and the norms fine-tuned too: the estimate of the
