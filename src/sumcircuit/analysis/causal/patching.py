@@ -15,8 +15,8 @@ Three kinds of *sites* per layer ``l`` (names from the architecture table, no ar
   block (``Arch.block_name(l)``) and replaced by setting ``block output := block input + delta``
   — the block's input is the target model's own, live. For a pre-norm block this is
   attention output (after ``W_O`` and any post-norm) + MLP write, so it carries every weight of
-  the block: patching every layer node reproduces the source model (to rounding) when the two differ
-  only inside their blocks (not in the embeddings, final norm or LM head).
+  the block: patching every layer node reproduces the source model (to rounding) when the two
+  differ only inside their blocks (not in the embeddings, final norm or LM head).
 
 A component is one head's slice of an ``attn`` site, one MLP write, or one layer write
 (:meth:`Components.from_layers`). Exact patching and attribution use these same nodes at each
