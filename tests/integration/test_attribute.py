@@ -55,12 +55,9 @@ def test_tables_in_scan_layout_and_per_document_values(run) -> None:
     gain = per_doc.drop_duplicates("doc").eval("m_ft - m_base").sum()
     summed = per_doc[per_doc["component"] == "layer"].groupby("layer")["sufficiency"].sum()
     np.testing.assert_allclose(summed.to_numpy() / gain, layers["sufficiency"], rtol=1e-9)
-    # a layer is its heads plus its MLP
-    np.testing.assert_allclose(
-        heads.groupby("layer")["sufficiency"].sum().to_numpy() + mlps["sufficiency"],
-        layers["sufficiency"],
-        rtol=1e-9,
-    )
+    # a layer is its own node (the block's write), estimated in both directions
+    necessity = per_doc[per_doc["component"] == "layer"].groupby("layer")["necessity"].sum()
+    np.testing.assert_allclose(necessity.to_numpy() / gain, layers["necessity"], rtol=1e-9)
     again = AttributionResult.from_dict(result.to_dict())
     assert again.rows == result.rows and again.mlp_rows == result.mlp_rows
 

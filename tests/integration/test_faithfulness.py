@@ -73,7 +73,7 @@ def test_curves_of_every_locator_on_disjoint_documents(sources, capsys) -> None:
     full = frame[frame["size"] == L]
     assert full["sufficiency"].nunique() == 1  # every locator's all-layer set is the same set
     assert full["sufficiency_percentile"].isna().all()  # no other set of that size exists
-    # the ceiling is that set: every head and MLP patched, with its CI; curves normalised by it
+    # the ceiling is that set: every layer's write patched, with its CI; curves normalised by it
     ceiling = result.ceiling["sufficiency"]
     assert ceiling["value"] == pytest.approx(full["sufficiency"].iloc[0])
     assert ceiling["ci95"][0] <= ceiling["value"] <= ceiling["ci95"][1]

@@ -31,8 +31,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def save_finetuned(base_dir: Path, out: Path, *, outside: bool = False) -> Path:
     """The tiny base with q/k/v and MLP weights perturbed, saved like a fine-tune; with
-    ``outside``, also each layer's output projection W_O and its input norm, which no patched
-    node carries."""
+    ``outside``, also each layer's output projection W_O and its input norm, which a layer node
+    (the block's write) carries and a head node (before W_O) does not."""
     model = load_model(str(base_dir)).model
     arch = Arch.from_model(model)
     gen = torch.Generator().manual_seed(1)
@@ -106,7 +106,7 @@ def test_validate_writes_validate_json_with_controls(setup, tmp_path, capsys) ->
         assert key in data
     assert data["m_ft"] != data["m_base"]
     assert len(data["controls"]) == 3
-    layer_sets = {tuple(c["components"]["mlps"]) for c in data["controls"]}
+    layer_sets = {tuple(c["components"]["layers"]) for c in data["controls"]}
     assert len(layer_sets) == 3 and (1, 2) not in layer_sets
     for measure in ("sufficiency", "necessity"):
         lo, hi = data[measure]["ci95"]
@@ -134,28 +134,32 @@ def test_validate_writes_validate_json_with_controls(setup, tmp_path, capsys) ->
 def test_the_ceiling_is_one_when_the_fine_tune_changed_only_what_the_nodes_carry(
     setup, tmp_path
 ) -> None:
-    """Only q/k/v and MLP weights differ: patching every head and MLP reproduces the fine-tuned
-    model's log-likelihood (f(all) = 1 both ways), and the circuit's normalised figures are its
-    raw ones. A fine-tune that also changed W_O and a norm keeps those with the target model:
-    f(all) is not 1, and the normalisation divides by it."""
+    """A layer node is the block's write to the residual stream: patching every layer reproduces
+    a fine-tune of q/k/v and MLP weights, and one that also changed W_O and a norm (f(all) = 1
+    both ways, to float32 rounding), and the circuit's normalised figures are its raw ones. Head
+    nodes leave W_O, the norms and the MLPs with the target model: a head circuit's f(all) is
+    not 1, and the normalisation divides by it."""
     circuit = write_circuit(setup, "ceiling", layers=[1, 2])
-    assert run_validate(setup, circuit, tmp_path / "nodes", "--controls", "0") == 0
-    result = ValidateResult.load(tmp_path / "nodes")
-    for measure in ("sufficiency", "necessity"):
-        assert result.ceiling[measure]["value"] == pytest.approx(1.0, abs=1e-6)
-        norm = result.normalised[measure]["value"]
-        assert norm == pytest.approx(getattr(result, measure)["value"], abs=1e-6)
-    assert result.ceiling["none"] == 0.0
-    assert result.ceiling["components"]["mlps"] == [0, 1, 2, 3]
-    assert len(result.ceiling["components"]["heads"]) == 4 * 4
-    m_all = np.asarray(result.per_doc["m_suff_all"])
-    np.testing.assert_allclose(m_all, result.per_doc["m_ft"], rtol=0, atol=1e-6)
-    assert result.to_frame()["set"].tolist() == ["circuit", "all"]
-
     outside = save_finetuned(setup["base"], setup["root"] / "llama-ft-outside", outside=True)
-    out = tmp_path / "outside"
-    assert run_validate(setup, circuit, out, "--controls", "0", finetuned=outside) == 0
+    for name, finetuned in (("nodes", setup["ft"]), ("outside", outside)):
+        out = tmp_path / name
+        assert run_validate(setup, circuit, out, "--controls", "0", finetuned=finetuned) == 0
+        result = ValidateResult.load(out)
+        for measure in ("sufficiency", "necessity"):
+            assert result.ceiling[measure]["value"] == pytest.approx(1.0, abs=1e-5)
+            norm = result.normalised[measure]["value"]
+            assert norm == pytest.approx(getattr(result, measure)["value"], abs=1e-5)
+        assert result.ceiling["none"] == 0.0
+        assert result.ceiling["components"] == {"heads": [], "mlps": [], "layers": [0, 1, 2, 3]}
+        m_all = np.asarray(result.per_doc["m_suff_all"])
+        np.testing.assert_allclose(m_all, result.per_doc["m_ft"], rtol=0, atol=1e-5)
+        assert result.to_frame()["set"].tolist() == ["circuit", "all"]
+
+    heads = write_circuit(setup, "ceiling-heads", level="head", heads=[(1, 0), (2, 3)])
+    out = tmp_path / "heads"
+    assert run_validate(setup, heads, out, "--controls", "0", finetuned=outside) == 0
     result = ValidateResult.load(out)
+    assert len(result.ceiling["components"]["heads"]) == 4 * 4
     for measure in ("sufficiency", "necessity"):
         ceiling = result.ceiling[measure]["value"]
         assert abs(ceiling - 1.0) > 1e-3

@@ -20,6 +20,7 @@ def test_every_named_module_exists(name: str) -> None:
         for which in "qkvo":
             model.get_submodule(arch.proj_name(layer, which))
         model.get_submodule(arch.mlp_name(layer))
+        model.get_submodule(arch.mlp_out_name(layer))
         for target in arch.lora_targets([layer], ("q", "k", "v", "o", "mlp")):
             model.get_submodule(target)
     model.get_submodule(arch.spec.embed)

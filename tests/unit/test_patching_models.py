@@ -2,7 +2,9 @@
 
 The "fine-tuned" model is the tiny base with its q/k/v and MLP weights perturbed: those are
 exactly what per-head attention outputs (before W_O) and MLP outputs carry, so patching every
-component must reproduce the other model exactly.
+component must reproduce the other model exactly. A fine-tune of *every* weight inside the
+decoder blocks (W_O and the norms too) is reproduced by patching every layer node (the block's
+write to the residual stream), and not by patching every head and MLP.
 """
 
 from __future__ import annotations
@@ -49,15 +51,24 @@ DOCS = [
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def perturbed(base: torch.nn.Module, arch: Arch, seed: int = 1) -> torch.nn.Module:
-    """A copy of ``base`` with q/k/v and MLP weights perturbed (everything else identical)."""
+def perturbed(
+    base: torch.nn.Module, arch: Arch, seed: int = 1, *, every_block_weight: bool = False
+) -> torch.nn.Module:
+    """A copy of ``base`` with q/k/v and MLP weights perturbed (everything else identical); with
+    ``every_block_weight``, every parameter inside the decoder blocks (W_O, biases and norms
+    too), but still not the embeddings, the final norm or the LM head."""
     ft = copy.deepcopy(base)
     gen = torch.Generator().manual_seed(seed)
-    for layer in range(arch.n_layers):
-        names = {arch.proj_name(layer, w) for w in "qkv"} | set(arch.mlp_linear_names(layer))
-        for name in sorted(names):
-            weight = ft.get_submodule(name).weight
-            weight.data += 0.5 * weight.std() * torch.randn(weight.shape, generator=gen)
+    if every_block_weight:
+        params = [p for _, p in sorted(arch.blocks(ft).named_parameters())]
+    else:
+        params = []
+        for layer in range(arch.n_layers):
+            names = {arch.proj_name(layer, w) for w in "qkv"} | set(arch.mlp_linear_names(layer))
+            params += [ft.get_submodule(name).weight for name in sorted(names)]
+    for param in params:
+        scale = param.std() if param.numel() > 1 and param.std() > 0 else 0.1  # norms: all 1 or 0
+        param.data += 0.5 * scale * torch.randn(param.shape, generator=gen)
     return ft
 
 
@@ -101,14 +112,20 @@ def test_empty_set_changes_nothing_and_all_layers_recover_everything(pair) -> No
     np.testing.assert_allclose([suff[1], nec[1]], [1.0, 1.0], atol=1e-5)
 
 
-def test_every_head_patched_one_by_one_plus_mlps_equals_whole_layers(pair) -> None:
+def _heads_and_mlps(arch: Arch) -> Components:
+    every = range(arch.n_layers)
+    heads = frozenset((layer, h) for layer in every for h in range(arch.n_heads))
+    return Components(heads=heads, mlps=frozenset(every))
+
+
+def test_every_head_patched_one_by_one_plus_mlps_equals_all_at_once(pair) -> None:
     base, ft, prepared = pair
     arch = base.arch
     batch = _batch(prepared, base.tokenizer)
     sites = all_sites(arch)
     with capturing(ft.model, arch, sites) as ft_acts:
         score(ft.model, arch, batch)
-    with patching(base.model, arch, Components.from_layers(arch, range(arch.n_layers)), ft_acts):
+    with patching(base.model, arch, _heads_and_mlps(arch), ft_acts):
         whole = score(base.model, arch, batch)
     with ExitStack() as stack:  # one hook per head, chained on the same module
         for layer in range(arch.n_layers):
@@ -119,6 +136,80 @@ def test_every_head_patched_one_by_one_plus_mlps_equals_whole_layers(pair) -> No
         stack.enter_context(patching(base.model, arch, mlps, ft_acts))
         by_head = score(base.model, arch, batch)
     assert torch.equal(whole, by_head)
+
+
+def _block_io(model, arch: Arch, store: dict):
+    """Hooks recording each block's (input, output) — registered after any patching hook, so
+    they see the patched output."""
+
+    def record(layer: int):
+        def hook(module, args, output) -> None:
+            store[layer] = (args[0].detach(), output.detach())
+
+        return hook
+
+    return hooks(model, forward={arch.block_name(i): record(i) for i in range(arch.n_layers)})
+
+
+def test_a_layer_node_is_the_blocks_write_to_the_residual_stream(pair) -> None:
+    """Patching layer l sets block l's output to its own live input plus the source's write
+    (source output − source input); the MLP node is the module whose output is added to the
+    residual (Gemma3: the post-feedforward norm's output)."""
+    base, ft, prepared = pair
+    arch = base.arch
+    batch = _batch(prepared, base.tokenizer)
+    ft_io: dict = {}
+    with capturing(ft.model, arch, all_sites(arch)) as ft_acts, _block_io(ft.model, arch, ft_io):
+        score(ft.model, arch, batch)
+    layer = 1
+    ft_in, ft_out = ft_io[layer]
+    assert torch.equal(ft_acts[("layer", layer)], ft_out - ft_in)
+    seen: dict = {}
+    comps = Components.from_layers(arch, [layer])
+    with patching(base.model, arch, comps, ft_acts), _block_io(base.model, arch, seen):
+        score(base.model, arch, batch)
+    base_in, patched_out = seen[layer]
+    assert not torch.equal(base_in, ft_in)  # the block's own input, not the source's
+    assert torch.equal(patched_out, base_in + (ft_out - ft_in))
+    assert comps.sites() == [("layer", layer)]
+    assert comps.describe() == {"heads": [], "mlps": [], "layers": [layer]}
+    with pytest.raises(SumcircuitError, match="patched whole and in parts"):
+        Components(heads=frozenset({(layer, 0)}), layers=frozenset({layer}))
+    mlp_out = arch.mlp_out_name(layer)
+    assert mlp_out.startswith(arch.block_name(layer))
+    written: dict = {}
+    with hooks(ft.model, forward={mlp_out: lambda m, a, out: written.setdefault("x", out)}):
+        score(ft.model, arch, batch)
+    assert torch.equal(ft_acts[("mlp", layer)], written["x"])
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def block_pair(request, gpt2_tok) -> tuple[LoadedModel, LoadedModel, Prepared]:
+    """A fine-tune of every weight inside the decoder blocks (W_O and the norms included)."""
+    base = tiny_model(request.param, seed=0)
+    arch = Arch.from_model(base)
+    prompter = Prompter(gpt2_tok, max_length=96)
+    encoded = [prompter.encode(doc, summ) for doc, summ in DOCS]
+    prepared = Prepared(encoded=encoded, ids=[str(i) for i in range(len(DOCS))], examples=[])
+    ft = perturbed(base, arch, every_block_weight=True)
+    return LoadedModel(base, gpt2_tok, arch, {}), LoadedModel(ft, gpt2_tok, arch, {}), prepared
+
+
+def test_every_layer_node_carries_a_fine_tune_of_every_block_weight(block_pair) -> None:
+    """f(all) = 1 at layer level when the fine-tune changed W_O and the norms as well; every head
+    and MLP patched at once leaves those changes with the target model and falls short."""
+    base, ft, prepared = block_pair
+    arch = base.arch
+    every = Components.from_layers(arch, range(arch.n_layers))
+    sets = [every, _heads_and_mlps(arch)]
+    effects = patch_effects(base, ft, prepared, sets, batch_size=2)
+    gap = np.abs(effects.m_ft - effects.m_base)
+    assert gap.min() > 1e-3  # the perturbation is visible
+    # the same numbers up to float32 rounding of input + (output − input)
+    np.testing.assert_allclose(effects.m_suff[:, 0], effects.m_ft, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(effects.m_nec[:, 0], effects.m_base, rtol=0, atol=1e-5)
+    assert np.abs(effects.m_suff[:, 1] - effects.m_ft).max() > 0.01 * gap.max()
+    assert np.abs(effects.m_nec[:, 1] - effects.m_base).max() > 0.01 * gap.max()
 
 
 def test_patching_head_changes_only_that_heads_slice(pair) -> None:
@@ -223,7 +314,7 @@ def test_check_pair_rejects_incompatible_and_identical_models(pair, gpt2_tok) ->
 
 
 # -- resuming at the lowest patched layer ------------------------------------------------------
-# lowest patched layers n_layers (nothing patched), 0, 1, 2, 2, 3 (tiny models have 4 layers)
+# lowest patched layers n_layers (nothing patched), 0, 1, 2, 2, 3, 1 (tiny models have 4 layers)
 def _resume_sets(arch: Arch) -> list[Components]:
     return [
         Components(),
@@ -232,6 +323,7 @@ def _resume_sets(arch: Arch) -> list[Components]:
         Components(mlps=frozenset({2})),
         Components(heads=frozenset({(3, 0), (2, 1)}), mlps=frozenset({3})),
         Components.from_layers(arch, [3]),
+        Components(heads=frozenset({(1, 2)}), mlps=frozenset({2}), layers=frozenset({3})),
     ]
 
 
@@ -265,10 +357,10 @@ def test_resumed_forwards_equal_full_recomputation(pair, ablation) -> None:
     sets = _resume_sets(base.arch)
     effects = patch_effects(base, ft, prepared, sets, batch_size=2, ablation=ablation)
     suff, nec = _full_recompute(base, ft, prepared, sets, ablation)
-    np.testing.assert_allclose(effects.m_suff, suff, rtol=1e-6, atol=0)
-    np.testing.assert_allclose(effects.m_nec, nec, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(effects.m_suff, suff)  # bit for bit
+    np.testing.assert_array_equal(effects.m_nec, nec)
     assert not np.allclose(effects.m_suff[:, 2], effects.m_base)  # the sets do change m
-    starts = [base.arch.n_layers, 0, 1, 2, 2, 3]
+    starts = [base.arch.n_layers, 0, 1, 2, 2, 3, 1]
     assert effects.n_layer_forwards_skipped == 2 * sum(starts) * 2  # 2 batches, 2 directions
 
 

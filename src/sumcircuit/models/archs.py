@@ -48,6 +48,9 @@ class ArchSpec:
     o: str
     mlp_linears: tuple[str, ...]  # the MLP's linear layers, relative to the MLP module
     weight_in_out: bool = False  # Conv1D stores (in, out); nn.Linear stores (out, in)
+    # the module whose output is the MLP's write to the residual stream, relative to a block:
+    # the norm after the MLP where there is one (Gemma3); "" for the MLP module itself
+    mlp_out: str = ""
 
 
 # Llama, Qwen2 and Gemma3 share one layout: separate projections, grouped-query KV heads.
@@ -72,7 +75,7 @@ ARCHS: dict[str, ArchSpec] = {
     for spec in (
         _LLAMA_LIKE,
         replace(_LLAMA_LIKE, model_type="qwen2"),
-        replace(_LLAMA_LIKE, model_type="gemma3_text"),
+        replace(_LLAMA_LIKE, model_type="gemma3_text", mlp_out="post_feedforward_layernorm"),
         ArchSpec(
             model_type="gpt2",
             blocks="transformer.h",
@@ -153,6 +156,13 @@ class Arch:
 
     def mlp_name(self, layer: int) -> str:
         return f"{self.block_name(layer)}.{self.spec.mlp}"
+
+    def mlp_out_name(self, layer: int) -> str:
+        """The module whose output is the MLP's write to the residual stream (after any
+        post-MLP norm)."""
+        if not self.spec.mlp_out:
+            return self.mlp_name(layer)
+        return f"{self.block_name(layer)}.{self.spec.mlp_out}"
 
     def proj_name(self, layer: int, which: Projection) -> str:
         return f"{self.attn_name(layer)}.{getattr(self.spec, which)}"

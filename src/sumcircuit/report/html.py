@@ -242,8 +242,9 @@ def _causal(summary: StudySummary) -> str:
     headers += ["random mean"]
     if ceiling:
         text += (
-            " f(all): every node of the level patched (every head and MLP; weights outside them"
-            " — W_O, norms, embeddings, LM head — stay with the target model, so f(all) &lt; 1 "
+            " f(all): every node of the level patched (every layer's write to the residual stream,"
+            " or every head; weights outside them — embeddings, final norm, LM head, and for"
+            " heads also W_O, norms and MLPs — stay with the target model, so f(all) &lt; 1 "
             "in general); normalised: (f − f(none)) / (f(all) − f(none)) with f(none) = 0."
         )
         headers += ["f(all) [95% CI]", "normalised f / f(all) [95% CI]"]

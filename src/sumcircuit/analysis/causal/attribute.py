@@ -150,7 +150,8 @@ def _on_rank(prepared: Prepared, procs: Processes) -> tuple[list[int], Prepared]
 def _gathered(part: Attribution, mine: list[int], n: int, procs: Processes) -> Attribution:
     """Every document's values on every rank: each rank fills its own rows, then a sum."""
     arrays = {}
-    for name in ("heads_suff", "mlps_suff", "heads_nec", "mlps_nec", "m_base", "m_ft"):
+    names = ("heads_suff", "mlps_suff", "layers_suff", "heads_nec", "mlps_nec", "layers_nec")
+    for name in (*names, "m_base", "m_ft"):
         local = getattr(part, name)
         full = torch.zeros((n, *local.shape[1:]), dtype=torch.float64)
         full[mine] = torch.from_numpy(np.nan_to_num(local, nan=0.0))

@@ -1,10 +1,14 @@
 """Attribution patching: a gradient estimate of every component's patching effect at once.
 
-Same sites and metric as :mod:`sumcircuit.analysis.causal.patching` (per-head attention outputs before
-the output projection, MLP outputs; m = mean log-likelihood per summary token). Both models see
-the same tokens, so unlike clean/corrupt attribution there is no same-length restriction. For a
-site with activations a_base, a_ft on a document, summed over its positions (and, for a head,
-over that head's columns):
+Same nodes and metric as :mod:`sumcircuit.analysis.causal.patching` (per-head attention outputs
+before the output projection, MLP writes, and each decoder layer's write to the residual stream
+``delta_l = block output − block input``; m = mean log-likelihood per summary token). A layer's
+estimate is its own node's, (delta_ft − delta_base) · ∂m/∂(block output) — the node the exact
+layer patch replaces (block output := block input + delta_ft) — not the sum of its heads and MLP,
+which would count a head's effect through its own layer's MLP twice and miss ``W_O`` and the
+norms. Both models see the same tokens, so unlike clean/corrupt attribution there is no
+same-length restriction. For a site with activations a_base, a_ft on a document, summed over its
+positions (and, for a head, over that head's columns):
 
 - ``atp`` (AtP, Nanda; Kramár et al. 2024): sufficiency_c ≈ Σ (a_ft − a_base) · ∂m/∂a in the
   base model — what patching c in from the fine-tuned model would add; necessity_c ≈
@@ -17,7 +21,9 @@ over that head's columns):
   estimate of the path from either end, it is both its sufficiency and its necessity.
 - ``ig-direct`` (formerly ``ig-activations``, still accepted with a deprecation warning): the
   gradient averaged over K midpoints α of the path on which *every* site of the base model is
-  *set* to a_base + α (a_ft − a_base). Holding every site at its interpolated value cuts each
+  *set* to a_base + α (a_ft − a_base) (every head and MLP site; a layer node's gradient is read
+  on that same path, where only the residual stream carries it on: its direct effect). Holding
+  every site at its interpolated value cuts each
   component's effect through later sites, so this measures **direct effects only** (how far
   its layer scores follow exact patching: benchmarks/RESULTS.md); its scores
   add up (to the quadrature error) to the effect of patching every site at once. EAP-IG's
@@ -36,8 +42,9 @@ For the two path methods the necessity equals the sufficiency: the same path int
 from the other end (fine-tuned to base) gives the same number.
 
 Gradients reach the activations through a zero ``delta`` added at each site by a hook
-(``a + delta``, ``delta`` requiring grad): ∂m/∂delta = ∂m/∂a including every path through later
-layers, while the model's own weights need no gradient. Written by hand because neither peft nor
+(``a + delta``, ``delta`` requiring grad; for a layer node, added to the block's write, so to its
+output): ∂m/∂delta = ∂m/∂a including every path through later layers, while the model's own
+weights need no gradient. One forward and backward gives all three kinds of node. Written by hand because neither peft nor
 transformers offers attribution patching, and TransformerLens/EAP-IG would need a conversion of
 the model that our architecture table already makes unnecessary.
 """
@@ -97,33 +104,24 @@ def method_name(name: str) -> str:
 class Attribution:
     """Per-document estimated effects (documents in ``Prepared`` order).
 
-    heads_suff: (n_docs, L, H), mlps_suff: (n_docs, L) — estimated m_patch − m_base of patching
-    that component into the base model; heads_nec/mlps_nec: estimated m_ft − m_patch of patching
-    it from the base into the fine-tuned model (for the path methods the same numbers: see the
-    module docstring); m_base, m_ft: (n_docs,).
-    ``layers_*`` are whole layers: the sum of the layer's heads and MLP. Exact patching of a
-    whole layer replaces the MLP output, so the heads' effect *through that MLP* does not count
-    there, while it does in each head's own score: the sum is the linear estimate of patching
-    the layer's heads and MLP one at a time, not together (measured against the exact layer
-    scan in benchmarks/RESULTS.md).
+    heads_suff: (n_docs, L, H), mlps_suff: (n_docs, L), layers_suff: (n_docs, L) — estimated
+    m_patch − m_base of patching that node into the base model; ``*_nec``: estimated
+    m_ft − m_patch of patching it from the base into the fine-tuned model (for the path methods
+    the same numbers: see the module docstring); m_base, m_ft: (n_docs,).
+    A layer's score is its own node's (the block's write to the residual stream), the node exact
+    layer patching replaces — not the sum of its heads and MLP.
     """
 
     method: str
     heads_suff: np.ndarray
     mlps_suff: np.ndarray
+    layers_suff: np.ndarray
     heads_nec: np.ndarray
     mlps_nec: np.ndarray
+    layers_nec: np.ndarray
     m_base: np.ndarray
     m_ft: np.ndarray
     n_passes: int = 0
-
-    @property
-    def layers_suff(self) -> np.ndarray:
-        return self.heads_suff.sum(-1) + self.mlps_suff
-
-    @property
-    def layers_nec(self) -> np.ndarray:
-        return self.heads_nec.sum(-1) + self.mlps_nec
 
 
 @contextmanager
@@ -148,15 +146,17 @@ def site_gradients(
 ) -> tuple[torch.Tensor, dict[Site, torch.Tensor], dict[Site, torch.Tensor]]:
     """One forward and backward: ``(m (B,), activations, ∂Σm/∂activation)`` per site.
 
-    With ``values``, each site is *set* to ``values[site]`` ((B, T, D)) instead of computed, so
-    the gradient is the partial derivative with every other site held fixed.
+    With ``values``, each site it names is *set* to ``values[site]`` ((B, T, D)) instead of
+    computed, so the gradient is the partial derivative with those sites held fixed; sites it
+    does not name stay free. A layer site's activation is the block's write (output − input).
     """
     acts: dict[Site, torch.Tensor] = {}
     deltas: dict[Site, torch.Tensor] = {}
 
     def at(site: Site):
         def add_delta(x: torch.Tensor) -> torch.Tensor:
-            base = x if values is None else values[site].to(dtype=x.dtype, device=x.device)
+            held = values is not None and site in values
+            base = values[site].to(dtype=x.dtype, device=x.device) if held else x
             acts[site] = base.detach()
             deltas[site] = torch.zeros_like(base, requires_grad=True)
             return base + deltas[site]
@@ -179,17 +179,21 @@ def _contributions(
     diff: Mapping[Site, torch.Tensor],
     grads: Mapping[Site, torch.Tensor],
     mask: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ over real positions of diff · grad: heads (B, L, H) and MLPs (B, L), float64."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Σ over real positions of diff · grad: heads (B, L, H), MLPs (B, L), layers (B, L), float64."""
     keep = mask.to(torch.float64)[..., None]  # (B, T, 1)
-    heads, mlps = [], []
+
+    def product(site: Site) -> torch.Tensor:  # (B, T, D)
+        return diff[site].double() * grads[site].double() * keep
+
+    heads, mlps, layers = [], [], []
     for layer in range(arch.n_layers):
-        prod = (diff[("attn", layer)].double() * grads[("attn", layer)].double()) * keep
+        prod = product(("attn", layer))
         b, t, _ = prod.shape
         heads.append(prod.reshape(b, t, arch.n_heads, arch.head_dim).sum((1, 3)))  # (B, H)
-        prod = (diff[("mlp", layer)].double() * grads[("mlp", layer)].double()) * keep
-        mlps.append(prod.sum((1, 2)))  # (B,)
-    return torch.stack(heads, 1).cpu(), torch.stack(mlps, 1).cpu()
+        mlps.append(product(("mlp", layer)).sum((1, 2)))  # (B,)
+        layers.append(product(("layer", layer)).sum((1, 2)))  # (B,)
+    return tuple(torch.stack(x, 1).cpu() for x in (heads, mlps, layers))  # type: ignore[return-value]
 
 
 def _midpoints(steps: int) -> list[float]:
@@ -205,7 +209,7 @@ def attribute(
     method: Method = "atp",
     steps: int = 8,
 ) -> Attribution:
-    """Estimated sufficiency and necessity of every head and MLP, per document."""
+    """Estimated sufficiency and necessity of every head, MLP and layer node, per document."""
     method = method_name(method)
     if method not in METHODS:
         raise SumcircuitError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -213,8 +217,9 @@ def attribute(
         raise SumcircuitError(f"--ig-steps must be at least 1, got {steps}")
     arch, sites = base.arch, all_sites(base.arch)
     n, L, H = len(encoded), arch.n_layers, arch.n_heads
-    heads_suff, mlps_suff = np.zeros((n, L, H)), np.zeros((n, L))
+    heads_suff, mlps_suff, layers_suff = np.zeros((n, L, H)), np.zeros((n, L)), np.zeros((n, L))
     heads_nec, mlps_nec = np.full((n, L, H), np.nan), np.full((n, L), np.nan)
+    layers_nec = np.full((n, L), np.nan)
     m_base, m_ft = np.full(n, np.nan), np.full(n, np.nan)
     mixed = _interpolation(base, ft) if method == "ig-weights" else None
     batches = list(iter_batches(encoded.encoded, batch_size, base.tokenizer.pad_token_id))
@@ -226,8 +231,8 @@ def attribute(
             mb, base_acts, base_grads = site_gradients(base.model, arch, batch, sites)
             mf, ft_acts, ft_grads = site_gradients(ft.model, arch, batch, sites)
             diff = {s: ft_acts[s] - base_acts[s] for s in sites}
-            hs, ms = _contributions(arch, diff, base_grads, mask)
-            hn, mn = _contributions(arch, diff, ft_grads, mask)
+            hs, ms, ls = _contributions(arch, diff, base_grads, mask)
+            hn, mn, ln = _contributions(arch, diff, ft_grads, mask)
         else:
             with capturing(base.model, arch, sites) as base_acts:
                 mb = score(base.model, arch, batch)
@@ -237,24 +242,27 @@ def attribute(
             total = {s: torch.zeros_like(diff[s]) for s in sites}
             for alpha in _midpoints(steps):
                 if mixed is None:
-                    point = {s: base_acts[s] + alpha * diff[s] for s in sites}
+                    # heads and MLPs held; a layer's write is their sum, so it stays free
+                    point = {s: base_acts[s] + alpha * diff[s] for s in sites if s[0] != "layer"}
                     _, _, grads = site_gradients(base.model, arch, batch, sites, values=point)
                 else:
                     _, _, grads = site_gradients(mixed(alpha), arch, batch, sites)
                 for s in sites:
                     total[s] += grads[s] / steps
-            hs, ms = _contributions(arch, diff, total, mask)
-            hn, mn = hs, ms  # one path integral, read from either end
-        heads_nec[idx], mlps_nec[idx] = hn.numpy(), mn.numpy()
-        heads_suff[idx], mlps_suff[idx] = hs.numpy(), ms.numpy()
+            hs, ms, ls = _contributions(arch, diff, total, mask)
+            hn, mn, ln = hs, ms, ls  # one path integral, read from either end
+        heads_nec[idx], mlps_nec[idx], layers_nec[idx] = hn.numpy(), mn.numpy(), ln.numpy()
+        heads_suff[idx], mlps_suff[idx], layers_suff[idx] = hs.numpy(), ms.numpy(), ls.numpy()
         m_base[idx], m_ft[idx] = mb.numpy(), mf.numpy()
         n_passes += per_batch
     return Attribution(
         method=method,
         heads_suff=heads_suff,
         mlps_suff=mlps_suff,
+        layers_suff=layers_suff,
         heads_nec=heads_nec,
         mlps_nec=mlps_nec,
+        layers_nec=layers_nec,
         m_base=m_base,
         m_ft=m_ft,
         n_passes=n_passes,

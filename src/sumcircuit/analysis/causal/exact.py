@@ -1,6 +1,7 @@
 """The exact patching scan: the sufficiency of every single layer (or head) alone.
 
-For each component c (a whole layer — all heads + MLP — or one head), sufficiency(c) =
+For each component c (a whole layer — its write to the residual stream, block output − block
+input, :mod:`sumcircuit.analysis.causal.patching` — or one head), sufficiency(c) =
 Σ_d (m_patch,d − m_base,d) / Σ_d (m_ft,d − m_base,d), the base model with c patched in from the
 fine-tuned model (definitions in :mod:`sumcircuit.analysis.causal.validate`), with a bootstrap CI over
 documents. Written as ``DIR/exact.csv`` with columns exactly

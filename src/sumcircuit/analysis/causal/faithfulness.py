@@ -310,7 +310,7 @@ def faithfulness(config: FaithfulnessConfig) -> FaithfulnessResult:
         "sufficiency": _point(suff, ceiling),
         "necessity": _point(nec, ceiling),
         "none": 0.0,  # nothing patched is the unpatched model: f(none) = g(none) = 0
-        "components": "every head and every MLP" if config.level == "layer" else "every head",
+        "components": "every layer's write" if config.level == "layer" else "every head",
     }
     curves = _curves(found, sizes, n_total, top, rand, suff, nec, ceil)
     areas, choice = _areas(

@@ -1,21 +1,31 @@
-"""Activation patching: capture and replace per-head attention outputs and MLP outputs.
+"""Activation patching: capture and replace per-head attention outputs, MLP writes and layer writes.
 
-Two kinds of *sites* per layer ``l`` (names from the architecture table, no architecture ``if``):
+Three kinds of *sites* per layer ``l`` (names from the architecture table, no architecture ``if``):
 
 - ``("attn", l)``: the input of the attention output projection (``Arch.proj_name(l, "o")``),
   ``[head_0 | head_1 | ...]``, each ``head_dim`` wide, shape ``(B, T, n_heads * head_dim)`` —
-  read and replaced by a forward-pre hook. The output projection itself is *not* patched: a
-  change of ``W_O`` between the two models stays with the target model.
-- ``("mlp", l)``: the output of the MLP module (``Arch.mlp_name(l)``), ``(B, T, hidden)`` —
-  read and replaced by a forward hook.
+  read and replaced by a forward-pre hook. A *head* node is its slice of this input: the output
+  projection (and any post-attention norm, which mixes the heads) is *not* patched with it, so
+  a change of ``W_O`` between the two models stays with the target model.
+- ``("mlp", l)``: the MLP's write to the residual stream, ``(B, T, hidden)``: the output of
+  ``Arch.mlp_out_name(l)`` — the MLP module, or the norm after it where the architecture has
+  one (Gemma3's post-feedforward norm) — read and replaced by a forward hook.
+- ``("layer", l)``: the decoder block's write to the residual stream,
+  ``delta_l = block output − block input`` ``(B, T, hidden)``, read by a forward hook on the
+  block (``Arch.block_name(l)``) and replaced by setting ``block output := block input + delta``
+  — the block's input is the target model's own, live. For a pre-norm block this is
+  attention output (after ``W_O`` and any post-norm) + MLP write, so it carries every weight of
+  the block: patching every layer node reproduces the source model (to rounding) when the two
+  differ only inside their blocks (not in the embeddings, final norm or LM head).
 
-A component is one head's slice of an ``attn`` site, or one layer's MLP output; a *layer*
-component is all heads of the layer plus its MLP (:meth:`Components.from_layers`).
+A component is one head's slice of an ``attn`` site, one MLP write, or one layer write
+(:meth:`Components.from_layers`). Exact patching and attribution use these same nodes at each
+level.
 
 Patch sources (:data:`Source`): another model's activations on the same batch (``(B, T, D)``
 per site, from :func:`capturing`), a dataset mean (``(D,)`` per site, broadcast to every
-position, from :func:`dataset_means`), or zero (:func:`zero_source`). Patches apply at every
-position of the sequence.
+position, from :func:`dataset_means`), or zero (:func:`zero_source`; for a layer: the block
+writes nothing). Patches apply at every position of the sequence.
 
 The metric (:func:`summary_loglik`): m = mean over a document's summary tokens of
 ``log p(label)`` under teacher forcing, with logits computed only at the positions that predict a
@@ -25,7 +35,7 @@ A patched forward starts at its set's lowest patched layer, from the residual st
 forward of the same model left there: the blocks below are skipped, not recomputed
 (:mod:`sumcircuit.analysis.causal.resume`; :attr:`Effects.n_layer_forwards_skipped` counts them).
 
-The module is a little over 450 lines because sites, hooks, sources, the sweep and the config of
+The module is about 500 lines because sites, hooks, sources, the sweep and the config of
 the pair they run on are one idea that validate, scan and attribution all build on; split, each
 piece would import all the others.
 """
@@ -59,7 +69,7 @@ from sumcircuit.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-Site = tuple[Literal["attn", "mlp"], int]
+Site = tuple[Literal["attn", "mlp", "layer"], int]
 #: Per site: ``(B, T, D)`` activations of the same batch, or a ``(D,)`` vector for every position.
 Source = Mapping[Site, torch.Tensor]
 Ablation = Literal["patch", "mean", "zero"]
@@ -69,20 +79,27 @@ ABLATIONS: tuple[str, ...] = ("patch", "mean", "zero")
 # -- component sets --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Components:
-    """A set of patchable components: attention heads ``(layer, head)`` and MLP layers."""
+    """A set of patchable components: attention heads ``(layer, head)``, MLP writes and whole
+    layers' writes (a layer holds its heads and MLP, so a set names a layer or its parts)."""
 
     heads: frozenset[tuple[int, int]] = frozenset()
     mlps: frozenset[int] = frozenset()
+    layers: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        inside = sorted(self.layers & ({layer for layer, _ in self.heads} | self.mlps))
+        if inside:
+            raise SumcircuitError(
+                f"layer(s) {inside} are patched whole and in parts; a layer node already "
+                "holds its heads and MLP, so name either the layer or its parts"
+            )
 
     @classmethod
-    def from_layers(cls, arch: Arch, layers: list[int] | tuple[int, ...]) -> Components:
-        """Whole layers: every head of each layer plus its MLP."""
+    def from_layers(cls, arch: Arch, layers: list[int] | tuple[int, ...] | range) -> Components:
+        """Whole layers: each layer's write to the residual stream (its layer node)."""
         for layer in layers:
             arch.check_layer(layer)
-        return cls(
-            heads=frozenset((layer, h) for layer in layers for h in range(arch.n_heads)),
-            mlps=frozenset(layers),
-        )
+        return cls(layers=frozenset(int(layer) for layer in layers))
 
     @classmethod
     def from_heads(cls, arch: Arch, heads: list[tuple[int, int]]) -> Components:
@@ -94,7 +111,7 @@ class Components:
 
     @classmethod
     def from_circuit(cls, circuit: Circuit, arch: Arch) -> Components:
-        """A layer circuit's layers (heads + MLPs), or a head circuit's heads."""
+        """A layer circuit's layer nodes, or a head circuit's heads."""
         if circuit.level == "layer":
             return cls.from_layers(arch, circuit.layers)
         return cls.from_heads(arch, circuit.heads)
@@ -102,17 +119,26 @@ class Components:
     def sites(self) -> list[Site]:
         """The sites this set touches, sorted."""
         attn: list[Site] = [("attn", layer) for layer in sorted({lay for lay, _ in self.heads})]
-        return attn + [("mlp", layer) for layer in sorted(self.mlps)]
+        mlp: list[Site] = [("mlp", layer) for layer in sorted(self.mlps)]
+        return attn + mlp + [("layer", layer) for layer in sorted(self.layers)]
 
     def heads_of(self, layer: int) -> list[int]:
         return sorted(h for lay, h in self.heads if lay == layer)
 
     def describe(self) -> dict[str, Any]:
-        return {"heads": sorted(list(h) for h in self.heads), "mlps": sorted(self.mlps)}
+        return {
+            "heads": sorted(list(h) for h in self.heads),
+            "mlps": sorted(self.mlps),
+            "layers": sorted(self.layers),
+        }
+
+
+SITE_KINDS: tuple[str, ...] = ("attn", "mlp", "layer")
 
 
 def all_sites(arch: Arch) -> list[Site]:
-    return [(kind, layer) for layer in range(arch.n_layers) for kind in ("attn", "mlp")]
+    """Every site of every layer: heads' o_proj input, MLP write, layer write."""
+    return [(kind, layer) for layer in range(arch.n_layers) for kind in SITE_KINDS]
 
 
 # -- pure tensor functions -------------------------------------------------------------------
@@ -159,17 +185,25 @@ def summary_loglik(
 # -- hooks -------------------------------------------------------------------------------------
 def _site_name(arch: Arch, site: Site) -> str:
     kind, layer = site
-    return arch.proj_name(layer, "o") if kind == "attn" else arch.mlp_name(layer)
+    if kind == "attn":
+        return arch.proj_name(layer, "o")
+    return arch.mlp_out_name(layer) if kind == "mlp" else arch.block_name(layer)
 
 
 def hook_tables(arch: Arch, fns: Mapping[Site, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split per-site functions ``f(tensor) -> tensor | None`` into hooks' forward/pre tables."""
+    """Split per-site functions ``f(tensor) -> tensor | None`` into hooks' forward/pre tables.
+
+    ``f`` sees the site's activation (for a layer: the block's write, output − input) and may
+    return a replacement (for a layer: the new write, added to the block's own input).
+    """
     forward: dict[str, Any] = {}
     pre: dict[str, Any] = {}
     for site, fn in fns.items():
         name = _site_name(arch, site)
         if site[0] == "attn":
             pre[name] = _pre_hook(fn)
+        elif site[0] == "layer":
+            forward[name] = _write_hook(fn, name)
         else:
             forward[name] = _forward_hook(fn)
     return forward, pre
@@ -186,6 +220,24 @@ def _pre_hook(fn):
 def _forward_hook(fn):
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
         return fn(output)
+
+    return hook
+
+
+def _write_hook(fn, name: str):
+    """A decoder block's write: ``fn(output − input)``; a returned write ``w`` makes the block
+    return ``input + w``."""
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        if not args or not torch.is_tensor(args[0]) or not torch.is_tensor(output):
+            raise SumcircuitError(
+                f"decoder block {name} must take the hidden states as its first positional "
+                "argument and return a tensor to patch its write to the residual stream "
+                "(transformers 5 decoders do)"
+            )
+        hidden = args[0]
+        new = fn(output - hidden)
+        return None if new is None else hidden + new
 
     return hook
 
@@ -266,7 +318,7 @@ def loglik(model: nn.Module, arch: Arch, batch: Batch) -> torch.Tensor:
 
 def zero_source(arch: Arch, sites: list[Site]) -> dict[Site, torch.Tensor]:
     """Zero vectors for ``sites``."""
-    width = {"attn": arch.n_heads * arch.head_dim, "mlp": arch.hidden}
+    width = {"attn": arch.n_heads * arch.head_dim, "mlp": arch.hidden, "layer": arch.hidden}
     return {site: torch.zeros(width[site[0]]) for site in sites}
 
 

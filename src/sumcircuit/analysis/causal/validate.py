@@ -16,9 +16,10 @@ the circuit's ``random_percentile`` = 100 · (#controls below + ½ #ties) / K, w
 over documents (controls re-scored on each resample).
 
 The ceiling: the sweep also patches *all* nodes of the circuit's level (layer circuit: every
-head and every MLP; head circuit: every head) and reports f(all), the sufficiency and necessity
-of patching all of them, with CIs. Weights outside the nodes (W_O, norms, embeddings, the LM
-head) stay with the target model, so f(all) < 1 in general. ``sufficiency`` and ``necessity``
+layer's write to the residual stream; head circuit: every head) and reports f(all), the
+sufficiency and necessity of patching all of them, with CIs. Weights outside the nodes (the
+embeddings, final norm and LM head; for heads also W_O, the norms and the MLPs) stay with the
+target model, so f(all) < 1 in general. ``sufficiency`` and ``necessity``
 are fractions *of m_ft − m_base*; ``normalised`` gives (f − f(none)) / (f(all) − f(none)) =
 Σ_d num_d / Σ_d num_all,d with f(none) = 0 by definition (nothing patched is the unpatched
 model), with a ratio bootstrap CI.
@@ -99,7 +100,7 @@ class ValidateConfig(PatchingConfig):
 
 # -- controls ------------------------------------------------------------------------------------
 def every_node(circuit: Circuit, arch: Arch) -> Components:
-    """All nodes of the circuit's level: every head and MLP (layer), or every head (head)."""
+    """All nodes of the circuit's level: every layer's write (layer), or every head (head)."""
     if circuit.level == "layer":
         return Components.from_layers(arch, list(range(arch.n_layers)))
     every = [(layer, head) for layer in range(arch.n_layers) for head in range(arch.n_heads)]
