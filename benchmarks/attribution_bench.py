@@ -54,6 +54,13 @@ def main() -> None:
     parser.add_argument(
         "--old-layer-node", action="store_true", help="also the heads+MLP layer node (pre issue 23)"
     )
+    parser.add_argument(
+        "--ft-scale",
+        type=float,
+        default=1.0,
+        help="compare with θ_base + s (θ_ft − θ_base) instead of the fine-tune: a small s shows "
+        "whether the gap to exact patching is the estimator's or the fine-tune's nonlinearity",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -67,6 +74,11 @@ def main() -> None:
         max_length=args.max_length,
     )
     pair = prepare_pair(config, stage="attribution benchmark")
+    if args.ft_scale != 1.0:
+        with torch.no_grad():
+            params = zip(pair.ft.model.parameters(), pair.base.model.parameters(), strict=True)
+            for p_ft, p_base in params:
+                p_ft.copy_(torch.lerp(p_base, p_ft, args.ft_scale))
     arch = pair.base.arch
     L, H = arch.n_layers, arch.n_heads
     out: dict = {"cpu": _cpu(), "args": vars(args), "n_docs": len(pair.prepared), "levels": {}}
