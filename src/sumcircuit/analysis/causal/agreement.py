@@ -21,8 +21,8 @@ from sumcircuit.analysis.causal.attribute import AttributionResult
 from sumcircuit.analysis.causal.exact import ExactResult
 
 # Pearson r with exact patching below which an attribution's layer ranking is flagged as not
-# following it: measured, atp reaches 0.90 on both smollm2-135m fine-tunes and 0.36 on
-# gemma3-270m's standard one, where ig-weights reaches 0.73 (benchmarks/RESULTS.md).
+# following it: measured, atp reaches 0.90 on both smollm2-135m fine-tunes and 0.36-0.42 on
+# gemma3-270m's, where ig-weights reaches 0.73-0.82 (benchmarks/RESULTS.md).
 TRUSTED_PEARSON = 0.7
 
 
