@@ -30,20 +30,6 @@ PINNED: dict[str | None, dict[str, tuple[str | None, int | None, int, int]]] = {
         "lora": (None, 256, 256, 4),
         "evaluate": ("test", None, 256, 16),
     },
-    # the quick study's data, plus the curve and the adapt stage (on with it; the first 32
-    # train pairs: the gradient pass's limit and an 8-step probe of 4)
-    "placement": {
-        "finetune": (None, 64, 256, 4),
-        "diff": ("validation", 32, 256, 4),
-        "attribute": ("validation", 32, 256, 4),
-        "exact": ("validation", 0, 256, 8),
-        "faithfulness": ("validation", 36, 256, 4),
-        "validate": ("test", 8, 256, 4),
-        "lora": (None, 48, 256, 4),
-        "evaluate": ("test", 20, 256, 20),
-        "placement": (None, 48, 256, 4),
-        "adapt": ("train", 32, 256, 4),
-    },
     "paper": {
         "finetune": (None, None, 512, 4),
         "diff": ("validation", 64, 512, 4),
@@ -64,6 +50,13 @@ PINNED: dict[str | None, dict[str, tuple[str | None, int | None, int, int]]] = {
         "lora": (None, 64, 384, 4),
         "evaluate": ("test", 20, 384, 16),
     },
+}
+# the quick study's data, plus the curve and the adapt stage (on with it; the first 32 train
+# pairs: the gradient pass's limit and an 8-step probe of 4)
+PINNED["placement"] = {
+    **PINNED["quick"],
+    "placement": (None, 48, 256, 4),
+    "adapt": ("train", 32, 256, 4),
 }
 # The same in every section of every preset.
 COMMON = {
