@@ -205,6 +205,12 @@ def _above_zero(diff: dict[str, Any]) -> bool | None:
     return True if lo > 0 else False if hi < 0 else None
 
 
+def _not_below(diff: dict[str, Any]) -> bool:
+    """True when a paired difference's 95% CI reaches 0 or above (not significantly below),
+    False when it lies below 0: "reaches", a non-inferiority test without a margin."""
+    return diff["ci95"][1] >= 0
+
+
 def _measured(comparison: dict[str, Any] | None) -> dict[str, Any]:
     """The outcomes of ``LORA_METRICS`` a paired comparison with standard LoRA measured."""
     return {m: d for m, d in (comparison or {}).items() if m in LORA_METRICS and d}
@@ -283,10 +289,11 @@ def adapt_claim(
     """Targeted LoRA on the best adaptation locator reaches standard LoRA.
 
     ``chosen``: the placement curve's row the arm trained (the locator that closed the most gap
-    at the circuit's size, on the curve's documents). Decided on the test documents like the
-    paper's LoRA claim: per outcome of ``comparison`` (``targeted-adapt`` − standard, paired),
-    True when the 95% CI lies above 0, False when below, None when it straddles 0; ``holds``
-    False when any outcome fails, True when all hold, else None."""
+    at the circuit's size, on the curve's documents). Decided on the test documents, as the
+    target reads ("reach standard LoRA within its CI"): per outcome of ``comparison``
+    (``targeted-adapt`` − standard, paired), True when the 95% CI reaches 0 (not significantly
+    below standard), False when it lies below; ``holds`` False when any outcome fails, True
+    when all hold. The text gives the CI, so a wide one that only "reaches" shows as such."""
     row = {
         "claim": "targeted LoRA on the best adaptation locator reaches standard LoRA",
         "paper": "not tested by the paper (its targeted LoRA used the changed layers); the "
@@ -296,7 +303,7 @@ def adapt_claim(
     measured = _measured(comparison)
     if not standard or not adapted or not measured or not chosen:
         return row | {"ours": "not run", "holds": None, "verdicts": {}}
-    verdicts = {m: _above_zero(d) for m, d in measured.items()}
+    verdicts = {m: _not_below(d) for m, d in measured.items()}
     holds = _combined(verdicts)
     parts = _against_standard(adapted, standard, measured)
     glo, ghi = chosen["gap_closed_ci95"]
