@@ -9,6 +9,7 @@ C (4 layers) scores other documents, has no attribution and no summary: independ
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,11 @@ def _stages(root, layers, data, *, attribute=True):
     assert main(["diff", *pair, "--per-doc", "--out", str(run / run.DIFF)]) == 0
     if attribute:
         assert main(["attribute", *pair, "--out", str(run / run.attribute("atp"))]) == 0
+        train = root / "train.jsonl"  # the adapt stage reads the train split only
+        train.write_text(Path(data).read_text().replace('"validation"', '"train"'))
+        adapt = ["--model", str(base), "--data", str(train), "--batch-size", "4", "--limit", "4"]
+        adapt += ["--probe-steps", "1", "--no-progress", "--out", str(run / run.ADAPT)]
+        assert main(["adapt", *adapt]) == 0
     return run
 
 
@@ -105,10 +111,12 @@ def test_compare_three_runs_prints_and_writes_the_comparison(runs, tmp_path, cap
     assert ab["not_shared"] == {}
     assert set(ab["locators"]) == {
         "kl", "js", "entropy", "weight", "actmag", "atp", "atp-trapezoid", "first-k", "last-k",
-        "evenly-spaced",
+        "evenly-spaced", "rgn", "fisher", "grad-energy", "probe-norm", "probe-act", "spectrum-snr",
     }  # fmt: skip
     # atp-trapezoid reads the atp result: both are A's alone against C
-    assert result.pairs[1]["not_shared"] == {"atp": ["A"], "atp-trapezoid": ["A"]}
+    adapt = ["rgn", "fisher", "grad-energy", "probe-norm", "probe-act", "spectrum-snr"]
+    only_a = {name: ["A"] for name in ["atp", "atp-trapezoid", *adapt]}
+    assert result.pairs[1]["not_shared"] == only_a  # C has no attribution and no adapt stage
 
     # Spearman of KL by hand: A's 4 layers sit in bins 0, 1, 1, 2 of B's 3
     kl_a = DiffResult.load(a / a.DIFF).scores("layer", "kl").to_numpy()
@@ -152,6 +160,17 @@ def test_compare_without_per_document_scores_says_so(runs, tmp_path, capsys):
     assert kl["ci"] == "n/a: per-document scores not stored (run diff with --per-doc) (run B)"
     assert kl["spearman"]["value"] is not None  # the point estimate needs no documents
     assert "n/a: per-document scores not stored" in capsys.readouterr().out
+
+
+def test_adaptation_locators_are_compared_by_their_point_values(runs, tmp_path):
+    a, b, _ = runs
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a.root), str(b.root), "--n-boot", "50", "--out", str(out)]) == 0
+    pair = json.loads((out / "comparison.json").read_text())["pairs"][0]["locators"]
+    for name in ("rgn", "fisher", "grad-energy", "probe-norm", "probe-act", "spectrum-snr"):
+        assert pair[name]["spearman"]["value"] is not None, name
+        assert pair[name]["jaccard"]["ci95"] is None
+        assert pair[name]["ci"].startswith("n/a: no per-document scores"), pair[name]["ci"]
 
 
 def test_compare_refuses_bad_run_arguments(runs, tmp_path, capsys):

@@ -233,10 +233,17 @@ def _no_documents(loc: Locator, directory: Path | None) -> Parts:
     return None, f"n/a: {loc.name} reads no documents"
 
 
+def _adapt_parts(loc: Locator, directory: Path | None) -> Parts:
+    # the adapt stage's scores sum over batches of train pairs (gradients, the probe) or read
+    # the weights alone (spectrum-snr): there is no per-document score to resample
+    return None, "n/a: no per-document scores (sums over train batches, or the weights alone)"
+
+
 #: how each kind of locator source gives its per-document parts
 _PARTS: dict[str, Callable[[Locator, Path | None], Parts]] = {
     "diff": _diff_parts,
     "attribution": _attribution_parts,
     "exact": _not_stored,
+    "adapt": _adapt_parts,
     "none": _no_documents,
 }
