@@ -145,7 +145,7 @@ def test_compare_three_runs_prints_and_writes_the_comparison(runs, tmp_path, cap
     assert run_a["locators"]["kl"]["top_k"] == np.argsort(-kl_a, kind="stable")[:K].tolist()
     assert run_a["locators"]["kl"]["per_doc"] == 10
     assert "exact" in run_c["unread"]
-    assert len(result.to_frame()) == 10 + 8 + 8  # A-B share atp and atp-trapezoid too
+    assert len(result.to_frame()) == 16 + 8 + 8  # A-B share atp, atp-trapezoid and adapt too
 
 
 def test_compare_without_per_document_scores_says_so(runs, tmp_path, capsys):
