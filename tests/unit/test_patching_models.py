@@ -72,18 +72,22 @@ def perturbed(
     return ft
 
 
-@pytest.fixture(scope="module", params=ARCHS)
-def pair(request, gpt2_tok) -> tuple[LoadedModel, LoadedModel, Prepared]:
-    base = tiny_model(request.param, seed=0)
+def _model_pair(
+    name: str, tok, *, every_block_weight: bool = False
+) -> tuple[LoadedModel, LoadedModel, Prepared]:
+    """A tiny ``name`` model, its perturbed copy (see :func:`perturbed`) and DOCS encoded."""
+    base = tiny_model(name, seed=0)
     arch = Arch.from_model(base)
-    prompter = Prompter(gpt2_tok, max_length=96)
+    prompter = Prompter(tok, max_length=96)
     encoded = [prompter.encode(doc, summ) for doc, summ in DOCS]
     prepared = Prepared(encoded=encoded, ids=[str(i) for i in range(len(DOCS))], examples=[])
-    return (
-        LoadedModel(base, gpt2_tok, arch, {}),
-        LoadedModel(perturbed(base, arch), gpt2_tok, arch, {}),
-        prepared,
-    )
+    ft = perturbed(base, arch, every_block_weight=every_block_weight)
+    return LoadedModel(base, tok, arch, {}), LoadedModel(ft, tok, arch, {}), prepared
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def pair(request, gpt2_tok) -> tuple[LoadedModel, LoadedModel, Prepared]:
+    return _model_pair(request.param, gpt2_tok)
 
 
 def _batch(prepared: Prepared, tok):
@@ -186,13 +190,7 @@ def test_a_layer_node_is_the_blocks_write_to_the_residual_stream(pair) -> None:
 @pytest.fixture(scope="module", params=ARCHS)
 def block_pair(request, gpt2_tok) -> tuple[LoadedModel, LoadedModel, Prepared]:
     """A fine-tune of every weight inside the decoder blocks (W_O and the norms included)."""
-    base = tiny_model(request.param, seed=0)
-    arch = Arch.from_model(base)
-    prompter = Prompter(gpt2_tok, max_length=96)
-    encoded = [prompter.encode(doc, summ) for doc, summ in DOCS]
-    prepared = Prepared(encoded=encoded, ids=[str(i) for i in range(len(DOCS))], examples=[])
-    ft = perturbed(base, arch, every_block_weight=True)
-    return LoadedModel(base, gpt2_tok, arch, {}), LoadedModel(ft, gpt2_tok, arch, {}), prepared
+    return _model_pair(request.param, gpt2_tok, every_block_weight=True)
 
 
 def test_every_layer_node_carries_a_fine_tune_of_every_block_weight(block_pair) -> None:
