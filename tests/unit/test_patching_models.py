@@ -10,7 +10,7 @@ write to the residual stream), and not by patching every head and MLP.
 from __future__ import annotations
 
 import copy
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import pytest
@@ -21,6 +21,9 @@ from sumcircuit.analysis.causal.patching import (
     all_sites,
     capturing,
     dataset_means,
+    head_columns,
+    hook_tables,
+    patch_columns,
     patch_effects,
     patching,
     score,
@@ -236,6 +239,7 @@ def test_hooks_leave_no_trace(pair) -> None:
     arch = base.arch
     batch = _batch(prepared, base.tokenizer)
     before = score(base.model, arch, batch)
+    blocks = list(arch.blocks(base.model))
     sites = all_sites(arch)
     with capturing(ft.model, arch, sites) as ft_acts:
         score(ft.model, arch, batch)
@@ -247,6 +251,7 @@ def test_hooks_leave_no_trace(pair) -> None:
     ):
         raise RuntimeError("the body fails")
     assert torch.equal(score(base.model, arch, batch), before)
+    assert list(arch.blocks(base.model)) == blocks  # patched blocks are back
     for module in base.model.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks
 
@@ -325,8 +330,26 @@ def _resume_sets(arch: Arch) -> list[Components]:
     ]
 
 
+@contextmanager
+def _hooked(model, arch: Arch, comps: Components, source):
+    """Patching by hooks alone, every block run: a layer node's block computes, then its write is
+    replaced (``output := input + write``) — what patching did before patched blocks stood in."""
+    fns = {}
+    for kind, layer in comps.sites():
+        width = source[(kind, layer)].shape[-1]
+        if kind == "attn":
+            columns = head_columns(comps.heads_of(layer), arch.n_heads, arch.head_dim)
+        else:
+            columns = torch.ones(width, dtype=torch.bool)
+        fns[(kind, layer)] = lambda x, s=source[(kind, layer)], c=columns: patch_columns(x, s, c)
+    forward, pre = hook_tables(arch, fns)
+    with hooks(model, forward=forward, pre=pre):
+        yield
+
+
 def _full_recompute(base, ft, prepared, sets, ablation: str) -> tuple[np.ndarray, np.ndarray]:
-    """The reference: every patched forward runs every block (no resuming), batch by batch."""
+    """The reference: every patched forward runs every block (no resuming, no stand-in blocks),
+    batch by batch."""
     arch = base.arch
     sites = all_sites(arch)
     fixed = None
@@ -342,9 +365,9 @@ def _full_recompute(base, ft, prepared, sets, ablation: str) -> tuple[np.ndarray
         with capturing(ft.model, arch, sites) as ft_acts:
             score(ft.model, arch, batch)
         for j, comps in enumerate(sets):
-            with patching(base.model, arch, comps, ft_acts):
+            with _hooked(base.model, arch, comps, ft_acts):
                 suff[idx, j] = score(base.model, arch, batch).numpy()
-            with patching(ft.model, arch, comps, fixed or base_acts):
+            with _hooked(ft.model, arch, comps, fixed or base_acts):
                 nec[idx, j] = score(ft.model, arch, batch).numpy()
     return suff, nec
 
@@ -359,7 +382,9 @@ def test_resumed_forwards_equal_full_recomputation(pair, ablation) -> None:
     np.testing.assert_array_equal(effects.m_nec, nec)
     assert not np.allclose(effects.m_suff[:, 2], effects.m_base)  # the sets do change m
     starts = [base.arch.n_layers, 0, 1, 2, 2, 3, 1]
-    assert effects.n_layer_forwards_skipped == 2 * sum(starts) * 2  # 2 batches, 2 directions
+    patched_layers = [0, 0, 2, 0, 0, 1, 1]  # blocks that stand in as input + write
+    # 2 batches, 2 directions
+    assert effects.n_layer_forwards_skipped == 2 * (sum(starts) + sum(patched_layers)) * 2
 
 
 def test_blocks_below_the_lowest_patched_layer_do_not_run(pair) -> None:
@@ -379,11 +404,12 @@ def test_blocks_below_the_lowest_patched_layer_do_not_run(pair) -> None:
             pre = {arch.block_name(i): counter(name, i) for i in range(arch.n_layers)}
             stack.enter_context(hooks(loaded.model, pre=pre))
         effects = patch_effects(base, ft, prepared, sets, batch_size=4)
-    # one batch: the clean forward runs every block; the set from layer 2 adds blocks 2-3, the
-    # set from layer 3 adds block 3, in each model (sufficiency in base, necessity in ft)
+    # one batch: the clean forward runs every block; the layer-2 set adds block 3 (block 2 is
+    # patched whole: it stands in as input + write), the head set from layer 3 adds block 3, in
+    # each model (sufficiency in base, necessity in ft)
     for name in ("base", "ft"):
-        assert calls[name] == [1, 1, 2, 3]
-    assert effects.n_layer_forwards_skipped == (2 + 3) * 2
+        assert calls[name] == [1, 1, 1, 3]
+    assert effects.n_layer_forwards_skipped == (2 + 1 + 3) * 2
     assert all(block is not None for block in arch.blocks(base.model))
 
 

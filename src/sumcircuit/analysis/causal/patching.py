@@ -33,7 +33,9 @@ summary token (a forward-pre hook on the LM head keeps only those rows).
 
 A patched forward starts at its set's lowest patched layer, from the residual stream the clean
 forward of the same model left there: the blocks below are skipped, not recomputed
-(:mod:`sumcircuit.analysis.causal.resume`; :attr:`Effects.n_layer_forwards_skipped` counts them).
+(:mod:`sumcircuit.analysis.causal.resume`), and a patched layer node's own block does not run
+either (its output is its input plus the patched write); :attr:`Effects.n_layer_forwards_skipped`
+counts both.
 
 The module is about 500 lines because sites, hooks, sources, the sweep and the config of
 the pair they run on are one idea that validate, scan and attribution all build on; split, each
@@ -54,7 +56,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sumcircuit.analysis.causal.resume import recording_residuals, resuming
+from sumcircuit.analysis.causal.resume import Written, recording_residuals, resuming, standing_in
 from sumcircuit.analysis.locate.circuit import Circuit
 from sumcircuit.configs import check_at_least
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
@@ -264,12 +266,21 @@ def capturing(
 def patching(
     model: nn.Module, arch: Arch, components: Components, source: Source
 ) -> Iterator[None]:
-    """Replace ``components``' activations by ``source``'s during forwards inside the block."""
+    """Replace ``components``' activations by ``source``'s during forwards inside the block.
+
+    A whole layer's block does not run: it stands in as its input plus the source's write
+    (:class:`~sumcircuit.analysis.causal.resume.Written`) — what running it and replacing its
+    write gives, bit for bit, without the block's compute. Heads and MLPs are replaced by hooks.
+    """
     fns: dict[Site, Any] = {}
+    written: dict[int, Written] = {}
     for site in components.sites():
         if site not in source:
             raise SumcircuitError(f"patch source lacks site {site}; capture it first")
         kind, layer = site
+        if kind == "layer":
+            written[layer] = Written(source[site], layer)
+            continue
         width = source[site].shape[-1]
         if kind == "attn":
             columns = head_columns(components.heads_of(layer), arch.n_heads, arch.head_dim)
@@ -277,7 +288,7 @@ def patching(
             columns = torch.ones(width, dtype=torch.bool)
         fns[site] = _replacer(source[site], columns)
     forward, pre = hook_tables(arch, fns)
-    with hooks(model, forward=forward, pre=pre):
+    with hooks(model, forward=forward, pre=pre), standing_in(model, arch, written):
         yield
 
 
@@ -365,8 +376,9 @@ class Effects:
     from the fine-tuned model; m_nec: (n_docs, n_sets) fine-tuned with each set patched from the
     base model / mean / zero, or None when necessity was not asked for. n_forwards: model
     forwards run (clean, patched and the dataset-mean pass); n_layer_forwards_skipped: decoder-block
-    forwards the patched runs skipped by resuming at their lowest patched layer (a full
-    recomputation would run ``n_forwards * n_layers`` blocks).
+    forwards the patched runs skipped, by resuming at their lowest patched layer and by standing
+    a patched layer node's block in as input + write (a full recomputation would run
+    ``n_forwards * n_layers`` blocks).
     """
 
     m_base: np.ndarray
@@ -444,7 +456,9 @@ def patch_effects(
         del base_acts, ft_acts, base_res, ft_res
     bar.close()
     n_forwards += len(batches) * per_batch
-    n_skipped = len(batches) * sum(starts) * (2 if necessity else 1)
+    # below each set's start nothing runs; a patched layer's block stands in as input + write
+    n_skipped = len(batches) * (sum(starts) + sum(len(c.layers) for c in sets))
+    n_skipped *= 2 if necessity else 1
     return Effects(
         m_base=m_base,
         m_ft=m_ft,
@@ -520,8 +534,9 @@ def prepare_pair(config: PairConfig, *, stage: str = "patching") -> Pair:
 
 
 def forward_counts(effects: Effects, n_layers: int) -> dict[str, int]:
-    """The model forwards of a sweep, the decoder-layer forwards they ran and those that resuming
-    at the first patched layer skipped (what the result's ``timing`` records)."""
+    """The model forwards of a sweep, the decoder-layer forwards they ran and those they skipped
+    (below each set's lowest patched layer, and each patched layer node's own block): what the
+    result's ``timing`` records."""
     return {
         "forwards": effects.n_forwards,
         "layer_forwards": effects.n_forwards * n_layers - effects.n_layer_forwards_skipped,

@@ -22,6 +22,9 @@ block only, for a parameter-free module that returns the recorded tensor, and re
   sees the real positions. What still runs below ``l`` is the embedding lookup and that set-up:
   no block computes.
 
+The same swap serves patching a layer node (:class:`Written`): the patched block returns its
+input plus the write patched in, so its attention and MLP do not run either.
+
 Nothing architecture-specific: the block list comes from the architecture table
 (:meth:`sumcircuit.models.archs.Arch.blocks`). ``l = n_layers`` (nothing patched) resumes after
 the last block: only the final norm and the LM head run.
@@ -84,15 +87,23 @@ def resuming(
         raise SumcircuitError(
             f"no residual stream recorded for layer {layer}; record it in the clean forward first"
         )
-    blocks = arch.blocks(model)
-    skipped = [blocks[i] for i in range(layer)]
     replay = _Replay(residuals[layer], layer)
+    with standing_in(model, arch, {i: replay for i in range(layer)}):
+        yield
+
+
+@contextmanager
+def standing_in(model: nn.Module, arch: Arch, modules: Mapping[int, nn.Module]) -> Iterator[None]:
+    """Decoder blocks ``i`` replaced by ``modules[i]`` for the ``with`` block only (restored in
+    ``finally``); the list keeps its length and order."""
+    blocks = arch.blocks(model)
+    kept = {i: blocks[i] for i in modules}
     try:
-        for i in range(layer):
-            blocks[i] = replay
+        for i, module in modules.items():
+            blocks[i] = module
         yield
     finally:
-        for i, block in enumerate(skipped):
+        for i, block in kept.items():
             blocks[i] = block
 
 
@@ -112,6 +123,29 @@ class _Replay(nn.Module):
                 "resume only the batch it was recorded on"
             )
         return self.residual
+
+
+class Written(nn.Module):
+    """Stands in for a patched block: returns its input plus a given write to the residual stream
+    (``(B, T, D)`` from another forward on the same batch, or ``(D,)`` at every position) and
+    computes nothing else — what running the block and replacing its write gives, bit for bit."""
+
+    def __init__(self, write: torch.Tensor, layer: int) -> None:
+        super().__init__()
+        self.write = write  # a plain attribute, not a buffer: it is not model state
+        self.layer = layer
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        write = self.write
+        if write.shape[-1] != hidden_states.shape[-1] or (
+            write.dim() > 1 and write.shape != hidden_states.shape
+        ):
+            raise SumcircuitError(
+                f"the write patched into layer {self.layer} has shape {tuple(write.shape)}, the "
+                f"block's input {tuple(hidden_states.shape)}; patch only the batch it was "
+                "captured on, between models of the same architecture"
+            )
+        return hidden_states + write.to(dtype=hidden_states.dtype, device=hidden_states.device)
 
 
 def _check_resume_layer(arch: Arch, layer: int) -> None:
