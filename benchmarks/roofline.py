@@ -39,12 +39,16 @@ hardware computes padding):
   weights, gradients down to layer 0); ig-* two forwards and ``ig_steps`` forward + backward
   passes; checked against the recorded ``passes``;
 - exact, faithfulness, validate: the result's recorded forward count, spread evenly over the
-  batches of the documents they patched (every forward is one batch through one model);
+  batches of the documents they patched (every forward is one batch through one model), the
+  blocks' share scaled to the blocks the forwards ran (``timing.layer_forwards`` of
+  ``forwards × L``: none below a set's lowest patched layer, nor a patched layer's own block);
+  the LM head runs in every forward;
 - evaluate/<key>: generation — each prompt but its last token prefilled alone, then per batch
   one step per generated token (the longest summary of the batch, re-tokenized from the saved
   predictions, + 1 for the end, at most ``max_new_tokens``) over every row, attending over the
-  whole static cache (prompt width + 1 + ``max_new_tokens``) — plus the teacher-forced
-  log-likelihood forwards (logits at summary positions);
+  whole static cache (prompt width + 1 + ``max_new_tokens``); with ``--no-generate`` the prefill
+  alone — plus the reference log-likelihood, which continues that prefill: the last prompt
+  token and the reference, attending over the prompt's cache, logits at every one of them;
 - locate and report: no model work (no row).
 Not counted: norms, softmax, activations, optimizer updates, data loading, model loading,
 bootstrap resampling and plotting — all in the measured stage times, which makes every achieved
@@ -149,6 +153,16 @@ def forward_flops(dims: ModelDims, widths: Sequence[int], logit_rows: int) -> fl
     body = sum(2 * dims.layer_params * dims.n_layers * t for t in widths)
     attention = sum(2 * dims.n_layers * t * t * dims.attn_width for t in widths)
     return float(body + attention + 2 * dims.hidden * dims.vocab * logit_rows)
+
+
+def continuation_flops(dims: ModelDims, prefix: int, tokens: int) -> float:
+    """``tokens`` new tokens of one row continuing a KV cache of ``prefix`` positions, logits at
+    every new token: 2·P·L·c + 4·L·(H·h)·(c·prefix + c²/2) (each new token attends to the cache
+    and, causally, to the new tokens before it) + 2·d·V·c. With ``prefix`` 0 it is
+    :func:`forward_flops` of one row with logits everywhere."""
+    body = 2 * dims.layer_params * dims.n_layers * tokens
+    attention = 4 * dims.n_layers * dims.attn_width * (tokens * prefix + tokens * tokens / 2)
+    return float(body + attention + 2 * dims.hidden * dims.vocab * tokens)
 
 
 def backward_flops(
@@ -355,10 +369,19 @@ class RunCounter:
             config = result.provenance["config"]
             encoded = self.prepared(config).encoded
         per_sweep, n_batches, tokens = self.forwards_over(encoded, config["batch_size"])
+        heads = sum(
+            2 * self.dims.hidden * self.dims.vocab * rows
+            for _, _, rows in self.batches(encoded, config["batch_size"])
+        )
         forwards = int(result.timing["forwards"])
-        flops = per_sweep * forwards / n_batches
+        # the blocks the forwards ran: not those below a set's lowest patched layer, nor a
+        # patched layer node's own (recorded as layer_forwards_skipped; older results ran all)
+        ran = result.timing.get("layer_forwards", forwards * self.dims.n_layers)
+        share = ran / (forwards * self.dims.n_layers) if forwards else 1.0
+        flops = ((per_sweep - heads) * share + heads) * forwards / n_batches
         counts = {"documents": len(encoded), "batches": n_batches, "forwards": forwards}
-        return flops, counts | {"padded_tokens_per_sweep": tokens}, config.get("dtype", "float32")
+        counts |= {"share_of_blocks_run": share, "padded_tokens_per_sweep": tokens}
+        return flops, counts, config.get("dtype", "float32")
 
     def training(self, folder: Path) -> tuple[float, dict[str, Any], str]:
         from sumcircuit.models.trained import TrainingResult
@@ -455,16 +478,27 @@ class RunCounter:
             return min(max_new, max(generated[i] for i in idx) + 1)
 
         batch_size = int(gen.get("batch_size", config.get("batch_size")))
-        gen_flops = self.generation(prompts.encoded, batch_size, max_new, steps)
+        generated_any = config.get("generate", True)
+        # without generation only the one prefill of each prompt runs (0 decode steps)
+        gen_flops = self.generation(
+            prompts.encoded, batch_size, max_new, steps if generated_any else (lambda idx: 0)
+        )
         ll_flops = 0.0
         if result.loglik is not None:
+            # the reference continues its prompt's prefill: the last prompt token and the
+            # reference but its last token, attending over the prompt's cache
             encoded = teacher_forced(
                 prompts,
                 self.tokenizer,
                 template=config["template"],
                 max_length=config["max_length"],
             )
-            ll_flops, _, _ = self.forwards_over(encoded, batch_size)
+            ll_flops = sum(
+                continuation_flops(
+                    self.dims, e.summary_start - 1, len(e.input_ids) - e.summary_start
+                )
+                for e in encoded
+            )
         counts = {
             "documents": len(prompts.encoded),
             "prompt_tokens": sum(len(p.input_ids) for p in prompts.encoded),

@@ -69,6 +69,14 @@ def test_generation_by_hand() -> None:
     )
 
 
+def test_continuation_by_hand() -> None:
+    # 2 new tokens after a cache of 3: 2·144·2·2 = 1152 (matmuls)
+    # + 4·2·4·(2·3 + 2²/2) = 256 (attention over the cache and causally) + 2·4·10·2 = 160 (head)
+    assert roofline.continuation_flops(DIMS, prefix=3, tokens=2) == 1152 + 256 + 160
+    # without a cache it is a forward of one row with logits at every position
+    assert roofline.continuation_flops(DIMS, 0, 3) == roofline.forward_flops(DIMS, [3], 3)
+
+
 def test_diff_metric_work_by_hand() -> None:
     # per layer: 2·2·R·T·(H·h) = 2·2·2·3·4 = 96 and 3·2·R·d² = 3·2·2·16 = 192
     assert roofline.diff_metric_flops(DIMS, width=3, region_rows=2) == 2 * (96 + 192)
