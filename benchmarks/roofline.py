@@ -30,7 +30,7 @@ hardware computes padding):
   6 FLOPs per trainable parameter and token of the adapted layers (2 forward, 4 backward);
 - finetune / lora/<arm>: every optimizer step's micro-batches (forward + backward, logits at
   summary positions), the validation losses (one before training, one per curve point and epoch
-  end: forwards), and the ROUGE validations' generation (an upper bound: 48 decode steps each,
+  end: forwards; after the first, LoRA's start at its lowest adapted block), and the ROUGE validations' generation (an upper bound: 48 decode steps each,
   what ``training.validation`` allows; the summaries are not saved);
 - diff: two forwards per batch (logits of the last position only) plus the metric work on the
   summary rows R: both models' attention rows again (2 · 2·R·T·(H·h) per layer) and the CKA
@@ -311,6 +311,11 @@ class RunCounter:
             tokens += width * len(idx)
         return flops, len(batches), tokens
 
+    def head_flops(self, encoded: list, batch_size: int) -> float:
+        """The LM head's share of :meth:`forwards_over` (logits at summary rows)."""
+        rows = sum(r for _, _, r in self.batches(encoded, batch_size))
+        return float(2 * self.dims.hidden * self.dims.vocab * rows)
+
     # one function per stage kind
     def diff(self, folder: Path) -> tuple[float, dict[str, Any], str]:
         from sumcircuit.analysis.diff.result import DiffResult
@@ -369,10 +374,7 @@ class RunCounter:
             config = result.provenance["config"]
             encoded = self.prepared(config).encoded
         per_sweep, n_batches, tokens = self.forwards_over(encoded, config["batch_size"])
-        heads = sum(
-            2 * self.dims.hidden * self.dims.vocab * rows
-            for _, _, rows in self.batches(encoded, config["batch_size"])
-        )
+        heads = self.head_flops(encoded, config["batch_size"])
         forwards = int(result.timing["forwards"])
         # the blocks the forwards ran: not those below a set's lowest patched layer, nor a
         # patched layer node's own (recorded as layer_forwards_skipped; older results ran all)
@@ -429,7 +431,11 @@ class RunCounter:
             val = self.prepared(config, split="validation", limit=config["val_limit"])
             per_val, _, _ = self.forwards_over(val.encoded, config["batch_size"])
             n_val = 1 + len(validated)
-            val_flops = per_val * n_val
+            # after the first, a validation resumes at the lowest adapted block (the frozen
+            # blocks below it were recorded): only the blocks from there and the head run
+            head = self.head_flops(val.encoded, config["batch_size"])
+            share = 1.0 if full else (self.dims.n_layers - lowest) / self.dims.n_layers
+            val_flops = per_val + (n_val - 1) * ((per_val - head) * share + head)
         rouge_flops, n_rouge = 0.0, 0
         if config.get("rouge_every_epoch"):
             prompts = self.prepared(

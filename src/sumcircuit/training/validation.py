@@ -2,15 +2,28 @@
 
 The loss runs on every process (documents sharded, sums reduced); generation for ROUGE-L on the
 main process only (the other processes get None), as nothing else is collective there.
+
+The loss is measured several times on the same documents (before training, at each curve point,
+at each epoch's end), and an adapter on layers ``l..`` leaves blocks ``0..l-1`` frozen: their
+output on a validation batch is the same every time. So the first validation records the
+residual stream entering the lowest trainable block, and the later ones resume there
+(:mod:`sumcircuit.analysis.causal.resume`), bit for bit the same loss without the frozen blocks'
+compute — when every trainable parameter lies in the blocks (never for a full fine-tune) and the
+recorded streams fit :data:`PREFIX_CACHE_BYTES`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import torch
 
+from sumcircuit.analysis.causal.resume import recording_residuals, resuming
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
 from sumcircuit.distributed import Processes
 from sumcircuit.evaluation.generate import rouge_on_split
+from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import LoadedModel
 from sumcircuit.training.config import FinetuneConfig
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
@@ -18,6 +31,21 @@ from sumcircuit.training.precision import autocast, resolved_precision
 
 GENERATION_TOKENS = 48
 GENERATION_BATCH = 16  # validation summaries generated together
+#: The most memory the recorded frozen-prefix residual streams may take (float32 bytes).
+PREFIX_CACHE_BYTES = 1 << 30
+
+
+def frozen_below(model: torch.nn.Module, arch: Arch) -> int:
+    """The lowest decoder block with a trainable parameter: blocks below it (and the embeddings)
+    are frozen. 0 when a trainable parameter lies outside the blocks (a full fine-tune)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    trainable = {id(p) for p in base.parameters() if p.requires_grad}
+    blocks = list(arch.blocks(base))
+    for layer, block in enumerate(blocks):
+        if any(id(p) in trainable for p in block.parameters()):
+            above = {id(p) for b in blocks[layer:] for p in b.parameters()}
+            return layer if trainable <= above else 0
+    return 0
 
 
 @torch.no_grad()
@@ -28,18 +56,40 @@ def validation_loss(
     procs: Processes,
     pad_id: int,
     config: FinetuneConfig,
+    prefix: _FrozenPrefix | None = None,
 ) -> float:
-    """Summary-token CE over ``val`` (Σ CE / Σ tokens), documents sharded across processes."""
+    """Summary-token CE over ``val`` (Σ CE / Σ tokens), documents sharded across processes;
+    ``prefix``: the frozen blocks' recorded outputs, resumed from (recorded on first use)."""
     body, head, cap = body_and_head(model)
     sums = torch.zeros(2, dtype=torch.float64)
     for i, (_, batch) in enumerate(iter_batches(val.encoded, batch_size, pad_id)):
         if i % procs.world != procs.rank:
             continue
-        with autocast(config, procs.device):
+        with autocast(config, procs.device), prefix.over(i) if prefix else nullcontext():
             ce, n = summary_ce_sum(body, head, batch.to(procs.device), cap)
         sums += torch.tensor([float(ce), n], dtype=torch.float64)
     procs.sum_(sums)
     return float(sums[0] / sums[1])
+
+
+class _FrozenPrefix:
+    """Per validation batch, the residual stream entering block ``layer`` of ``model`` (whose
+    blocks below ``layer`` are frozen): recorded the first time a batch runs, resumed from after."""
+
+    def __init__(self, model: torch.nn.Module, arch: Arch, layer: int) -> None:
+        self.base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.arch, self.layer = arch, layer
+        self.residuals: dict[int, torch.Tensor] = {}
+
+    @contextmanager
+    def over(self, batch: int) -> Iterator[None]:
+        if batch in self.residuals:
+            with resuming(self.base, self.arch, self.layer, {self.layer: self.residuals[batch]}):
+                yield
+            return
+        with recording_residuals(self.base, self.arch, [self.layer]) as store:
+            yield
+        self.residuals[batch] = store[self.layer]
 
 
 class Validator:
@@ -64,6 +114,10 @@ class Validator:
             loaded,
         )
         self._prompts: Prepared | None = None  # ROUGE prompts, tokenized on first use
+        self._prefix: _FrozenPrefix | None = None
+        layer = frozen_below(model, loaded.arch)
+        if val is not None and layer > 0 and _stream_bytes(val, loaded.arch) <= PREFIX_CACHE_BYTES:
+            self._prefix = _FrozenPrefix(model, loaded.arch, layer)
 
     @property
     def active(self) -> bool:
@@ -86,6 +140,7 @@ class Validator:
                 self.procs,
                 self.loaded.tokenizer.pad_token_id,
                 self.config,
+                self._prefix,
             )
         finally:
             self.model.train()
@@ -122,3 +177,10 @@ class Validator:
 
     def __call__(self) -> tuple[float | None, float | None]:
         return self.loss(), self.rouge()
+
+
+def _stream_bytes(val: Prepared, arch: Arch) -> int:
+    """An upper bound of the recorded residual streams' float32 bytes: every document at the
+    longest one's length."""
+    longest = max((len(e.input_ids) for e in val.encoded), default=0)
+    return 4 * len(val.encoded) * longest * arch.hidden
