@@ -35,6 +35,9 @@ class RunLayout:
     ADAPT = "adapt"  # adaptation scores of the base model (sumcircuit adapt)
     PROBE = "probe"  # inside the adapt stage: the short all-layer LoRA probe's run folder
     PLACEMENT = "placement"  # the placement curve: where LoRA helps most
+    #: values several stages would compute alike (the base model's validation loss before
+    #: training, which every fine-tuning stage starts from)
+    CACHE = "cache"
     #: the evaluations that are not a LoRA arm: the base model and the full fine-tune
     BASE_EVAL = "base"
     FULL_EVAL = "full"

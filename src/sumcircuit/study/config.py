@@ -204,6 +204,7 @@ _MANAGED = {
     "faithfulness",
     "progress",
     "max_steps",
+    "val_cache",
 }
 # ... and in one section only: each LoRA arm trains once per top-level seed; the attribution
 # reads the diff's documents (both select components, on the same documents), the scan the

@@ -73,7 +73,7 @@ def plan_study(
         return Stage(name, options, fn, paths=(*ft, *paths), after=read_ft, weight=weight)
 
     if external is None:
-        stages = [Stage(L.FINETUNE, config.finetune, _finetune(finetune), weight=3.0)]
+        stages = [Stage(L.FINETUNE, config.finetune, _finetune(finetune, layout), weight=3.0)]
     else:
         stages = [Stage(L.FINETUNE, external.to_dict(), lambda _, folder: external.save(folder))]
     stages.append(pair(L.DIFF, config.diff, _saved(run_diff, plot_diff, L.DIFF_PLOTS), weight=1))
@@ -125,7 +125,9 @@ def plan_study(
                 after = () if spec.circuit is None else (L.DIFF, _locate_stage(spec.circuit))
                 after += spec.reads
                 options = _arm_options(config, layout, spec, draw, seed, name)
-                stages.append(Stage(name, options, _finetune(finetune), after=after, weight=2.0))
+                stages.append(
+                    Stage(name, options, _finetune(finetune, layout), after=after, weight=2.0)
+                )
                 evaluated[L.run_key(row, seed)] = replace(config.evaluate, adapter=name)
     for key, eval_config in evaluated.items():
         stages.append(
@@ -228,10 +230,13 @@ def _adapt(stage_config: Any, folder: Path) -> None:
     run_adapt(stage_config, folder).save(folder)
 
 
-def _finetune(finetune: Callable) -> Callable[[Any, Path], None]:
+def _finetune(finetune: Callable, layout: RunLayout) -> Callable[[Any, Path], None]:
+    """A fine-tuning stage; its runs share the loss before training in the run's cache."""
+
     def run(stage_config: Any, folder: Path) -> None:
         (folder / EXTERNAL_FILE).unlink(missing_ok=True)  # an earlier run's external record
-        finetune(replace(stage_config, out=str(folder)))
+        cache = str(layout / RunLayout.CACHE)
+        finetune(replace(stage_config, out=str(folder), val_cache=cache))
 
     return run
 

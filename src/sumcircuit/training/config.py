@@ -14,7 +14,15 @@ Method = Literal["full", "lora"]
 TARGETS = ("q", "k", "v", "o", "mlp")
 DEFAULT_LR = {"full": 3e-5, "lora": 2e-4}
 # Fields that steer how a run executes but not what it computes: left out of the config hash.
-_EXECUTION_FIELDS = ("out", "resume", "overwrite", "checkpoint_every", "max_steps", "progress")
+_EXECUTION_FIELDS = (
+    "out",
+    "resume",
+    "overwrite",
+    "checkpoint_every",
+    "max_steps",
+    "progress",
+    "val_cache",
+)
 
 
 def _distinct(items: list, name: str) -> list:
@@ -93,6 +101,13 @@ class FinetuneConfig(DataOptions):
         metadata=_help(
             "evaluate validation loss (and ROUGE-L when rouge_every_epoch) at N evenly spaced "
             "optimizer steps over the whole run; 0 = only at epoch ends"
+        ),
+    )
+    val_cache: str | None = field(
+        default=None,
+        metadata=_help(
+            "directory where runs share the validation loss before training (the base model's: "
+            "adapters start at zero), keyed by model weights, documents and precision"
         ),
     )
     checkpoint_every: int = field(

@@ -201,7 +201,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
         state.curve.append(point)
 
     if val is not None and state.val_start is None:  # the reference a diverging run is told by
-        state.val_start = validate.loss()
+        state.val_start = validate.start_loss(config.val_cache)
         if points:
             add_point(state.val_start, None)  # step 0
     with masked_gradients(model, adapted.masks) if adapted.masks else nullcontext():

@@ -14,8 +14,11 @@ recorded streams fit :data:`PREFIX_CACHE_BYTES`.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 
@@ -23,11 +26,14 @@ from sumcircuit.analysis.causal.resume import recording_residuals, resuming
 from sumcircuit.data.batching import Prepared, iter_batches, prepare_for
 from sumcircuit.distributed import Processes
 from sumcircuit.evaluation.generate import rouge_on_split
+from sumcircuit.io import config_hash, read_json, sha256_bytes, write_json
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import LoadedModel
 from sumcircuit.training.config import FinetuneConfig
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.precision import autocast, resolved_precision
+
+log = logging.getLogger(__name__)
 
 GENERATION_TOKENS = 48
 GENERATION_BATCH = 16  # validation summaries generated together
@@ -144,6 +150,44 @@ class Validator:
             )
         finally:
             self.model.train()
+
+    def start_loss(self, cache: str | None) -> float | None:
+        """The loss before training, which is the base model's (adapters start at zero, a full
+        fine-tune at the base): read from ``cache`` where a run of the same weights, documents,
+        batch size and precision measured it, else measured and written there for the next
+        run (an unreadable entry is measured again)."""
+        if cache is None or self.val is None:
+            return self.loss()
+        key = self._start_key()
+        path = Path(cache) / f"val-loss-start-{key}.json"
+        try:
+            entry = read_json(path)
+            if entry.get("key") == key and isinstance(entry.get("val_loss"), float):
+                log.info("validation loss before training: %s (measured by an earlier run)", path)
+                return entry["val_loss"]
+        except (OSError, ValueError, AttributeError):
+            pass  # absent or unreadable: measure it
+        value = self.loss()
+        if self.procs.main and value is not None:
+            write_json(path, {"key": key, "val_loss": value, "documents": len(self.val.encoded)})
+        return value
+
+    def _start_key(self) -> str:
+        """Everything the loss before training depends on: the weights, the token ids and
+        summary starts of the documents, the batching, precision, device and torch."""
+        assert self.val is not None
+        tokens = [(e.input_ids, e.summary_start) for e in self.val.encoded]
+        return config_hash(
+            {
+                "model": self.loaded.identity,
+                "documents": sha256_bytes(json.dumps(tokens).encode()),
+                "batch_size": self.config.batch_size,
+                "precision": resolved_precision(self.config.precision, self.loaded.device),
+                "device": self.procs.device.type,
+                "world": self.procs.world,
+                "torch": torch.__version__,
+            }
+        )
 
     def rouge(self) -> float | None:
         """ROUGE-L F1 of greedy summaries of the first ``rouge_every_epoch`` validation docs."""

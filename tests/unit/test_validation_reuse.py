@@ -1,5 +1,6 @@
-"""The validation loss resumes at the lowest trainable block from the first validation's residual
-stream: the same loss bit for bit, the frozen blocks not run again."""
+"""Validation without repeated work: later losses resume at the lowest trainable block from the
+first validation's residual stream, and runs share the loss before training through a cache —
+the same losses bit for bit, the repeated compute not run."""
 
 from __future__ import annotations
 
@@ -43,10 +44,7 @@ def _adapted(name: str, layers: list[int]):
 def test_later_validations_resume_at_the_lowest_trainable_block(name, gpt2_tok) -> None:
     peft, arch = _adapted(name, [2, 3])
     assert frozen_below(peft, arch) == 2
-    prompter = Prompter(gpt2_tok, max_length=64)
-    val = Prepared(
-        encoded=[prompter.encode(d, s) for d, s in DOCS], ids=["0", "1", "2"], examples=[]
-    )
+    val = _val(gpt2_tok)
     config = FinetuneConfig(model="x", out="y", method="lora", batch_size=2, precision="fp32")
     procs = Processes(0, 1, torch.device("cpu"))
     validator = Validator(peft, val, config, procs, LoadedModel(peft, gpt2_tok, arch, {}))
@@ -83,3 +81,53 @@ def test_nothing_is_resumed_when_a_parameter_outside_the_blocks_trains() -> None
     assert frozen_below(model, arch) == 3
     model.get_input_embeddings().weight.requires_grad_(True)
     assert frozen_below(model, arch) == 0
+
+
+def _val(tok) -> Prepared:
+    prompter = Prompter(tok, max_length=64)
+    return Prepared(
+        encoded=[prompter.encode(d, s) for d, s in DOCS], ids=["0", "1", "2"], examples=[]
+    )
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_runs_share_the_loss_before_training(precision, gpt2_tok, tmp_path) -> None:
+    """A LoRA run's loss before training is its base model's, bit for bit (B starts at zero), so
+    a full fine-tune and any LoRA run of the same weights read one cached value."""
+    val = _val(gpt2_tok)
+    procs = Processes(0, 1, torch.device("cpu"))
+    config = FinetuneConfig(model="x", out="y", batch_size=2, precision=precision)
+    full = tiny_model("llama", seed=0)
+    arch = Arch.from_model(full)
+    identity = {"sha256": "weights-of-the-tiny-model"}
+    lora = add_lora(
+        tiny_model("llama", seed=0),
+        arch,
+        arch.lora_targets([1, 2], ("q", "v")),
+        rank=2,
+        alpha=4,
+        dropout=0.0,
+        seed=0,
+    )
+    measured = {}
+    for name, model in (("full", full), ("lora", lora)):
+        loaded = LoadedModel(model, gpt2_tok, arch, identity)
+        measured[name] = Validator(model, val, config, procs, loaded).start_loss(None)
+    assert measured["full"] == measured["lora"]
+
+    runs = [0]
+    first = Validator(full, val, config, procs, LoadedModel(full, gpt2_tok, arch, identity))
+    with hooks(full, pre={arch.block_name(0): lambda m, a: runs.__setitem__(0, runs[0] + 1)}):
+        assert first.start_loss(str(tmp_path)) == measured["full"]
+        assert runs == [2]  # measured: two batches
+        again = Validator(lora, val, config, procs, LoadedModel(lora, gpt2_tok, arch, identity))
+        assert again.start_loss(str(tmp_path)) == measured["full"]
+    (entry,) = tmp_path.glob("val-loss-start-*.json")
+    other = LoadedModel(full, gpt2_tok, arch, {"sha256": "other-weights"})
+    with hooks(full, pre={arch.block_name(0): lambda m, a: runs.__setitem__(0, runs[0] + 1)}):
+        Validator(full, val, config, procs, other).start_loss(str(tmp_path))  # another key
+        assert runs == [4]
+        entry.write_text("{not json")  # a corrupt entry is measured again and rewritten
+        assert first.start_loss(str(tmp_path)) == measured["full"]
+        assert runs == [6]
+    assert len(list(tmp_path.glob("val-loss-start-*.json"))) == 2
