@@ -30,7 +30,8 @@ hardware computes padding):
   6 FLOPs per trainable parameter and token of the adapted layers (2 forward, 4 backward);
 - finetune / lora/<arm>: every optimizer step's micro-batches (forward + backward, logits at
   summary positions), the validation losses (one before training, one per curve point and epoch
-  end: forwards; after the first, LoRA's start at its lowest adapted block), and the ROUGE validations' generation (an upper bound: 48 decode steps each,
+  end: forwards; not the first where the run read it from the study's cache; after the first
+  measured, LoRA's start at its lowest adapted block), and the ROUGE validations' generation (an upper bound: 48 decode steps each,
   what ``training.validation`` allows; the summaries are not saved);
 - diff: two forwards per batch (logits of the last position only) plus the metric work on the
   summary rows R: both models' attention rows again (2 · 2·R·T·(H·h) per layer) and the CKA
@@ -430,12 +431,14 @@ class RunCounter:
         if config.get("val_limit"):
             val = self.prepared(config, split="validation", limit=config["val_limit"])
             per_val, _, _ = self.forwards_over(val.encoded, config["batch_size"])
-            n_val = 1 + len(validated)
+            # the loss before training is not measured where the run read it from the cache
+            n_val = len(validated) + (0 if result.val_loss_start_from else 1)
             # after the first, a validation resumes at the lowest adapted block (the frozen
             # blocks below it were recorded): only the blocks from there and the head run
             head = self.head_flops(val.encoded, config["batch_size"])
             share = 1.0 if full else (self.dims.n_layers - lowest) / self.dims.n_layers
-            val_flops = per_val + (n_val - 1) * ((per_val - head) * share + head)
+            if n_val:
+                val_flops = per_val + (n_val - 1) * ((per_val - head) * share + head)
         rouge_flops, n_rouge = 0.0, 0
         if config.get("rouge_every_epoch"):
             prompts = self.prepared(

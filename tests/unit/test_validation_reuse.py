@@ -112,22 +112,23 @@ def test_runs_share_the_loss_before_training(precision, gpt2_tok, tmp_path) -> N
     measured = {}
     for name, model in (("full", full), ("lora", lora)):
         loaded = LoadedModel(model, gpt2_tok, arch, identity)
-        measured[name] = Validator(model, val, config, procs, loaded).start_loss(None)
+        measured[name], source = Validator(model, val, config, procs, loaded).start_loss(None)
+        assert source is None
     assert measured["full"] == measured["lora"]
 
     runs = [0]
     first = Validator(full, val, config, procs, LoadedModel(full, gpt2_tok, arch, identity))
     with hooks(full, pre={arch.block_name(0): lambda m, a: runs.__setitem__(0, runs[0] + 1)}):
-        assert first.start_loss(str(tmp_path)) == measured["full"]
+        assert first.start_loss(str(tmp_path)) == (measured["full"], None)
         assert runs == [2]  # measured: two batches
         again = Validator(lora, val, config, procs, LoadedModel(lora, gpt2_tok, arch, identity))
-        assert again.start_loss(str(tmp_path)) == measured["full"]
-    (entry,) = tmp_path.glob("val-loss-start-*.json")
+        (entry,) = tmp_path.glob("val-loss-start-*.json")
+        assert again.start_loss(str(tmp_path)) == (measured["full"], str(entry))
     other = LoadedModel(full, gpt2_tok, arch, {"sha256": "other-weights"})
     with hooks(full, pre={arch.block_name(0): lambda m, a: runs.__setitem__(0, runs[0] + 1)}):
         Validator(full, val, config, procs, other).start_loss(str(tmp_path))  # another key
         assert runs == [4]
         entry.write_text("{not json")  # a corrupt entry is measured again and rewritten
-        assert first.start_loss(str(tmp_path)) == measured["full"]
+        assert first.start_loss(str(tmp_path)) == (measured["full"], None)
         assert runs == [6]
     assert len(list(tmp_path.glob("val-loss-start-*.json"))) == 2

@@ -82,6 +82,8 @@ class TrainingResult(StageResult):
     process_wall_s: float | None = None
     resumed_at_step: int = 0
     val_loss_start: float | None = None  # validation loss before the first step
+    # the shared cache file val_loss_start was read from (None: this run measured it)
+    val_loss_start_from: str | None = None
     # validation at eval_points evenly spaced steps, plus step 0 (empty in older records)
     curve: list[CurvePoint] = field(default_factory=list)
     # sha256 of each weights file written with this record ({} in older records: not checked)

@@ -79,6 +79,7 @@ class _Progress:
     epoch_s: float = 0.0
     wall_s: float = 0.0
     val_start: float | None = None  # validation loss before the first step
+    val_start_from: str | None = None  # the cache file it was read from (None: measured here)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     curve: list[dict[str, Any]] = field(default_factory=list)  # CurvePoint dicts
@@ -201,7 +202,7 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
         state.curve.append(point)
 
     if val is not None and state.val_start is None:  # the reference a diverging run is told by
-        state.val_start = validate.start_loss(config.val_cache)
+        state.val_start, state.val_start_from = validate.start_loss(config.val_cache)
         if points:
             add_point(state.val_start, None)  # step 0
     with masked_gradients(model, adapted.masks) if adapted.masks else nullcontext():
@@ -343,6 +344,7 @@ def _record_progress(result: TrainingResult, state: _Progress, session_start: fl
     result.wall_s = state.wall_s
     result.process_wall_s = time.perf_counter() - session_start
     result.val_loss_start = state.val_start
+    result.val_loss_start_from = state.val_start_from
 
 
 def _partial(result: TrainingResult, state: _Progress, session_start: float) -> TrainingResult:

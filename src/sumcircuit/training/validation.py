@@ -151,26 +151,27 @@ class Validator:
         finally:
             self.model.train()
 
-    def start_loss(self, cache: str | None) -> float | None:
+    def start_loss(self, cache: str | None) -> tuple[float | None, str | None]:
         """The loss before training, which is the base model's (adapters start at zero, a full
-        fine-tune at the base): read from ``cache`` where a run of the same weights, documents,
-        batch size and precision measured it, else measured and written there for the next
-        run (an unreadable entry is measured again)."""
+        fine-tune at the base), and where it came from: read from ``cache`` where a run of the
+        same weights, documents, batch size and precision measured it (the file's path), else
+        measured (None) and written there for the next run (an unreadable entry is measured
+        again)."""
         if cache is None or self.val is None:
-            return self.loss()
+            return self.loss(), None
         key = self._start_key()
         path = Path(cache) / f"val-loss-start-{key}.json"
         try:
             entry = read_json(path)
             if entry.get("key") == key and isinstance(entry.get("val_loss"), float):
                 log.info("validation loss before training: %s (measured by an earlier run)", path)
-                return entry["val_loss"]
+                return entry["val_loss"], str(path)
         except (OSError, ValueError, AttributeError):
             pass  # absent or unreadable: measure it
         value = self.loss()
         if self.procs.main and value is not None:
             write_json(path, {"key": key, "val_loss": value, "documents": len(self.val.encoded)})
-        return value
+        return value, None
 
     def _start_key(self) -> str:
         """Everything the loss before training depends on: the weights, the token ids and
