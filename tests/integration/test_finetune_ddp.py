@@ -48,29 +48,18 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, xs
     )
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "sumcircuit.cli",
-            "finetune",
-            "--out",
-            str(tmp_path / "two"),
-            "--batch-size",
-            "2",
-            *common,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+
+    def two_processes(out: str) -> None:
+        argv = ["finetune", "--out", str(tmp_path / out), "--batch-size", "2", *common]
+        argv += ["--val-cache", str(tmp_path / "cache")]
+        run = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+             "2", "-m", "sumcircuit.cli", *argv],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    two_processes("two")
     two = TrainingResult.load(tmp_path / "two")
     assert len(one.step_losses) == len(two.step_losses) == 2
     assert two.step_losses == pytest.approx(one.step_losses, rel=1e-5)
@@ -81,3 +70,11 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, xs
         [p.val_loss for p in one.curve], rel=1e-5
     )
     assert two.config_hash != one.config_hash  # batch size per process is part of the config
+    # a second two-process run reads the loss before training the first measured: the main
+    # process reads the cache and both follow it (neither waits in a loss the other skips)
+    assert two.val_loss_start_from is None
+    two_processes("again")
+    again = TrainingResult.load(tmp_path / "again")
+    assert again.val_loss_start_from is not None
+    assert again.val_loss_start == two.val_loss_start
+    assert again.step_losses == two.step_losses

@@ -14,10 +14,16 @@ from torch import nn
 from sumcircuit.data.prompting import IGNORE_INDEX, Batch
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The causal LM itself: a peft-wrapped model's base model (adapters stay injected), or
+    ``model``."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module, float | None]:
     """The decoder body, the LM head and the final logit soft-cap (None when the model has
     none) of a causal LM, plain or peft-wrapped."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     cap = getattr(base.config, "final_logit_softcapping", None)
     return base.get_decoder(), base.get_output_embeddings(), cap
 

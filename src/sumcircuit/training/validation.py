@@ -30,7 +30,7 @@ from sumcircuit.io import config_hash, read_json, sha256_bytes, write_json
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import LoadedModel
 from sumcircuit.training.config import FinetuneConfig
-from sumcircuit.training.loss import body_and_head, summary_ce_sum
+from sumcircuit.training.loss import body_and_head, summary_ce_sum, unwrapped
 from sumcircuit.training.precision import autocast, resolved_precision
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ PREFIX_CACHE_BYTES = 1 << 30
 def frozen_below(model: torch.nn.Module, arch: Arch) -> int:
     """The lowest decoder block with a trainable parameter: blocks below it (and the embeddings)
     are frozen. 0 when a trainable parameter lies outside the blocks (a full fine-tune)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     trainable = {id(p) for p in base.parameters() if p.requires_grad}
     blocks = list(arch.blocks(base))
     for layer, block in enumerate(blocks):
@@ -83,7 +83,7 @@ class _FrozenPrefix:
     blocks below ``layer`` are frozen): recorded the first time a batch runs, resumed from after."""
 
     def __init__(self, model: torch.nn.Module, arch: Arch, layer: int) -> None:
-        self.base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.base = unwrapped(model)
         self.arch, self.layer = arch, layer
         self.residuals: dict[int, torch.Tensor] = {}
 
@@ -161,13 +161,16 @@ class Validator:
             return self.loss(), None
         key = self._start_key()
         path = Path(cache) / f"val-loss-start-{key}.json"
-        try:
-            entry = read_json(path)
-            if entry.get("key") == key and isinstance(entry.get("val_loss"), float):
-                log.info("validation loss before training: %s (measured by an earlier run)", path)
-                return entry["val_loss"], str(path)
-        except (OSError, ValueError, AttributeError):
-            pass  # absent or unreadable: measure it
+        # the main process reads; every process follows its answer (the loss is collective)
+        found = torch.tensor([0.0, 0.0], dtype=torch.float64)
+        if self.procs.main:
+            value = _cached_loss(path, key)
+            if value is not None:
+                found[:] = torch.tensor([1.0, value], dtype=torch.float64)
+        self.procs.broadcast_([found])
+        if found[0]:
+            log.info("validation loss before training: %s (measured by an earlier run)", path)
+            return float(found[1]), str(path)
         value = self.loss()
         if self.procs.main and value is not None:
             write_json(path, {"key": key, "val_loss": value, "documents": len(self.val.encoded)})
@@ -229,3 +232,15 @@ def _stream_bytes(val: Prepared, arch: Arch) -> int:
     longest one's length."""
     longest = max((len(e.input_ids) for e in val.encoded), default=0)
     return 4 * len(val.encoded) * longest * arch.hidden
+
+
+def _cached_loss(path: Path, key: str) -> float | None:
+    """The loss a cache entry holds, or None when it is absent, unreadable or for another key."""
+    try:
+        entry = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if isinstance(entry, dict) and entry.get("key") == key:
+        value = entry.get("val_loss")
+        return value if isinstance(value, float) else None
+    return None

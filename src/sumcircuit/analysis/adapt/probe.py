@@ -34,7 +34,7 @@ from sumcircuit.models.hooks import hooks
 from sumcircuit.models.trained import load_trained
 from sumcircuit.training.adapters import ADAPTER
 from sumcircuit.training.loop import finetune
-from sumcircuit.training.loss import body_and_head
+from sumcircuit.training.loss import body_and_head, unwrapped
 
 
 @dataclass
@@ -54,7 +54,7 @@ class ProbeScores:
 
 def lora_layer(model: nn.Module, module: str) -> nn.Module:
     """The peft LoRA layer that wraps base-model module ``module``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     return base.get_submodule(module)
 
 
@@ -90,7 +90,7 @@ def delta_activations(
         return add
 
     table = {t.module: hook(i, lora_layer(model, t.module)) for i, t in enumerate(matrices)}
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     n_tokens = 0
     model.eval()
     with torch.no_grad(), hooks(base, forward=table):
