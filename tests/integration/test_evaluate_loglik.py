@@ -21,7 +21,14 @@ from sumcircuit.data.prompting import IGNORE_INDEX, Encoded, Prompter
 from sumcircuit.errors import SumcircuitError
 from sumcircuit.evaluation.evaluate import EvalResult, EvaluateConfig, compare_results, evaluate
 from sumcircuit.evaluation.generate import generate_and_score, generate_ids
-from sumcircuit.evaluation.loglik import check_fits, reference_loglik
+from sumcircuit.evaluation.loglik import (
+    batch_continuation_loglik,
+    check_fits,
+    continuation_loglik,
+    reference_loglik,
+    scored_references,
+)
+from sumcircuit.evaluation.prefill import prefix_cache
 from sumcircuit.models.archs import Arch
 from sumcircuit.models.tiny import EOS, tiny_model
 from sumcircuit.models.trained import load_trained
@@ -130,11 +137,42 @@ def test_one_prefill_equals_the_two_passes(arch: str, gpt2_tok) -> None:
     assert shared.ids == generate_ids(model, gpt2_tok, prompts, **kw)
     np.testing.assert_allclose(shared.loglik, _two_pass_loglik(model, forced), rtol=0, atol=1e-6)
     # each prompt but its last token once (prefill), the last token and the reference but its
-    # last token once (scoring), one token per row and step (generation: random models never
-    # emit EOS); the former two passes embedded every prompt a second time
+    # last token once (scoring, right-padded to the longest reference of the batch: a batch of 3
+    # is one scoring group), one token per row and step (generation: random models never emit
+    # EOS); the former two passes embedded every prompt a second time
     prefill = sum(len(p.input_ids) - 1 for p in prompts)
-    scoring = sum(f.n_summary_tokens for f in forced)
+    scoring = 0
+    for indices, _ in iter_batches(prompts, 3, EOS, by_length=True, padding_side="left"):
+        scoring += len(indices) * max(forced[i].n_summary_tokens for i in indices)
     assert sum(embedded) == prefill + scoring + len(prompts) * RESERVE
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_batched_continuation_equals_one_row_at_a_time(arch: str, gpt2_tok) -> None:
+    """Rows of different prompt and reference lengths continued in one padded batch score what
+    each continued alone scores (gemma3: prompts past its 16-token sliding window), the caches
+    stay untouched, and a one-token prompt (no cache to batch) is scored row by row."""
+    model = tiny_model(arch, seed=3, attn_implementation="sdpa")
+    _, forced = _forced(gpt2_tok)
+    with torch.inference_mode():
+        caches = [prefix_cache(model, f.input_ids[: f.summary_start]) for f in forced]
+        keys = [c.layers[0].keys.clone() for c in caches]
+        alone = [
+            continuation_loglik(model, prefix_cache(model, f.input_ids[: f.summary_start]), f)
+            for f in forced
+        ]
+        batched = batch_continuation_loglik(model, caches, forced)
+        assert [torch.equal(c.layers[0].keys, k) for c, k in zip(caches, keys, strict=True)] == [
+            True
+        ] * 4
+        np.testing.assert_allclose(batched, alone, rtol=1e-6, atol=0)
+        np.testing.assert_array_equal(scored_references(model, caches, forced), batched)
+        one = Encoded(input_ids=[7, 8, 9], doc_span=(0, 1), summary_start=1)
+        rows = [*forced, one]
+        assert batch_continuation_loglik(model, [*caches, None], rows) is None
+        mixed = scored_references(model, [*caches, None], rows)
+        np.testing.assert_allclose(mixed[:4], alone, rtol=1e-6, atol=0)
+        assert mixed[4] == continuation_loglik(model, None, one)
 
 
 def test_loglik_of_an_adapter_model(gpt2_tok) -> None:

@@ -442,6 +442,7 @@ def evaluate(config: EvaluateConfig) -> EvalResult:
             prepared,
             template=config.template,
             max_length=config.max_length,
+            batch_size=config.batch_size,
             progress=config.progress,
         )
         loglik_s = time.perf_counter() - loglik_start

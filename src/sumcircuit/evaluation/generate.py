@@ -55,7 +55,7 @@ from transformers import (
 from sumcircuit.data.batching import Prepared, iter_batches
 from sumcircuit.data.prompting import Encoded
 from sumcircuit.errors import SumcircuitError
-from sumcircuit.evaluation.loglik import check_fits, check_prepared, continuation_loglik
+from sumcircuit.evaluation.loglik import check_fits, check_prepared, scored_references
 from sumcircuit.evaluation.prefill import batch_cache, prefix_cache
 from sumcircuit.evaluation.rouge import aggregate, score_pairs
 
@@ -218,8 +218,8 @@ def generate_and_score(
 
     Each prompt is prefilled once, alone (:func:`~sumcircuit.evaluation.prefill.prefix_cache`);
     greedy generation starts from a batch copy of those caches
-    (:func:`~sumcircuit.evaluation.prefill.batch_cache`) and the reference scoring continues the
-    row's own cache (:func:`~sumcircuit.evaluation.loglik.continuation_loglik`). Beam search
+    (:func:`~sumcircuit.evaluation.prefill.batch_cache`) and the reference scoring continues
+    another (:func:`~sumcircuit.evaluation.loglik.scored_references`). Beam search
     prefills its batch inside ``generate`` (transformers expands the cache per beam), so with
     ``num_beams > 1`` the per-row prefill serves the references only.
     """
@@ -254,12 +254,10 @@ def generate_and_score(
             rows = [prompts[i].input_ids for i in indices]
             prefilled = num_beams == 1 or references is not None
             caches = [prefix_cache(model, r) for r in rows] if prefilled else []
-            # copied before the references extend the rows' own caches
             cache = batch_cache(model, rows, caches, max_new_tokens) if num_beams == 1 else None
             if references is not None:
                 start = time.perf_counter()
-                for i, row_cache in zip(indices, caches, strict=True):
-                    loglik[i] = continuation_loglik(model, row_cache, references[i])
+                loglik[indices] = scored_references(model, caches, [references[i] for i in indices])
                 loglik_s += time.perf_counter() - start
             pad_lengths = torch.tensor([prompt_len - len(r) for r in rows], device=device)
             processors = decoding_processors(

@@ -3,12 +3,12 @@
 Evaluation encodes every prompt once (:func:`prefix_cache`): the prompt *but its last token*, run
 alone. That cache serves two readers:
 
-- the reference log-likelihood continues it with the last prompt token and the reference
-  summary (:func:`sumcircuit.evaluation.loglik.continuation_loglik`), which appends to the
-  row's own cache;
 - greedy generation starts from a copy of it: :func:`batch_cache` copies every row's keys and
   values, left-padded, into one preallocated batch cache, and ``model.generate`` then runs from
-  the last prompt token.
+  the last prompt token;
+- the reference log-likelihood continues another such copy, of a few rows, with each row's last
+  prompt token and reference summary
+  (:func:`sumcircuit.evaluation.loglik.batch_continuation_loglik`).
 
 Why a row alone and not the padded batch: ``generate`` prefills the left-padded batch, which on
 XSum lengths (85-464 tokens in a batch of 16) is 1.7x the work of the prompts alone, and in a

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from sumcircuit.training.config import FinetuneConfig
 
@@ -25,3 +28,37 @@ def autocast(config: FinetuneConfig, device: torch.device) -> Any:
     if resolved_precision(config.precision, device) == "fp32":
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@contextmanager
+def bf16_weights(
+    model: nn.Module, enabled: bool = True, *, trainable: bool = False
+) -> Iterator[int]:
+    """While open, the frozen float32 matmul weights of ``model`` (``nn.Linear``, GPT-2's
+    ``Conv1D``) are bf16 copies — with ``trainable`` every one, for work where no weight changes
+    (validation) — and the float32 originals are put back on exit. Yields how many.
+
+    Why: bf16 autocast casts a weight on every call and caches the cast only for a weight that
+    requires grad, within one autocast region, so a frozen base (LoRA) is cast anew by every
+    forward — in a decode step, most of the step. The copy is the rounding the cast makes, so
+    every result is bit for bit the same (a test pins it). Open it only where every matmul runs
+    under bf16 autocast: an op outside autocast would meet a bf16 weight. A tied LM head gets
+    its own copy; the tie is restored on exit. Nothing happens when ``enabled`` is false.
+    """
+    swapped: list[tuple[nn.Module, nn.Parameter]] = []
+    if enabled:
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if (
+                isinstance(module, nn.Linear | Conv1D)
+                and isinstance(weight, nn.Parameter)
+                and (trainable or not weight.requires_grad)
+                and weight.dtype == torch.float32
+            ):
+                swapped.append((module, weight))
+                module.weight = nn.Parameter(weight.detach().to(torch.bfloat16), False)
+    try:
+        yield len(swapped)
+    finally:
+        for module, weight in swapped:
+            module.weight = weight

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from sumcircuit.models.archs import Arch
 from sumcircuit.models.loader import LoadedModel
 from sumcircuit.training.config import FinetuneConfig
 from sumcircuit.training.loss import body_and_head, summary_ce_sum, unwrapped
-from sumcircuit.training.precision import autocast, resolved_precision
+from sumcircuit.training.precision import autocast, bf16_weights, resolved_precision
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +139,16 @@ class Validator:
             return None
         self.model.eval()
         try:
-            return validation_loss(
-                self.model,
-                self.val,
-                self.config.batch_size,
-                self.procs,
-                self.loaded.tokenizer.pad_token_id,
-                self.config,
-                self._prefix,
-            )
+            with self._bf16_weights():
+                return validation_loss(
+                    self.model,
+                    self.val,
+                    self.config.batch_size,
+                    self.procs,
+                    self.loaded.tokenizer.pad_token_id,
+                    self.config,
+                    self._prefix,
+                )
         finally:
             self.model.train()
 
@@ -209,19 +210,29 @@ class Validator:
             )
         self.model.eval()
         try:
-            scores, _ = rouge_on_split(
-                self.model,
-                tokenizer,
-                self._prompts,
-                batch_size=GENERATION_BATCH,
-                max_new_tokens=GENERATION_TOKENS,
-                seed=config.seed,
-                bf16=resolved_precision(config.precision, self.loaded.device) == "bf16",
-                progress=False,
-            )
+            with self._bf16_weights():
+                scores, _ = rouge_on_split(
+                    self.model,
+                    tokenizer,
+                    self._prompts,
+                    batch_size=GENERATION_BATCH,
+                    max_new_tokens=GENERATION_TOKENS,
+                    seed=config.seed,
+                    bf16=self._bf16,
+                    progress=False,
+                )
         finally:
             self.model.train()
         return float(scores["rougeL"]["f"])
+
+    @property
+    def _bf16(self) -> bool:
+        return resolved_precision(self.config.precision, self.loaded.device) == "bf16"
+
+    def _bf16_weights(self) -> AbstractContextManager[int]:
+        """No weight changes while validating, so every matmul weight, trainable ones too, can
+        be the bf16 copy autocast would make (:func:`bf16_weights`)."""
+        return bf16_weights(self.model, self._bf16, trainable=True)
 
     def __call__(self) -> tuple[float | None, float | None]:
         return self.loss(), self.rouge()
