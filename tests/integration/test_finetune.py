@@ -57,9 +57,17 @@ def test_resume_with_overwrite_continues_the_same_run_and_replaces_another(
     assert other.config["rank"] == 4 and len(other.step_losses) == len(full.step_losses)
 
 
-def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path, fast):
+def test_resume_after_interruption_ends_with_the_same_weights(tiny, tmp_path, fast, monkeypatch):
     kw = dict(fast, model=tiny["llama"], layers=[1, 2], epochs=2, lr=1e-2)
+    steps: list[int] = []
+    save = loop.save_checkpoint
+    monkeypatch.setattr(
+        loop,
+        "save_checkpoint",
+        lambda out, blob, side: steps.append(side["step"]) or save(out, blob, side),
+    )
     full = finetune(FinetuneConfig(out=str(tmp_path / "a"), **kw))
+    assert steps == [4]  # the first epoch's end; the last epoch's end saves the model instead
     part = finetune(FinetuneConfig(out=str(tmp_path / "b"), max_steps=3, **kw))
     assert not part.complete and len(part.step_losses) == 3
     assert not (tmp_path / "b" / "training.json").exists()

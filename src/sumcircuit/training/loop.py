@@ -259,8 +259,10 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
             state.batch, state.n_summary, state.n_tokens = 0, 0, 0
             state.ce_sum, state.train_s, state.epoch_s = 0.0, 0.0, 0.0
             state.wall_s = wall_at_start + time.perf_counter() - session_start
-            checkpoint()
-            if config.max_steps is not None and state.step >= config.max_steps:
+            stopping = config.max_steps is not None and state.step >= config.max_steps
+            if state.epoch < config.epochs or stopping:  # a finished run saves its model next
+                checkpoint()
+            if stopping:
                 bar.close()
                 return _partial(result, state, session_start)
     bar.close()
