@@ -1,19 +1,22 @@
 """Batched KV-cache generation vs one-at-a-time generation, and bf16 autocast vs fp32.
 
 Usage: .venv/bin/python benchmarks/generate_bench.py [--model smollm2-135m] [--docs 16]
-       [--data xsum] [--device cpu|cuda] [--skip-single] [--skip-bf16]
+       [--data xsum] [--device cpu|cuda] [--skip-single] [--skip-bf16] [--loglik]
 
 Both arms run the same code (``generate_ids``: KV cache, greedy, stop at EOS or newline) on the
 same XSum test prompts in one process; the one-at-a-time arm uses ``batch_size=1``. Reports the
 median of ``--repeats`` timings per arm, their ratio, whether both arms produced the same tokens,
 how many greedy summaries bf16 autocast changes relative to fp32 (the generation default), and
 the batched arm's GFLOP/s (FLOPs counted by ``benchmarks/roofline.py``: prefill + one token per
-row and decode step, the steps from the generated lengths).
+row and decode step, the steps from the generated lengths). ``--loglik`` also times the reference
+log-likelihood from the prompts' prefill caches: each row continued alone vs a few rows per
+padded batch (``evaluation.loglik.scored_references``), and their largest relative difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -22,6 +25,8 @@ from roofline import ModelDims, batched_generation_flops
 
 from sumcircuit.data.batching import prepare
 from sumcircuit.evaluation.generate import generate_ids
+from sumcircuit.evaluation.loglik import continuation_loglik, scored_references, teacher_forced
+from sumcircuit.evaluation.prefill import prefix_cache
 from sumcircuit.models.loader import load_model
 
 
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     parser.add_argument("--skip-single", action="store_true", help="no one-at-a-time arm")
     parser.add_argument("--skip-bf16", action="store_true", help="no bf16 autocast arm")
+    parser.add_argument("--loglik", action="store_true", help="time the reference scoring too")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -100,6 +106,34 @@ def main(argv: list[str] | None = None) -> None:
         same_bf16 = sum(a == b for a, b in zip(batched, bf16, strict=True))
         print(f"batched bf16 autocast        {t_bf16:7.2f} s ({t_batched / t_bf16:.2f} x fp32)")
         print(f"bf16 greedy == fp32 greedy   {same_bf16}/{len(prompts)} summaries")
+    if args.loglik:
+        _loglik(loaded, prepared, args)
+
+
+def _loglik(loaded, prepared, args) -> None:
+    """Reference log-likelihood from the prefill caches: row by row vs batched rows."""
+    forced = teacher_forced(
+        prepared, loaded.tokenizer, template="plain", max_length=args.max_length
+    )
+    model = loaded.model
+    with torch.inference_mode():
+        caches = [prefix_cache(model, e.input_ids[: e.summary_start]) for e in forced]
+
+        def alone() -> list[float]:  # each row's cache copied: continuing extends it
+            return [
+                continuation_loglik(model, copy.deepcopy(c), e)
+                for c, e in zip(caches, forced, strict=True)
+            ]
+
+        t_alone, rows = _timed(alone, max(args.repeats, 2))
+        t_batched, batched = _timed(
+            lambda: scored_references(model, caches, forced), max(args.repeats, 2)
+        )
+    worst = max(abs(a - b) / abs(a) for a, b in zip(rows, batched, strict=True))
+    tokens = sum(e.n_summary_tokens for e in forced)
+    print(f"reference loglik ({tokens} tokens) row by row {t_alone:6.2f} s")
+    print(f"reference loglik batched rows     {t_batched:6.2f} s ({t_alone / t_batched:.2f} x)")
+    print(f"largest relative difference       {worst:.1e}")
 
 
 if __name__ == "__main__":

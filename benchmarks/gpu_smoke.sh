@@ -15,7 +15,7 @@
 #   tests     the device tests (tests/integration/test_on_device.py, SUMCIRCUIT_TEST_DEVICE)
 #   study     sumcircuit run --preset quick with --set limits that keep it short
 #   roofline  benchmarks/roofline.py on that run: GFLOP/s per stage, % of the measured peak
-#   generate  benchmarks/generate_bench.py, small
+#   generate  benchmarks/generate_bench.py --loglik, small
 #   train     benchmarks/train_bench.py step, small
 # --dry-run hides the GPU (CUDA_VISIBLE_DEVICES=), builds a tiny model, reads the XSum sample
 # of the tests and runs every step at toy size, so the script cannot rot unnoticed.
@@ -160,7 +160,7 @@ step study 300 "${SUMCIRCUIT[@]}" run --preset quick --out "$WORK/run" --model "
     --data "$DATA" --max-length "$MAXLEN" "${SET_ARGS[@]}"
 step roofline 90 "$PY" benchmarks/roofline.py --run "$WORK/run" --out "$WORK/roofline.json" \
     --device "$DEVICE" --repeats "$REPEATS"
-step generate 90 "$PY" benchmarks/generate_bench.py --model "$MODEL" --data "$DATA" \
+step generate 90 "$PY" benchmarks/generate_bench.py --model "$MODEL" --data "$DATA" --loglik \
     --device "$DEVICE" "${GEN_ARGS[@]}"
 step train 90 "$PY" benchmarks/train_bench.py step --model "$MODEL" --data "$DATA" \
     --device "$DEVICE" "${TRAIN_ARGS[@]}"

@@ -4,6 +4,7 @@ max_length 512, on the CPU.
     python benchmarks/train_bench.py precision   # bf16 autocast vs fp32: loss/grad agreement
     python benchmarks/train_bench.py step        # targeted LoRA (2,3,5 and 15,21,22) vs all 30
     python benchmarks/train_bench.py trainer     # this engine vs transformers.Trainer + peft
+    python benchmarks/train_bench.py copies      # validation: bf16 weight copies vs casts
 
 Each mode prints its measurements and ratios, all measured in one process. ``--model``,
 ``--data``, ``--device``, ``--batch-size``, ``--max-length`` and ``--targeted 2,3,5`` (repeat it;
@@ -19,6 +20,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 from roofline import ModelDims, train_step_flops
@@ -27,12 +29,14 @@ from sumcircuit.data.batching import prepare
 from sumcircuit.data.prompting import IGNORE_INDEX, collate
 from sumcircuit.distributed import Processes
 from sumcircuit.models.loader import load_model
+from sumcircuit.training import validation
 from sumcircuit.training.config import FinetuneConfig
 from sumcircuit.training.loop import train_step
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches
-from sumcircuit.training.precision import autocast
+from sumcircuit.training.precision import autocast, bf16_weights
 from sumcircuit.training.select import select_adapters
+from sumcircuit.training.validation import Validator
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,34 @@ def trainer(bench: Bench, n_steps: int, targeted: list[list[int]]) -> None:
     )
 
 
+def _switched(on: bool):
+    """``bf16_weights`` as the validator calls it, turned off when ``on`` is false."""
+    return lambda model, enabled=True: bf16_weights(model, enabled and on)
+
+
+def copies(bench: Bench, n_steps: int, targeted: list[list[int]]) -> None:
+    """A standard LoRA run's validation ROUGE-L under bf16 autocast (8 greedy summaries of
+    validation documents), with autocast casting every weight at each call vs the bf16 copies
+    the validator keeps while generating (``training.precision.bf16_weights``); the two
+    alternate on the same weights, ``n_steps`` rounds after one warm-up round, medians."""
+    config, loaded, _, model, _ = _setup(bench, None, precision="bf16")
+    config = FinetuneConfig(**{**config.to_dict(), "val_limit": 0, "rouge_every_epoch": 8})
+    times: dict[str, list[float]] = {"casts": [], "copies": []}
+    results: dict[str, float | None] = {}
+    validator = Validator(model, None, config, bench.procs, loaded)
+    for repeat in range(n_steps + 1):
+        for name, enabled in (("casts", False), ("copies", True)):
+            with mock.patch.object(validation, "bf16_weights", _switched(enabled)):
+                start = time.perf_counter()
+                results[name] = validator.rouge()
+                if repeat:
+                    times[name].append(time.perf_counter() - start)
+    cast, copy = statistics.median(times["casts"]), statistics.median(times["copies"])
+    print(f"validation ROUGE-L of a standard LoRA run, bf16 autocast, median of {n_steps}:")
+    print(f"casts {cast:.2f}s  copies {copy:.2f}s  ({cast / copy:.2f}x)")
+    print(f"same ROUGE-L bit for bit: {results['casts'] == results['copies']}")
+
+
 def _layers(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",")]
@@ -240,7 +272,7 @@ def _layers(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("precision", "step", "trainer"))
+    parser.add_argument("mode", choices=("precision", "step", "trainer", "copies"))
     parser.add_argument("--steps", type=int, default=4, help="measured steps (after 1 warm-up)")
     parser.add_argument("--model", default=Bench.model)
     parser.add_argument("--data", default=Bench.data, help="dataset name or local file")
@@ -255,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     bench = Bench(
         args.model, args.data, args.batch_size, args.max_length, torch.device(args.device)
     )
-    modes = {"precision": precision, "step": step, "trainer": trainer}
+    modes = {"precision": precision, "step": step, "trainer": trainer, "copies": copies}
     modes[args.mode](bench, args.steps, args.targeted or TARGETED)
 
 

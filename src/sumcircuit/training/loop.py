@@ -54,7 +54,7 @@ from sumcircuit.training.divergence import check_val_loss, check_weights, stop_d
 from sumcircuit.training.loss import body_and_head, summary_ce_sum
 from sumcircuit.training.order import epoch_batches, micro_batches
 from sumcircuit.training.outdir import prepare_out
-from sumcircuit.training.precision import autocast, bf16_weights, resolved_precision
+from sumcircuit.training.precision import autocast, resolved_precision
 from sumcircuit.training.schedule import make_scheduler
 from sumcircuit.training.select import Adapted, select_adapters
 from sumcircuit.training.validation import Validator
@@ -201,14 +201,11 @@ def finetune(config: FinetuneConfig) -> TrainingResult:
         point = curve_point(state.step, steps_per_epoch, state.examples, val_loss, val_rouge)
         state.curve.append(point)
 
-    with (
-        bf16_weights(model, precision == "bf16"),
-        masked_gradients(model, adapted.masks) if adapted.masks else nullcontext(),
-    ):
-        if val is not None and state.val_start is None:  # what a diverging run is told by
-            state.val_start, state.val_start_from = validate.start_loss(config.val_cache)
-            if points:
-                add_point(state.val_start, None)  # step 0
+    if val is not None and state.val_start is None:  # the reference a diverging run is told by
+        state.val_start, state.val_start_from = validate.start_loss(config.val_cache)
+        if points:
+            add_point(state.val_start, None)  # step 0
+    with masked_gradients(model, adapted.masks) if adapted.masks else nullcontext():
         model.train()
         while state.epoch < config.epochs:
             batches = epoch_batches(lengths, global_batch, config.seed, state.epoch)

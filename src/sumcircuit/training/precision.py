@@ -31,19 +31,18 @@ def autocast(config: FinetuneConfig, device: torch.device) -> Any:
 
 
 @contextmanager
-def bf16_weights(
-    model: nn.Module, enabled: bool = True, *, trainable: bool = False
-) -> Iterator[int]:
-    """While open, the frozen float32 matmul weights of ``model`` (``nn.Linear``, GPT-2's
-    ``Conv1D``) are bf16 copies — with ``trainable`` every one, for work where no weight changes
-    (validation) — and the float32 originals are put back on exit. Yields how many.
+def bf16_weights(model: nn.Module, enabled: bool = True) -> Iterator[int]:
+    """While open, every float32 matmul weight of ``model`` (``nn.Linear``, GPT-2's ``Conv1D``)
+    is a bf16 copy, the float32 originals put back on exit; for work under bf16 autocast where no
+    weight changes (validation). Yields how many.
 
-    Why: bf16 autocast casts a weight on every call and caches the cast only for a weight that
-    requires grad, within one autocast region, so a frozen base (LoRA) is cast anew by every
-    forward — in a decode step, most of the step. The copy is the rounding the cast makes, so
-    every result is bit for bit the same (a test pins it). Open it only where every matmul runs
-    under bf16 autocast: an op outside autocast would meet a bf16 weight. A tied LM head gets
-    its own copy; the tie is restored on exit. Nothing happens when ``enabled`` is false.
+    Why: bf16 autocast casts a weight at every call and caches the cast only for a weight that
+    requires grad, within one autocast region — so in greedy decoding, where each step is a thin
+    matmul, the casts of a frozen base (LoRA) take a large share of the step. The copy is the
+    rounding the cast makes, so every result is bit for bit the same (a test pins it). Open it
+    only where every matmul runs under bf16 autocast: an op outside autocast would meet a bf16
+    weight. A tied LM head gets its own copy; the tie is restored on exit. Nothing happens when
+    ``enabled`` is false.
     """
     swapped: list[tuple[nn.Module, nn.Parameter]] = []
     if enabled:
@@ -52,7 +51,6 @@ def bf16_weights(
             if (
                 isinstance(module, nn.Linear | Conv1D)
                 and isinstance(weight, nn.Parameter)
-                and (trainable or not weight.requires_grad)
                 and weight.dtype == torch.float32
             ):
                 swapped.append((module, weight))

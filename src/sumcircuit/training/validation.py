@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -139,16 +139,15 @@ class Validator:
             return None
         self.model.eval()
         try:
-            with self._bf16_weights():
-                return validation_loss(
-                    self.model,
-                    self.val,
-                    self.config.batch_size,
-                    self.procs,
-                    self.loaded.tokenizer.pad_token_id,
-                    self.config,
-                    self._prefix,
-                )
+            return validation_loss(
+                self.model,
+                self.val,
+                self.config.batch_size,
+                self.procs,
+                self.loaded.tokenizer.pad_token_id,
+                self.config,
+                self._prefix,
+            )
         finally:
             self.model.train()
 
@@ -199,6 +198,7 @@ class Validator:
         if not self.rouge_on:
             return None
         config, tokenizer = self.config, self.loaded.tokenizer
+        bf16 = resolved_precision(config.precision, self.loaded.device) == "bf16"
         if self._prompts is None:
             self._prompts = prepare_for(
                 config,
@@ -210,7 +210,9 @@ class Validator:
             )
         self.model.eval()
         try:
-            with self._bf16_weights():
+            # no weight changes here: each thin decode step reads the bf16 copies autocast
+            # would otherwise make anew at every call
+            with bf16_weights(self.model, bf16):
                 scores, _ = rouge_on_split(
                     self.model,
                     tokenizer,
@@ -218,21 +220,12 @@ class Validator:
                     batch_size=GENERATION_BATCH,
                     max_new_tokens=GENERATION_TOKENS,
                     seed=config.seed,
-                    bf16=self._bf16,
+                    bf16=bf16,
                     progress=False,
                 )
         finally:
             self.model.train()
         return float(scores["rougeL"]["f"])
-
-    @property
-    def _bf16(self) -> bool:
-        return resolved_precision(self.config.precision, self.loaded.device) == "bf16"
-
-    def _bf16_weights(self) -> AbstractContextManager[int]:
-        """No weight changes while validating, so every matmul weight, trainable ones too, can
-        be the bf16 copy autocast would make (:func:`bf16_weights`)."""
-        return bf16_weights(self.model, self._bf16, trainable=True)
 
     def __call__(self) -> tuple[float | None, float | None]:
         return self.loss(), self.rouge()
