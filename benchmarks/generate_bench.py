@@ -10,7 +10,8 @@ how many greedy summaries bf16 autocast changes relative to fp32 (the generation
 the batched arm's GFLOP/s (FLOPs counted by ``benchmarks/roofline.py``: prefill + one token per
 row and decode step, the steps from the generated lengths). ``--loglik`` also times the reference
 log-likelihood from the prompts' prefill caches: each row continued alone vs a few rows per
-padded batch (``evaluation.loglik.scored_references``), and their largest relative difference.
+padded batch (``evaluation.loglik.scored_references``), their largest relative difference, and
+each one's against the same computation in float64.
 """
 
 from __future__ import annotations
@@ -111,29 +112,41 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _loglik(loaded, prepared, args) -> None:
-    """Reference log-likelihood from the prefill caches: row by row vs batched rows."""
+    """Reference log-likelihood from the prefill caches: row by row vs batched rows, each
+    against the same computation in float64 (what float32 rounding alone moves)."""
     forced = teacher_forced(
         prepared, loaded.tokenizer, template="plain", max_length=args.max_length
     )
-    model = loaded.model
-    with torch.inference_mode():
-        caches = [prefix_cache(model, e.input_ids[: e.summary_start]) for e in forced]
 
-        def alone() -> list[float]:  # each row's cache copied: continuing extends it
-            return [
-                continuation_loglik(model, copy.deepcopy(c), e)
-                for c, e in zip(caches, forced, strict=True)
-            ]
+    def scores(model) -> tuple[float, list[float], float, list[float]]:
+        with torch.inference_mode():
+            caches = [prefix_cache(model, e.input_ids[: e.summary_start]) for e in forced]
 
-        t_alone, rows = _timed(alone, max(args.repeats, 2))
-        t_batched, batched = _timed(
-            lambda: scored_references(model, caches, forced), max(args.repeats, 2)
-        )
-    worst = max(abs(a - b) / abs(a) for a, b in zip(rows, batched, strict=True))
+            def alone() -> list[float]:  # each row's cache copied: continuing extends it
+                return [
+                    continuation_loglik(model, copy.deepcopy(c), e)
+                    for c, e in zip(caches, forced, strict=True)
+                ]
+
+            t_alone, rows = _timed(alone, max(args.repeats, 2))
+            t_batched, batched = _timed(
+                lambda: scored_references(model, caches, forced), max(args.repeats, 2)
+            )
+        return t_alone, rows, t_batched, list(batched)
+
+    def worst(a: list[float], b: list[float]) -> float:
+        return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+
+    t_alone, rows, t_batched, batched = scores(loaded.model)
+    _, rows64, _, batched64 = scores(copy.deepcopy(loaded.model).double())
     tokens = sum(e.n_summary_tokens for e in forced)
     print(f"reference loglik ({tokens} tokens) row by row {t_alone:6.2f} s")
     print(f"reference loglik batched rows     {t_batched:6.2f} s ({t_alone / t_batched:.2f} x)")
-    print(f"largest relative difference       {worst:.1e}")
+    print(f"largest relative difference       {worst(batched, rows):.1e} (row by row vs batched)")
+    print(
+        f"largest relative difference to float64: row by row {worst(rows, rows64):.1e}, "
+        f"batched {worst(batched, batched64):.1e} (float64: the two {worst(batched64, rows64):.0e})"
+    )
 
 
 if __name__ == "__main__":
