@@ -1,6 +1,7 @@
 """bf16 copies of the matmul weights under bf16 autocast (``training.precision.bf16_weights``):
-the same results bit for bit as autocast's own per-call casts — forward, backward, generation,
-a whole LoRA run, whose validations use them — and every original weight back on exit."""
+the same results bit for bit as autocast's own per-call casts — forward, generation,
+a whole LoRA run, whose validation decodes with them — and every original weight back on
+exit."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_generation_is_the_same_and_every_weight_comes_back(gpt2_tok) -> None:
 def test_a_bf16_lora_run_is_the_same_with_and_without_the_copies(
     tmp_path, xsum_sample, monkeypatch
 ):
-    """A whole run — training steps, validation loss and ROUGE-L — is unchanged, bit for bit."""
+    """A whole run, whose validation ROUGE-L decodes with the copies, is unchanged bit for bit."""
     model = str(
         save_tiny("llama", tmp_path / "llama", n_layers=3, n_heads=4, n_kv_heads=2, hidden=32)
     )
