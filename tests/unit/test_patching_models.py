@@ -27,6 +27,7 @@ from sumcircuit.analysis.causal.patching import (
     patch_effects,
     patching,
     score,
+    shared_prefixes,
     zero_source,
 )
 from sumcircuit.analysis.causal.resume import recording_residuals, resuming
@@ -385,6 +386,41 @@ def test_resumed_forwards_equal_full_recomputation(pair, ablation) -> None:
     patched_layers = [0, 0, 2, 0, 0, 1, 1]  # blocks that stand in as input + write
     # 2 batches, 2 directions
     assert effects.n_layer_forwards_skipped == 2 * (sum(starts) + sum(patched_layers)) * 2
+
+
+def _sharing_sets(arch: Arch) -> list[Components]:
+    return [
+        Components.from_layers(arch, [1, 2]),
+        Components.from_layers(arch, [1, 3]),  # as the first below layer 2
+        Components.from_layers(arch, [1]),  # as the second below layer 3 (the first: below 2)
+        Components(heads=frozenset({(1, 0)}), mlps=frozenset({2})),  # differs at layer 1
+        Components(heads=frozenset({(1, 0)}), mlps=frozenset({3})),  # as the fourth below 2
+        Components.from_layers(arch, [1, 3]),  # the second again: nothing left to run
+    ]
+
+
+@pytest.mark.parametrize("ablation", ["patch", "mean"])
+def test_sets_that_agree_below_a_layer_share_the_stream_there(pair, ablation) -> None:
+    """A set starts where its nodes first differ from an earlier set's, from the stream that
+    set's patched forward left there — the same numbers, bit for bit, as every block run."""
+    base, ft, prepared = pair
+    sets = _sharing_sets(base.arch)
+    assert shared_prefixes(base.arch, sets) == [
+        (1, None),
+        (2, 0),
+        (3, 1),
+        (1, None),
+        (2, 3),
+        (base.arch.n_layers, 1),
+    ]
+    effects = patch_effects(base, ft, prepared, sets, batch_size=2, ablation=ablation)
+    suff, nec = _full_recompute(base, ft, prepared, sets, ablation)
+    np.testing.assert_array_equal(effects.m_suff, suff)  # bit for bit
+    np.testing.assert_array_equal(effects.m_nec, nec)
+    assert len({tuple(effects.m_suff[:, j]) for j in range(5)}) == 5  # the sets differ
+    # not run per set: below its start, and its layer nodes at or above it (2 batches, 2 ways)
+    starts, standing = [1, 2, 3, 1, 2, 4], [2, 1, 0, 0, 0, 0]
+    assert effects.n_layer_forwards_skipped == 2 * (sum(starts) + sum(standing)) * 2
 
 
 def test_blocks_below_the_lowest_patched_layer_do_not_run(pair) -> None:

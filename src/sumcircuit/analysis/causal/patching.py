@@ -124,6 +124,14 @@ class Components:
         mlp: list[Site] = [("mlp", layer) for layer in sorted(self.mlps)]
         return attn + mlp + [("layer", layer) for layer in sorted(self.layers)]
 
+    def nodes(self) -> frozenset[tuple[int, str, int]]:
+        """Every node as ``(layer, kind, head)`` (head -1 for an MLP or a whole layer)."""
+        return frozenset(
+            {(layer, "head", head) for layer, head in self.heads}
+            | {(layer, "mlp", -1) for layer in self.mlps}
+            | {(layer, "layer", -1) for layer in self.layers}
+        )
+
     def heads_of(self, layer: int) -> list[int]:
         return sorted(h for lay, h in self.heads if lay == layer)
 
@@ -376,9 +384,9 @@ class Effects:
     from the fine-tuned model; m_nec: (n_docs, n_sets) fine-tuned with each set patched from the
     base model / mean / zero, or None when necessity was not asked for. n_forwards: model
     forwards run (clean, patched and the dataset-mean pass); n_layer_forwards_skipped: decoder-block
-    forwards the patched runs skipped, by resuming at their lowest patched layer and by standing
-    a patched layer node's block in as input + write (a full recomputation would run
-    ``n_forwards * n_layers`` blocks).
+    forwards the patched runs skipped, by resuming at their lowest patched layer or a stream an
+    earlier set shares, and by standing a patched layer node's block in as input + write (a full
+    recomputation would run ``n_forwards * n_layers`` blocks).
     """
 
     m_base: np.ndarray
@@ -406,8 +414,10 @@ def patch_effects(
     m_base, m_ft) and the residual stream entering each set's lowest patched layer; then one
     forward of the target model per set and direction, reusing the captures and resuming from
     the target model's own clean residual at the set's lowest patched layer (the blocks below are
-    skipped, not computed: :mod:`sumcircuit.analysis.causal.resume`). Memory per batch: the
-    captured sites plus one ``(B, T, D)`` residual per model and distinct lowest layer.
+    skipped, not computed: :mod:`sumcircuit.analysis.causal.resume`) — or, where an earlier set
+    patches the same nodes below some higher layer, from the stream that set's forward left
+    there (:func:`shared_prefixes`). Memory per batch: the captured sites plus one ``(B, T, D)``
+    residual per model and distinct lowest layer, and per shared stream until its last use.
     """
     if ablation not in ABLATIONS:
         raise SumcircuitError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
@@ -426,6 +436,7 @@ def patch_effects(
         fixed = zero_source(ft.arch, sites)
     batches = list(iter_batches(encoded.encoded, batch_size, base.tokenizer.pad_token_id))
     per_batch = 2 + n_sets * (2 if necessity else 1)
+    plan = shared_prefixes(base.arch, sets)
     bar = tqdm(total=len(batches) * per_batch, desc="patching", unit="fwd")
     for idx, batch in batches:
         with (
@@ -439,25 +450,22 @@ def patch_effects(
         ):
             m_ft[idx] = score(ft.model, ft.arch, batch).numpy()
         bar.update(2)
-        for j, comps in enumerate(sets):
-            with (
-                patching(base.model, base.arch, comps, ft_acts),
-                resuming(base.model, base.arch, starts[j], base_res),
-            ):
-                m_suff[idx, j] = score(base.model, base.arch, batch).numpy()
-            bar.update(1)
-            if m_nec is not None:
-                with (
-                    patching(ft.model, ft.arch, comps, fixed or base_acts),
-                    resuming(ft.model, ft.arch, starts[j], ft_res),
-                ):
-                    m_nec[idx, j] = score(ft.model, ft.arch, batch).numpy()
+        runs = [(base, ft_acts, base_res, m_suff)]
+        if m_nec is not None:
+            runs.append((ft, fixed or base_acts, ft_res, m_nec))
+        for target, source, clean, out in runs:
+            for j, scored in _patched_scores(target, sets, plan, source, clean, batch):
+                out[idx, j] = scored
                 bar.update(1)
         del base_acts, ft_acts, base_res, ft_res
     bar.close()
     n_forwards += len(batches) * per_batch
-    # below each set's start nothing runs; a patched layer's block stands in as input + write
-    n_skipped = len(batches) * (sum(starts) + sum(len(c.layers) for c in sets))
+    # below where each set starts nothing runs; a patched layer's block above it stands in as
+    # input + write
+    n_skipped = len(batches) * sum(
+        start + sum(layer >= start for layer in comps.layers)
+        for comps, (start, _) in zip(sets, plan, strict=True)
+    )
     n_skipped *= 2 if necessity else 1
     return Effects(
         m_base=m_base,
@@ -467,6 +475,64 @@ def patch_effects(
         n_forwards=n_forwards,
         n_layer_forwards_skipped=n_skipped,
     )
+
+
+def shared_prefixes(arch: Arch, sets: list[Components]) -> list[tuple[int, int | None]]:
+    """Where each set's patched forward starts, and from whose residual stream: ``(l, None)``,
+    its lowest patched layer, from the clean forward's; ``(l, k)``, from the stream an earlier
+    set ``k``'s patched forward left entering block ``l``.
+
+    Below the lowest layer at which two sets' nodes differ, both patch the same nodes from the
+    same source into the same model, so the stream entering that layer is the same bit for bit;
+    the later set starts there, from the earlier one's, whichever earlier set reaches highest.
+    """
+    nodes = [comps.nodes() for comps in sets]
+    plan: list[tuple[int, int | None]] = []
+    for j, own in enumerate(nodes):
+        best: tuple[int, int | None] = (resume_layer(arch, sets[j]), None)
+        for k in range(j):
+            layer = min((node[0] for node in own ^ nodes[k]), default=arch.n_layers)
+            if layer > best[0]:
+                best = (layer, k)
+        plan.append(best)
+    return plan
+
+
+def _patched_scores(
+    target: LoadedModel,
+    sets: list[Components],
+    plan: list[tuple[int, int | None]],
+    source: Source,
+    clean: Mapping[int, torch.Tensor],
+    batch: Batch,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(j, m per document)`` of ``target`` with each set ``j`` patched from ``source``, each
+    forward started as ``plan`` says (:func:`shared_prefixes`); the streams later sets start
+    from are recorded on the way and dropped after their last use."""
+    model, arch = target.model, target.arch
+    wanted: dict[int, set[int]] = {}
+    last_use: dict[int, int] = {}
+    for j, (layer, k) in enumerate(plan):
+        if k is not None:
+            wanted.setdefault(k, set()).add(layer)
+            last_use[k] = j
+    if any(layer <= plan[j][0] for j, layers in wanted.items() for layer in layers):
+        # a block below where set j starts only replays the stream entering that start
+        raise SumcircuitError("internal: a shared stream would be recorded below its set's start")
+    left: dict[int, dict[int, torch.Tensor]] = {}
+    for j, comps in enumerate(sets):
+        layer, k = plan[j]
+        with (
+            patching(model, arch, comps, source),
+            resuming(model, arch, layer, clean if k is None else left[k]),
+            recording_residuals(model, arch, wanted.get(j, ())) as stream,
+        ):
+            scored = score(model, arch, batch).numpy()
+        if j in wanted:
+            left[j] = stream
+        for done in [i for i in left if last_use[i] == j]:
+            del left[done]
+        yield j, scored
 
 
 def resume_layer(arch: Arch, components: Components) -> int:
