@@ -485,6 +485,9 @@ def shared_prefixes(arch: Arch, sets: list[Components]) -> list[tuple[int, int |
     Below the lowest layer at which two sets' nodes differ, both patch the same nodes from the
     same source into the same model, so the stream entering that layer is the same bit for bit;
     the later set starts there, from the earlier one's, whichever earlier set reaches highest.
+    Ties go to the first such set, which itself starts below that layer (else a still earlier
+    set would reach as high), so the stream is recorded from a block that ran or stood in as
+    input + write, never from one that replays a start below it.
     """
     nodes = [comps.nodes() for comps in sets]
     plan: list[tuple[int, int | None]] = []
