@@ -12,8 +12,9 @@ a few rows of similar reference length in one padded batch (:func:`batch_continu
 :func:`continuation_loglik` is the one-row form), so every logit it computes predicts a reference
 token. ``evaluate`` hands generation the same caches, so the prompt is not encoded twice;
 :func:`reference_loglik` scores a split without generating, in generation's batches, so the
-values are the same either way. Unlike ROUGE it needs no decoding, so it moves with small changes of the model that
-leave the greedy summary unchanged. Computed in the model's dtype, without autocast.
+values are the same either way. Unlike ROUGE it needs no decoding, so it moves with small
+changes of the model that leave the greedy summary unchanged. Computed in the model's dtype,
+without autocast.
 """
 
 from __future__ import annotations
@@ -170,10 +171,10 @@ def scored_references(
     scored :data:`CONTINUATION_ROWS` at a time (:func:`batch_continuation_loglik`, less padding
     than one batch), row by row where a batch cannot be built."""
     out = np.full(len(forced), np.nan)
+    if not forced:
+        return out
     order = np.argsort([f.n_summary_tokens for f in forced], kind="stable")
-    for group in np.array_split(order, math.ceil(len(order) / CONTINUATION_ROWS) or 1):
-        if not len(group):
-            continue
+    for group in np.array_split(order, math.ceil(len(order) / CONTINUATION_ROWS)):
         rows = [caches[i] for i in group]
         scored = batch_continuation_loglik(model, rows, [forced[i] for i in group])
         if scored is None:  # each row's own cache, copied: the caller's stays as it was
